@@ -1,0 +1,160 @@
+/* internal.h — what the core's files share and what a backend implements: the op table (kernel
+ * entry points per device), the kernel call record, autograd node construction, and small helpers.
+ * Nothing here includes a backend header: backends register into these tables at load time.
+ */
+#ifndef COCOLA_INTERNAL_H
+#define COCOLA_INTERNAL_H
+
+#include "cocola.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ---- the op table: kernel entry points a backend provides ---------------------------------- */
+/* X(name, "doc of the operands") — one list generates the enum and the name table. */
+#define CC_OP_LIST(X)                                                                              \
+  X(FILL, "out <- f0")                                                                            \
+  X(COPY, "out <- in0 (any strides, any dtype)")                                                  \
+  X(RANDOM, "out <- random: i0 kind (0 uniform,1 normal,2 randint), i1 counter, f0 f1 params")    \
+  X(UNARY, "out <- kind i0 (in0)")                                                                \
+  X(UNARY_BACKWARD, "out <- d kind i0: in0 grad_out, in1 x, in2 y")                               \
+  X(BINARY, "out <- in0 (kind i0) in1, inputs expanded to out's shape")                           \
+  X(SCALAR, "out <- in0 (kind i0) f0 [f1]")                                                       \
+  X(WHERE, "out <- in0 != 0 ? in1 : in2")                                                         \
+  X(SUM, "out <- sum of in0 over the dims where out has size 1 and in0 does not (keepdim shape)") \
+  X(MAX, "out0 values, out1 int64 indices of in0 along dim i0 (keepdim shape)")                   \
+  X(GEMM, "out[b] <- f0 * op(in0[b]) op(in1[b]) + f1 * out[b]; i0 transA, i1 transB")            \
+  X(CONV2D, "out <- conv2d(in0 x, in1 w) (+ in2 bias); i0..: stride, pad, dil, groups")           \
+  X(CONV2D_BACKWARD_INPUT, "out <- dx from in0 grad_out, in1 w")                                  \
+  X(CONV2D_BACKWARD_WEIGHT, "out <- dw from in0 grad_out, in1 x")                                 \
+  X(PAD, "out <- constant pad of in0; i[0..2n) pads (torch order), f0 value")                     \
+  X(AVG_POOL2D, "out <- adaptive average pool of in0")                                            \
+  X(AVG_POOL2D_BACKWARD, "out <- dx of adaptive average pool from in0 grad_out")                  \
+  X(BATCH_NORM, "out0 y, out1 mean, out2 invstd of in0 x; in1 rm, in2 rv, in3 w, in4 b")          \
+  X(BATCH_NORM_BACKWARD, "out0 dx, out1 dw, out2 db from in0 dy, in1 x, in2 mean, in3 invstd, in4 w") \
+  X(LAYER_NORM, "out0 y, out1 mean, out2 invstd of in0 over the last i0 dims; in1 w, in2 b")      \
+  X(LAYER_NORM_BACKWARD, "out0 dx, out1 dw, out2 db from in0 dy, in1 x, in2 mean, in3 invstd, in4 w") \
+  X(SOFTMAX, "out <- (log_)softmax of in0 along the last dim; i0 log")                            \
+  X(SOFTMAX_BACKWARD, "out <- dx from in0 dy, in1 y along the last dim; i0 log")                  \
+  X(NLL, "out (scalar) <- -mean in0[n, in1[n]]")                                                  \
+  X(NLL_BACKWARD, "out <- dx of nll from in0 scalar grad, in1 targets")                           \
+  X(DROPOUT_MASK, "out <- (u >= p) / (1 - p) from counter i0, p f0")                              \
+  X(ADAM_STEP, "in0 param, in1 grad, in2 m, in3 v updated in place; f0..: lr b1 b2 eps wd bc1 bc2")
+
+typedef enum {
+#define CC_OP_ENUM(name, doc) CC_OP_##name,
+  CC_OP_LIST(CC_OP_ENUM)
+#undef CC_OP_ENUM
+      CC_OP_COUNT
+} cc_op;
+
+extern const char *const cc_op_names[CC_OP_COUNT];
+
+typedef struct cc_call {
+  cc_op op;
+  int n_in, n_out;
+  cc_tensor *in[8];
+  cc_tensor *out[4];
+  int64_t i[16];
+  double f[8];
+} cc_call;
+
+typedef int (*cc_kernel)(const cc_call *call);
+
+void cc_register_kernel(cc_op op, int device, cc_kernel kernel);
+bool cc_kernel_supported(cc_op op, int device);
+/* runs the kernel of the device of out[0] (or in[0]); checks all operands live on that device */
+int cc_dispatch(cc_call *call);
+
+/* ---- devices ---- */
+typedef struct cc_device_ops {
+  const char *name;
+  void *(*alloc)(size_t nbytes);
+  void (*free)(void *ptr, size_t nbytes);
+  int (*copy)(void *dst, int dst_device, const void *src, int src_device, size_t nbytes);
+  int (*sync)(void);
+} cc_device_ops;
+void cc_register_device(int device, const cc_device_ops *ops);
+const cc_device_ops *cc_device_get(int device);
+void cc_cpu_backend_init(void); /* registers the CPU device and every CPU kernel */
+void cc_init(void);             /* idempotent: CPU always, other backends when built */
+
+/* ---- storage ---- */
+cc_storage *cc_storage_new(size_t nbytes, int device);
+void cc_storage_release(cc_storage *s);
+cc_tensor *cc_tensor_wrap(cc_storage *s, int64_t offset, int ndim, const int64_t *shape,
+                          const int64_t *stride, cc_dtype dt); /* retains s */
+void cc_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
+int cc_check_shape(int ndim, const int64_t *shape);
+
+/* ---- autograd nodes ---- */
+#define CC_NODE_MAX_INPUTS 8
+#define CC_NODE_MAX_SAVED 8
+typedef int (*cc_backward_fn)(cc_node *node, cc_tensor *grad_out, cc_tensor **grad_in);
+struct cc_node {
+  const char *name;
+  cc_backward_fn backward;
+  int n_inputs;
+  cc_tensor *inputs[CC_NODE_MAX_INPUTS]; /* retained; grad flows to those that require it */
+  int n_saved;
+  cc_tensor *saved[CC_NODE_MAX_SAVED];   /* retained detached aliases */
+  int64_t ints[16];
+  double reals[4];
+  int64_t shape[CC_MAX_DIMS]; /* e.g. an input's shape */
+  int ndim;
+  bool freed;
+};
+bool cc_any_requires_grad(int n, cc_tensor *const *ts);
+/* when grad mode is on and an input requires grad: makes out a non-leaf with a new node and
+   returns it for the op to fill; otherwise returns NULL */
+cc_node *cc_attach_node(cc_tensor *out, const char *name, cc_backward_fn backward, int n,
+                        cc_tensor *const *inputs);
+void cc_node_save(cc_node *node, cc_tensor *t); /* saves a detached alias (no reference cycles) */
+static inline bool cc_node_needs(const cc_node *node, int i) {
+  return node->inputs[i] && node->inputs[i]->requires_grad;
+}
+
+/* ---- shape helpers ---- */
+int cc_broadcast_shapes(int na, const int64_t *sa, int nb, const int64_t *sb, int *nout, int64_t *out);
+void cc_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
+/* expand t (a view) to a broadcast shape; a new reference */
+cc_tensor *cc_expand_to(cc_tensor *t, int ndim, const int64_t *shape);
+/* checks that two tensors share a dtype and device */
+int cc_check_same(const char *op, const cc_tensor *a, const cc_tensor *b);
+int cc_check_floating(const char *op, const cc_tensor *t);
+
+/* kinds shared by the BINARY and SCALAR kernels */
+typedef enum {
+  CC_BIN_ADD, CC_BIN_SUB, CC_BIN_MUL, CC_BIN_DIV, CC_BIN_POW,
+  CC_BIN_EQ, CC_BIN_NE, CC_BIN_LT, CC_BIN_LE, CC_BIN_GT, CC_BIN_GE,
+  CC_BIN_RSUB, CC_BIN_RDIV, CC_BIN_CLAMP, CC_BIN_MAXIMUM,
+  CC_BIN_COUNT
+} cc_binary_kind;
+
+/* run a kernel with up to 3 inputs and 1 output */
+int cc_run(cc_op op, cc_tensor *out, int n_in, cc_tensor *const *in, const int64_t *ints, int n_ints,
+           const double *reals, int n_reals);
+
+#define CC_CHECK(cond, ...)                                                                        \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      cc_set_error(__VA_ARGS__);                                                                   \
+      goto fail;                                                                                   \
+    }                                                                                              \
+  } while (0)
+
+#define CC_TRY(expr)                                                                               \
+  do {                                                                                             \
+    if (!(expr)) goto fail;                                                                        \
+  } while (0)
+
+/* release helper for cleanup paths */
+static inline void cc_release_n(int n, cc_tensor **ts) {
+  for (int i = 0; i < n; i++) {
+    cc_release(ts[i]);
+    ts[i] = NULL;
+  }
+}
+
+#endif

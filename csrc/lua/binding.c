@@ -1,0 +1,2 @@
+/* binding placeholder */
+int cocola_lua_placeholder;

@@ -1,0 +1,136 @@
+/* scalar.h — element math written once, for the CPU loops (C11, type-generic math) and the CUDA
+ * kernels (C++ overloads). Every function works on float and double alike: in C, <tgmath.h>
+ * picks expf/exp by argument type; in CUDA the math overloads do.
+ * Also the Philox4x32-10 counter-based generator behind every random op.
+ */
+#ifndef COCOLA_SCALAR_H
+#define COCOLA_SCALAR_H
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define CC_HD __host__ __device__ __forceinline__
+#include <cmath>
+#else
+#define CC_HD static inline
+#include <tgmath.h>
+#endif
+
+/* ---- unary forward: y = f(x) ---- */
+/* each comes as a pair of float and double functions generated from one expression */
+#ifdef __CUDACC__
+#define CC_DEF1(name, expr)                                                                        \
+  template <typename T> CC_HD T name(T x) { return (expr); }
+#define CC_DEF_BW(name, expr)                                                                      \
+  template <typename T> CC_HD T name(T g, T x, T y) { (void)x; (void)y; return (expr); }
+#define CC_DEF2(name, expr)                                                                        \
+  template <typename T> CC_HD T name(T a, T b) { return (expr); }
+#define CC_FN(name, T) name<T>
+#else
+#define CC_DEF1(name, expr)                                                                        \
+  CC_HD float name##_f(float x) { typedef float T; (void)sizeof(T); return (expr); }              \
+  CC_HD double name##_d(double x) { typedef double T; (void)sizeof(T); return (expr); }
+#define CC_DEF_BW(name, expr)                                                                      \
+  CC_HD float name##_f(float g, float x, float y) {                                                \
+    typedef float T; (void)sizeof(T); (void)x; (void)y; return (expr);                             \
+  }                                                                                                \
+  CC_HD double name##_d(double g, double x, double y) {                                            \
+    typedef double T; (void)sizeof(T); (void)x; (void)y; return (expr);                            \
+  }
+#define CC_DEF2(name, expr)                                                                        \
+  CC_HD float name##_f(float a, float b) { return (expr); }                                        \
+  CC_HD double name##_d(double a, double b) { return (expr); }
+#endif
+
+/* forward y = f(x) */
+CC_DEF1(cc_neg, -x)
+CC_DEF1(cc_exp, exp(x))
+CC_DEF1(cc_log, log(x))
+CC_DEF1(cc_sqrt, sqrt(x))
+CC_DEF1(cc_abs, fabs(x))
+CC_DEF1(cc_relu, (x > 0 || x != x) ? x : (T)0)
+CC_DEF1(cc_sigmoid, 1 / (1 + exp(-x)))
+CC_DEF1(cc_silu, x / (1 + exp(-x)))
+CC_DEF1(cc_tanh, tanh(x))
+/* exact GELU as torch's default: x * Phi(x) */
+CC_DEF1(cc_gelu, x * (erf(x * (T)0.70710678118654752440) + 1) / 2)
+
+/* backward: dL/dx given g = dL/dy, the input x and the output y */
+CC_DEF_BW(cc_neg_bw, -g)
+CC_DEF_BW(cc_exp_bw, g * y)
+CC_DEF_BW(cc_log_bw, g / x)
+CC_DEF_BW(cc_sqrt_bw, g / (2 * y))
+CC_DEF_BW(cc_abs_bw, x > 0 ? g : (x < 0 ? -g : (T)0))
+CC_DEF_BW(cc_relu_bw, x > 0 ? g : (T)0)
+CC_DEF_BW(cc_sigmoid_bw, g * y * (1 - y))
+CC_DEF_BW(cc_silu_bw, g * (1 / (1 + exp(-x))) * (1 + x * (1 - 1 / (1 + exp(-x)))))
+CC_DEF_BW(cc_tanh_bw, g * (1 - y * y))
+/* d/dx x Phi(x) = Phi(x) + x phi(x) */
+CC_DEF_BW(cc_gelu_bw, g * ((erf(x * (T)0.70710678118654752440) + 1) / 2 +
+                           x * exp(-x * x / 2) * (T)0.39894228040143267794))
+
+/* binary forward */
+CC_DEF2(cc_add2, a + b)
+CC_DEF2(cc_sub2, a - b)
+CC_DEF2(cc_mul2, a * b)
+CC_DEF2(cc_div2, a / b)
+CC_DEF2(cc_pow2, pow(a, b))
+CC_DEF2(cc_max2, a > b ? a : (a == a ? b : a)) /* propagates NaN of a */
+
+/* ---- Philox4x32-10 (Salmon et al. 2011), as in curand and numpy's Philox ---- */
+typedef struct {
+  uint32_t v[4];
+} cc_philox_out;
+
+CC_HD uint32_t cc_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi) {
+  uint64_t product = (uint64_t)a * (uint64_t)b;
+  *hi = (uint32_t)(product >> 32);
+  return (uint32_t)product;
+}
+
+/* counter = 128-bit (ctr_lo, ctr_hi as 2 x 64), key = seed */
+CC_HD cc_philox_out cc_philox(uint64_t seed, uint64_t counter_lo, uint64_t counter_hi) {
+  uint32_t c0 = (uint32_t)counter_lo, c1 = (uint32_t)(counter_lo >> 32);
+  uint32_t c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
+  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+  for (int round = 0; round < 10; round++) {
+    uint32_t hi0, hi1;
+    uint32_t lo0 = cc_mulhilo32(0xD2511F53u, c0, &hi0);
+    uint32_t lo1 = cc_mulhilo32(0xCD9E8D57u, c2, &hi1);
+    uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  cc_philox_out out;
+  out.v[0] = c0;
+  out.v[1] = c1;
+  out.v[2] = c2;
+  out.v[3] = c3;
+  return out;
+}
+
+/* uniform in [0, 1) from 32 bits (24 bits of mantissa for float precision, exact in double) */
+CC_HD double cc_u32_to_unit(uint32_t r) { return (double)(r >> 8) * (1.0 / 16777216.0); }
+/* uniform in (0, 1] (never 0, for logarithms) */
+CC_HD double cc_u32_to_unit_open(uint32_t r) { return ((double)(r >> 8) + 1.0) * (1.0 / 16777216.0); }
+
+/* the random value number k of a stream that starts at counter c0: each counter yields 4 words.
+ * kind 0 uniform [0,1), kind 1 standard normal (Box-Muller on the word pair (2j, 2j+1)) */
+CC_HD double cc_random_at(uint64_t seed, uint64_t c0, int64_t k, int kind) {
+  if (kind == 0) {
+    cc_philox_out r = cc_philox(seed, c0 + (uint64_t)(k >> 2), 0);
+    return cc_u32_to_unit(r.v[k & 3]);
+  }
+  cc_philox_out r = cc_philox(seed, c0 + (uint64_t)(k >> 1), 1);
+  int pair = (int)(k & 1);
+  double u1 = cc_u32_to_unit_open(r.v[2 * pair]);
+  double u2 = cc_u32_to_unit(r.v[2 * pair + 1]);
+  double radius = sqrt(-2.0 * log(u1));
+  return radius * cos(6.283185307179586476925 * u2);
+}
+
+#endif
