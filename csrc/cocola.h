@@ -168,6 +168,11 @@ cc_tensor *cc_softmax(cc_tensor *x, int dim);
 cc_tensor *cc_log_softmax(cc_tensor *x, int dim);
 cc_tensor *cc_cross_entropy(cc_tensor *logits, cc_tensor *targets); /* (N,C) x int64 (N), mean */
 
+/* ---- optimiser steps (in place, no graph; PyTorch semantics) ---- */
+/* Adam/AdamW: step is the 1-based step count after this update; decoupled selects AdamW's decay */
+int cc_adam_step(cc_tensor *param, cc_tensor *grad, cc_tensor *exp_avg, cc_tensor *exp_avg_sq, double lr,
+                 double beta1, double beta2, double eps, double weight_decay, int64_t step, bool decoupled);
+
 /* ---- joining ---- */
 cc_tensor *cc_cat(int n, cc_tensor *const *ts, int dim);
 cc_tensor *cc_stack(int n, cc_tensor *const *ts, int dim);
