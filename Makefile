@@ -1,0 +1,43 @@
+# cocola — `make demo` and `make test` set up everything on a fresh Debian 12 machine (as root):
+# missing apt packages, the CMake build, the rock in ./.rocks, then the demo or the test suites.
+LUA        ?= lua5.4
+ROCKS_TREE := .rocks
+JOBS       ?= $(shell nproc)
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := lua5.4 liblua5.4-dev luarocks lua-busted lua-cjson lua-argparse lua-filesystem \
+                cmake gcc make pkg-config libopenblas-dev liblapacke-dev
+ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
+
+.PHONY: all deps build rock test demo bench fixtures clean
+
+all: rock
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build -j$(JOBS)
+
+rock: build
+	luarocks --lua-version=5.4 --tree $(ROCKS_TREE) make rockspec/cocola-scm-1.rockspec >/dev/null
+
+test: rock
+	@$(ROCK_ENV); sh tests/run_all.sh
+
+demo: rock
+	@$(ROCK_ENV); $(LUA) recipes/demo.lua
+
+bench: rock
+	@$(ROCK_ENV); $(LUA) recipes/bench_engine.lua
+
+fixtures:
+	/usr/bin/python3 spec/fixtures/gen_ops.py
+
+clean:
+	rm -rf build build.luarocks $(ROCKS_TREE)

@@ -1,2 +1,0 @@
-/* binding placeholder */
-int cocola_lua_placeholder;

@@ -1,0 +1,547 @@
+/* lfunctions.c — the module-level functions of cocola.core: creation, random, grad mode,
+ * joining, the functional layer ops (cocola.nn.functional calls these), the fused optimiser step,
+ * raw safetensors I/O (the JSON header is handled in Lua), and luaopen_cocola_core. */
+#include "lbind.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- creation ---- */
+static int f_full_common(lua_State *L, double value, int shape_idx, int opts_idx) {
+  int64_t shape[CC_MAX_DIMS];
+  int n = lc_shape(L, shape_idx, shape);
+  int dt = lc_opt_dtype(L, opts_idx, "dtype", CC_FLOAT32);
+  cc_tensor *t = cc_full(n, shape, value, (cc_dtype)dt, CC_CPU);
+  if (t && lc_opt_bool(L, opts_idx, "requires_grad", false) && cc_set_requires_grad(t, true)) {
+    cc_release(t);
+    t = NULL;
+  }
+  return lc_push(L, t);
+}
+static int f_zeros(lua_State *L) { return f_full_common(L, 0, 1, 2); }
+static int f_ones(lua_State *L) { return f_full_common(L, 1, 1, 2); }
+static int f_full(lua_State *L) { return f_full_common(L, luaL_checknumber(L, 2), 1, 3); }
+
+static int f_arange(lua_State *L) {
+  /* arange(end) | arange(start, end[, step][, opts]) ; int64 when all bounds are integers */
+  int top = lua_gettop(L), opts = 0;
+  if (top > 0 && lua_istable(L, top)) opts = top--;
+  double start = 0, end, step = 1;
+  bool ints = true;
+  for (int k = 1; k <= top; k++) ints = ints && lua_isinteger(L, k);
+  if (top == 1) end = luaL_checknumber(L, 1);
+  else {
+    start = luaL_checknumber(L, 1);
+    end = luaL_checknumber(L, 2);
+    if (top >= 3) step = luaL_checknumber(L, 3);
+  }
+  int dt = lc_opt_dtype(L, opts, "dtype", ints ? CC_INT64 : CC_FLOAT32);
+  return lc_push(L, cc_arange(start, end, step, (cc_dtype)dt));
+}
+
+static int f_rand(lua_State *L) {
+  int64_t shape[CC_MAX_DIMS];
+  int n = lc_shape(L, 1, shape);
+  return lc_push(L, cc_rand(n, shape, (cc_dtype)lc_opt_dtype(L, 2, "dtype", CC_FLOAT32)));
+}
+static int f_randn(lua_State *L) {
+  int64_t shape[CC_MAX_DIMS];
+  int n = lc_shape(L, 1, shape);
+  return lc_push(L, cc_randn(n, shape, (cc_dtype)lc_opt_dtype(L, 2, "dtype", CC_FLOAT32)));
+}
+static int f_randint(lua_State *L) {
+  int64_t shape[CC_MAX_DIMS];
+  lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
+  int n = lc_shape(L, 3, shape);
+  return lc_push(L, cc_randint(lo, hi, n, shape));
+}
+static int f_uniform_(lua_State *L) {
+  if (cc_uniform_(lc_check(L, 1), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1))) return lc_error(L);
+  lua_settop(L, 1);
+  return 1;
+}
+static int f_normal_(lua_State *L) {
+  if (cc_normal_(lc_check(L, 1), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1))) return lc_error(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* from a nested table (rectangular) */
+static void table_shape(lua_State *L, int idx, int d, int *ndim, int64_t *shape) {
+  if (d >= CC_MAX_DIMS) luaL_error(L, "tensor: nested table deeper than %d", CC_MAX_DIMS);
+  int64_t n = (int64_t)luaL_len(L, idx);
+  shape[d] = n;
+  *ndim = d + 1;
+  if (n == 0) return;
+  lua_geti(L, idx, 1);
+  if (lua_istable(L, -1)) table_shape(L, lua_gettop(L), d + 1, ndim, shape);
+  lua_pop(L, 1);
+}
+
+static int64_t fill_from_table(lua_State *L, int idx, int d, int ndim, const int64_t *shape, cc_tensor *t, int64_t pos) {
+  int64_t n = (int64_t)luaL_len(L, idx);
+  if (n != shape[d]) luaL_error(L, "tensor: ragged nested table (expected %lld entries at depth %d, got %lld)",
+                                (long long)shape[d], d + 1, (long long)n);
+  for (int64_t i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    if (d + 1 < ndim) {
+      if (!lua_istable(L, -1)) luaL_error(L, "tensor: ragged nested table (a number where a table was expected at depth %d)", d + 2);
+      pos = fill_from_table(L, lua_gettop(L), d + 1, ndim, shape, t, pos);
+    } else {
+      int isnum;
+      lua_Number v = lua_tonumberx(L, -1, &isnum);
+      if (!isnum) {
+        if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1);
+        else luaL_error(L, "tensor: expected numbers, found a %s", luaL_typename(L, -1));
+      }
+      if (t->dtype == CC_FLOAT32) ((float *)t->storage->data)[pos] = (float)v;
+      else if (t->dtype == CC_FLOAT64) ((double *)t->storage->data)[pos] = v;
+      else ((int64_t *)t->storage->data)[pos] = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (int64_t)v;
+      pos++;
+    }
+    lua_pop(L, 1);
+  }
+  return pos;
+}
+
+static int f_tensor(lua_State *L) {
+  int dt = lc_opt_dtype(L, 2, "dtype", CC_FLOAT32);
+  bool rg = lc_opt_bool(L, 2, "requires_grad", false);
+  cc_tensor *t;
+  if (lua_type(L, 1) == LUA_TNUMBER) {
+    t = cc_scalar(lua_tonumber(L, 1), (cc_dtype)dt, CC_CPU);
+    if (t && dt == CC_INT64 && lua_isinteger(L, 1)) ((int64_t *)t->storage->data)[0] = lua_tointeger(L, 1);
+  } else if (lc_is(L, 1)) {
+    t = cc_to_dtype(lc_check(L, 1), (cc_dtype)dt);
+    if (t && t == lc_check(L, 1)) {
+      cc_release(t);
+      t = cc_clone(lc_check(L, 1));
+    }
+  } else {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int ndim = 0;
+    int64_t shape[CC_MAX_DIMS];
+    table_shape(L, 1, 0, &ndim, shape);
+    t = cc_empty(ndim, shape, (cc_dtype)dt, CC_CPU);
+    if (!t) return lc_error(L);
+    lc_push(L, t); /* owned by Lua now, so a ragged table's error cannot leak it */
+    fill_from_table(L, 1, 0, ndim, shape, t, 0);
+    if (rg && cc_set_requires_grad(t, true)) return lc_error(L);
+    return 1;
+  }
+  if (t && rg && cc_set_requires_grad(t, true)) {
+    cc_release(t);
+    t = NULL;
+  }
+  return lc_push(L, t);
+}
+
+static int f_is_tensor(lua_State *L) {
+  lua_pushboolean(L, lc_is(L, 1));
+  return 1;
+}
+
+/* ---- state ---- */
+static int f_manual_seed(lua_State *L) {
+  cc_manual_seed((uint64_t)luaL_checkinteger(L, 1));
+  return 0;
+}
+static int f_rng_state(lua_State *L) {
+  uint64_t seed, offset;
+  cc_rng_get_state(&seed, &offset);
+  lua_pushinteger(L, (lua_Integer)seed);
+  lua_pushinteger(L, (lua_Integer)offset);
+  return 2;
+}
+static int f_set_rng_state(lua_State *L) {
+  cc_rng_set_state((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
+  return 0;
+}
+static int f_set_num_threads(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 1) return luaL_argerror(L, 1, "the number of threads must be at least 1");
+  cc_set_num_threads((int)n);
+  return 0;
+}
+static int f_get_num_threads(lua_State *L) {
+  lua_pushinteger(L, cc_get_num_threads());
+  return 1;
+}
+static int f_set_grad_enabled(lua_State *L) {
+  lua_pushboolean(L, cc_set_grad_enabled(lua_toboolean(L, 1)));
+  return 1;
+}
+static int f_is_grad_enabled(lua_State *L) {
+  lua_pushboolean(L, cc_grad_enabled());
+  return 1;
+}
+static int f_live_tensors(lua_State *L) {
+  lua_pushinteger(L, cc_live_tensors());
+  return 1;
+}
+static int f_live_bytes(lua_State *L) {
+  const char *dev = luaL_optstring(L, 1, "cpu");
+  lua_pushinteger(L, cc_live_bytes(!strcmp(dev, "cuda") ? CC_CUDA : CC_CPU));
+  return 1;
+}
+static int f_device_available(lua_State *L) {
+  const char *dev = luaL_checkstring(L, 1);
+  lua_pushboolean(L, cc_device_available(!strcmp(dev, "cuda") ? CC_CUDA : CC_CPU));
+  return 1;
+}
+
+/* ---- joining, linear algebra ---- */
+static int join(lua_State *L, bool stack) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  if (n < 1) return luaL_argerror(L, 1, "expected a non-empty list of tensors");
+  cc_tensor **ts = lua_newuserdatauv(L, sizeof(cc_tensor *) * (size_t)n, 0); /* freed by the GC */
+  for (int k = 0; k < n; k++) {
+    lua_geti(L, 1, k + 1);
+    if (!lc_is(L, -1)) return luaL_error(L, "%s: entry %d is not a tensor", stack ? "stack" : "cat", k + 1);
+    ts[k] = lc_check(L, -1);
+    lua_pop(L, 1);
+  }
+  int nd = ts[0]->ndim + (stack ? 1 : 0);
+  int d = lua_isnoneornil(L, 2) ? 0 : lc_dim(L, 2, nd);
+  return lc_push(L, stack ? cc_stack(n, ts, d) : cc_cat(n, ts, d));
+}
+static int f_cat(lua_State *L) { return join(L, false); }
+static int f_stack(lua_State *L) { return join(L, true); }
+static int f_matmul(lua_State *L) { return lc_push(L, cc_matmul(lc_check(L, 1), lc_check(L, 2))); }
+static int f_bmm(lua_State *L) { return lc_push(L, cc_bmm(lc_check(L, 1), lc_check(L, 2))); }
+static int f_where(lua_State *L) {
+  cc_tensor *c = lc_check(L, 1);
+  cc_tensor *like = lc_is(L, 2) ? lc_check(L, 2) : lc_check(L, 3);
+  cc_tensor *a = lc_tensor_or_number(L, 2, like);
+  cc_tensor *b = lc_tensor_or_number(L, 3, like);
+  cc_tensor *out = cc_where(c, a, b);
+  cc_release(a);
+  cc_release(b);
+  return lc_push(L, out);
+}
+
+/* ---- functional ---- */
+static void read_pair(lua_State *L, int opts, const char *field, int64_t def, int64_t *out) {
+  out[0] = out[1] = def;
+  if (!lua_istable(L, opts)) return;
+  lua_getfield(L, opts, field);
+  if (lua_isinteger(L, -1)) {
+    out[0] = out[1] = lua_tointeger(L, -1);
+  } else if (lua_istable(L, -1)) {
+    for (int k = 0; k < 2; k++) {
+      lua_geti(L, -1, k + 1);
+      if (!lua_isinteger(L, -1)) luaL_error(L, "conv2d: option '%s' must be an integer or a pair of integers", field);
+      out[k] = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "conv2d: option '%s' must be an integer or a pair of integers", field);
+  }
+  lua_pop(L, 1);
+}
+
+static int f_conv2d(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1), *w = lc_check(L, 2), *b = lc_opt(L, 3);
+  cc_conv2d_opts o;
+  read_pair(L, 4, "stride", 1, o.stride);
+  read_pair(L, 4, "padding", 0, o.padding);
+  read_pair(L, 4, "dilation", 1, o.dilation);
+  o.groups = (int64_t)lc_opt_number(L, 4, "groups", 1);
+  return lc_push(L, cc_conv2d(x, w, b, &o));
+}
+
+static int f_pad(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int64_t pads[2 * CC_MAX_DIMS];
+  int n = (int)luaL_len(L, 2);
+  if (n % 2 || n == 0 || n > 2 * CC_MAX_DIMS) return luaL_argerror(L, 2, "pad: expected an even number of paddings (left, right, top, bottom, ...)");
+  for (int k = 0; k < n; k++) {
+    lua_geti(L, 2, k + 1);
+    if (!lua_isinteger(L, -1)) return luaL_argerror(L, 2, "paddings must be integers");
+    pads[k] = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  double value = luaL_optnumber(L, 3, 0);
+  if (lua_istable(L, 3)) value = lc_opt_number(L, 3, "value", 0);
+  return lc_push(L, cc_pad(x, n / 2, pads, value));
+}
+
+static int f_adaptive_avg_pool2d(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  int64_t oh, ow;
+  if (lua_istable(L, 2)) {
+    lua_geti(L, 2, 1);
+    lua_geti(L, 2, 2);
+    oh = luaL_checkinteger(L, -2);
+    ow = luaL_checkinteger(L, -1);
+    lua_pop(L, 2);
+  } else {
+    oh = ow = luaL_checkinteger(L, 2);
+  }
+  return lc_push(L, cc_adaptive_avg_pool2d(x, oh, ow));
+}
+
+static int f_batch_norm(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1), *rm = lc_opt(L, 2), *rv = lc_opt(L, 3), *w = lc_opt(L, 4), *b = lc_opt(L, 5);
+  bool training = lua_toboolean(L, 6);
+  double momentum = luaL_optnumber(L, 7, 0.1), eps = luaL_optnumber(L, 8, 1e-5);
+  return lc_push(L, cc_batch_norm(x, rm, rv, w, b, training, momentum, eps));
+}
+
+static int f_layer_norm(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  int64_t shape[CC_MAX_DIMS];
+  int n;
+  if (lua_isinteger(L, 2)) {
+    shape[0] = lua_tointeger(L, 2);
+    n = 1;
+  } else {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    n = (int)luaL_len(L, 2);
+    if (n < 1 || n > x->ndim) return luaL_argerror(L, 2, "normalized_shape must name 1..ndim trailing sizes");
+    for (int k = 0; k < n; k++) {
+      lua_geti(L, 2, k + 1);
+      shape[k] = luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  if (n > x->ndim) return luaL_argerror(L, 2, "normalized_shape has more dims than the input");
+  for (int k = 0; k < n; k++)
+    if (x->shape[x->ndim - n + k] != shape[k])
+      return luaL_error(L, "layer_norm: normalized_shape does not match the input's trailing dims (%lld vs %lld at %d)",
+                        (long long)shape[k], (long long)x->shape[x->ndim - n + k], k + 1);
+  return lc_push(L, cc_layer_norm(x, n, lc_opt(L, 3), lc_opt(L, 4), luaL_optnumber(L, 5, 1e-5)));
+}
+
+static int f_linear(lua_State *L) { return lc_push(L, cc_linear(lc_check(L, 1), lc_check(L, 2), lc_opt(L, 3))); }
+static int f_dropout(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  double p = luaL_optnumber(L, 2, 0.5);
+  bool training = lua_isnoneornil(L, 3) ? true : lua_toboolean(L, 3);
+  return lc_push(L, cc_dropout(x, p, training));
+}
+static int f_cross_entropy(lua_State *L) { return lc_push(L, cc_cross_entropy(lc_check(L, 1), lc_check(L, 2))); }
+
+static int f_adam_step(lua_State *L) {
+  /* adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled) */
+  int rc = cc_adam_step(lc_check(L, 1), lc_check(L, 2), lc_check(L, 3), lc_check(L, 4), luaL_checknumber(L, 5),
+                        luaL_checknumber(L, 6), luaL_checknumber(L, 7), luaL_checknumber(L, 8),
+                        luaL_checknumber(L, 9), luaL_checkinteger(L, 10), lua_toboolean(L, 11));
+  if (rc) return lc_error(L);
+  return 0;
+}
+
+/* ---- raw safetensors I/O ---- */
+/* header(path) -> json string, data start offset, file size */
+static int f_st_header(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  FILE *f = fopen(path, "rb");
+  if (!f) return luaL_error(L, "cannot open '%s': %s", path, strerror(errno));
+  unsigned char len8[8];
+  if (fread(len8, 1, 8, f) != 8) {
+    fclose(f);
+    return luaL_error(L, "'%s' is not a safetensors file: truncated before its header length", path);
+  }
+  uint64_t n = 0;
+  for (int k = 7; k >= 0; k--) n = (n << 8) | len8[k];
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  if (n == 0 || n > 100000000ULL || (long)(8 + n) > size) {
+    fclose(f);
+    return luaL_error(L, "'%s' is not a safetensors file: header length %llu does not fit the file (%ld bytes)", path,
+                      (unsigned long long)n, size);
+  }
+  fseek(f, 8, SEEK_SET);
+  luaL_Buffer b;
+  char *dst = luaL_buffinitsize(L, &b, (size_t)n);
+  size_t got = fread(dst, 1, (size_t)n, f);
+  fclose(f);
+  if (got != n) return luaL_error(L, "'%s': truncated header", path);
+  luaL_pushresultsize(&b, (size_t)n);
+  lua_pushinteger(L, (lua_Integer)(8 + n));
+  lua_pushinteger(L, size);
+  return 3;
+}
+
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (mant == 0) bits = sign;
+    else { /* subnormal */
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400)) {
+        mant <<= 1;
+        exp--;
+      }
+      mant &= 0x3ff;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000 | (mant << 13);
+  } else {
+    bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  }
+  float out;
+  memcpy(&out, &bits, 4);
+  return out;
+}
+
+static uint16_t float_to_half(float v) { /* round to nearest even */
+  uint32_t x;
+  memcpy(&x, &v, 4);
+  uint32_t sign = (x >> 16) & 0x8000;
+  int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+  uint32_t mant = x & 0x7fffff;
+  if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
+  if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+  if (exp <= 0) {
+    if (exp < -10) return (uint16_t)sign;
+    mant |= 0x800000;
+    uint32_t shift = (uint32_t)(14 - exp);
+    uint32_t half = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+  }
+  uint32_t half = sign | ((uint32_t)exp << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+  return (uint16_t)half;
+}
+
+/* read_tensor(path, dtype_name, shape, abs_begin, abs_end) */
+static int f_st_read(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1), *dt = luaL_checkstring(L, 2);
+  int64_t shape[CC_MAX_DIMS];
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int ndim = (int)luaL_len(L, 3);
+  if (ndim > CC_MAX_DIMS) return luaL_error(L, "safetensors: tensor with %d dims (at most %d)", ndim, CC_MAX_DIMS);
+  for (int k = 0; k < ndim; k++) {
+    lua_geti(L, 3, k + 1);
+    shape[k] = luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_Integer begin = luaL_checkinteger(L, 4), end = luaL_checkinteger(L, 5);
+  size_t src_size;
+  cc_dtype out_dt;
+  if (!strcmp(dt, "F32")) { src_size = 4; out_dt = CC_FLOAT32; }
+  else if (!strcmp(dt, "F64")) { src_size = 8; out_dt = CC_FLOAT64; }
+  else if (!strcmp(dt, "I64")) { src_size = 8; out_dt = CC_INT64; }
+  else if (!strcmp(dt, "F16") || !strcmp(dt, "BF16")) { src_size = 2; out_dt = CC_FLOAT32; }
+  else if (!strcmp(dt, "I32")) { src_size = 4; out_dt = CC_INT64; }
+  else if (!strcmp(dt, "U8") || !strcmp(dt, "BOOL") || !strcmp(dt, "I8")) { src_size = 1; out_dt = CC_INT64; }
+  else return luaL_error(L, "safetensors: unsupported dtype %s", dt);
+  cc_tensor *t = cc_empty(ndim, shape, out_dt, CC_CPU);
+  if (!t) return lc_error(L);
+  int64_t n = cc_numel(t);
+  if ((lua_Integer)((size_t)n * src_size) != end - begin) {
+    cc_release(t);
+    return luaL_error(L, "safetensors: byte range of %lld bytes does not match %lld elements of %s",
+                      (long long)(end - begin), (long long)n, dt);
+  }
+  lc_push(L, t);
+  FILE *f = fopen(path, "rb");
+  if (!f) return luaL_error(L, "cannot open '%s': %s", path, strerror(errno));
+  void *raw = src_size == cc_dtype_size(out_dt) ? t->storage->data : malloc((size_t)(end - begin) + 1);
+  size_t got = 0;
+  if (raw && fseek(f, (long)begin, SEEK_SET) == 0) got = fread(raw, 1, (size_t)(end - begin), f);
+  fclose(f);
+  if (!raw) return luaL_error(L, "safetensors: out of memory");
+  if (got != (size_t)(end - begin)) {
+    if (raw != t->storage->data) free(raw);
+    return luaL_error(L, "safetensors: '%s' is truncated", path);
+  }
+  if (raw != t->storage->data) {
+    float *o = t->storage->data;
+    int64_t *oi = t->storage->data;
+    const uint16_t *h = raw;
+    for (int64_t k = 0; k < n; k++) {
+      if (!strcmp(dt, "F16")) o[k] = half_to_float(h[k]);
+      else if (!strcmp(dt, "BF16")) {
+        uint32_t bits = (uint32_t)h[k] << 16;
+        memcpy(&o[k], &bits, 4);
+      } else if (!strcmp(dt, "I32")) oi[k] = ((const int32_t *)raw)[k];
+      else if (!strcmp(dt, "I8")) oi[k] = ((const int8_t *)raw)[k];
+      else oi[k] = ((const uint8_t *)raw)[k];
+    }
+    free(raw);
+  }
+  return 1;
+}
+
+/* write(path, header_json, {tensor, ...}, {dtype_name, ...}) ; data in the given order; atomic */
+static int f_st_write(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t hlen;
+  const char *header = luaL_checklstring(L, 2, &hlen);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  if (!f) return luaL_error(L, "cannot write '%s': %s", tmp, strerror(errno));
+  size_t padded = (hlen + 7) & ~(size_t)7;
+  unsigned char len8[8];
+  for (int k = 0; k < 8; k++) len8[k] = (unsigned char)(((uint64_t)padded >> (8 * k)) & 0xff);
+  bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+  for (size_t k = hlen; ok && k < padded; k++) ok = fputc(' ', f) != EOF;
+  int n = (int)luaL_len(L, 3);
+  for (int k = 1; ok && k <= n; k++) {
+    lua_geti(L, 3, k);
+    lua_geti(L, 4, k);
+    cc_tensor *t = lc_check(L, -2);
+    const char *dt = luaL_checkstring(L, -1);
+    cc_tensor *c = cc_to_device(t, CC_CPU), *cc = c ? cc_contiguous(c) : NULL;
+    cc_release(c);
+    if (!cc) {
+      fclose(f);
+      remove(tmp);
+      return lc_error(L);
+    }
+    int64_t m = cc_numel(cc);
+    if (!strcmp(dt, "F16")) {
+      for (int64_t i = 0; ok && i < m; i++) {
+        uint16_t h = float_to_half((float)cc_get_flat(cc, i));
+        ok = fwrite(&h, 2, 1, f) == 1;
+      }
+    } else {
+      ok = fwrite(cc_data_ptr(cc), cc_dtype_size(cc->dtype), (size_t)m, f) == (size_t)m || m == 0;
+    }
+    cc_release(cc);
+    lua_pop(L, 2);
+  }
+  ok = fflush(f) == 0 && ok;
+  ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, path)) {
+    remove(tmp);
+    return luaL_error(L, "failed writing '%s': %s", path, strerror(errno));
+  }
+  return 0;
+}
+
+static const luaL_Reg functions[] = {
+    {"zeros", f_zeros}, {"ones", f_ones}, {"full", f_full}, {"arange", f_arange}, {"rand", f_rand},
+    {"randn", f_randn}, {"randint", f_randint}, {"uniform_", f_uniform_}, {"normal_", f_normal_},
+    {"tensor", f_tensor}, {"is_tensor", f_is_tensor}, {"manual_seed", f_manual_seed},
+    {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
+    {"get_num_threads", f_get_num_threads}, {"set_grad_enabled", f_set_grad_enabled},
+    {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},
+    {"device_available", f_device_available}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},
+    {"bmm", f_bmm}, {"where", f_where}, {"conv2d", f_conv2d}, {"pad", f_pad},
+    {"adaptive_avg_pool2d", f_adaptive_avg_pool2d}, {"batch_norm", f_batch_norm}, {"layer_norm", f_layer_norm},
+    {"linear", f_linear}, {"dropout", f_dropout}, {"cross_entropy", f_cross_entropy}, {"adam_step", f_adam_step},
+    {"_st_header", f_st_header}, {"_st_read", f_st_read}, {"_st_write", f_st_write}, {NULL, NULL}};
+
+void lc_open_functions(lua_State *L) { luaL_setfuncs(L, functions, 0); }
+
+int luaopen_cocola_core(lua_State *L) {
+  cc_init();
+  lua_newtable(L);
+  lc_open_tensor(L); /* methods table */
+  lua_setfield(L, -2, "Tensor");
+  lc_open_functions(L);
+  return 1;
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs the C unit tests (ctest) and the busted specs under Lua 5.4, then prints one closing line
+# "N passed, N failed" that counts both. Exit status: non-zero when anything failed.
+cd "$(dirname "$0")/.." || exit 2
+ctest_log=$(mktemp) busted_log=$(mktemp)
+trap 'rm -f "$ctest_log" "$busted_log"' EXIT
+
+(cd build && ctest --output-on-failure) >"$ctest_log" 2>&1
+ctest_rc=$?
+cat "$ctest_log"
+c_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$ctest_log")
+c_failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$ctest_log")
+c_total=${c_total:-0}
+c_failed=${c_failed:-0}
+[ "$ctest_rc" -ne 0 ] && [ "$c_failed" -eq 0 ] && c_failed=1
+
+busted --output=TAP "$@" >"$busted_log" 2>&1
+busted_rc=$?
+grep -v '^ok ' "$busted_log"
+b_ok=$(grep -c '^ok ' "$busted_log")
+b_skip=$(grep -c '^ok .*# skip' "$busted_log")
+b_failed=$(grep -c '^not ok ' "$busted_log")
+[ "$busted_rc" -ne 0 ] && [ "$b_failed" -eq 0 ] && b_failed=1
+
+passed=$((c_total - c_failed + b_ok - b_skip))
+failed=$((c_failed + b_failed))
+echo "C tests: $((c_total - c_failed))/$c_total passed; specs: $((b_ok - b_skip)) passed, $b_failed failed, $b_skip pending"
+if [ "$b_skip" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $b_skip skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
