@@ -33,5 +33,6 @@ void lc_nudge_gc(lua_State *L);
 
 void lc_open_tensor(lua_State *L);     /* creates the metatable and leaves the methods table on the stack */
 void lc_open_functions(lua_State *L);  /* fills the module table at the top of the stack */
+void lc_open_audio(lua_State *L);      /* adds the audio functions (names start with audio_) */
 
 #endif

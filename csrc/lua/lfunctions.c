@@ -543,5 +543,6 @@ int luaopen_cocola_core(lua_State *L) {
   lc_open_tensor(L); /* methods table */
   lua_setfield(L, -2, "Tensor");
   lc_open_functions(L);
+  lc_open_audio(L);
   return 1;
 }

@@ -1,0 +1,2 @@
+#include "internal.h"
+int main(void) { cc_init(); return 0; }
