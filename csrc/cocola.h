@@ -62,6 +62,8 @@ void cc_release(cc_tensor *t);
 int64_t cc_live_tensors(void);
 int64_t cc_live_bytes(int device);
 int64_t cc_total_allocated_bytes(void); /* monotone: bytes ever allocated (for GC nudging) */
+void cc_empty_cache(void);     /* returns cached free host blocks to the system */
+int64_t cc_cached_bytes(void); /* bytes held by the host block cache */
 
 /* ---- creation ---- */
 cc_tensor *cc_empty(int ndim, const int64_t *shape, cc_dtype dt, int device);

@@ -24,23 +24,23 @@
   X(WHERE, "out <- in0 != 0 ? in1 : in2")                                                         \
   X(SUM, "out <- sum of in0 over the dims where out has size 1 and in0 does not (keepdim shape)") \
   X(MAX, "out0 values, out1 int64 indices of in0 along dim i0 (keepdim shape)")                   \
-  X(GEMM, "out[b] <- f0 * op(in0[b]) op(in1[b]) + f1 * out[b]; i0 transA, i1 transB")            \
-  X(CONV2D, "out <- conv2d(in0 x, in1 w) (+ in2 bias); i0..: stride, pad, dil, groups")           \
-  X(CONV2D_BACKWARD_INPUT, "out <- dx from in0 grad_out, in1 w")                                  \
-  X(CONV2D_BACKWARD_WEIGHT, "out <- dw from in0 grad_out, in1 x")                                 \
-  X(PAD, "out <- constant pad of in0; i[0..2n) pads (torch order), f0 value")                     \
-  X(AVG_POOL2D, "out <- adaptive average pool of in0")                                            \
-  X(AVG_POOL2D_BACKWARD, "out <- dx of adaptive average pool from in0 grad_out")                  \
-  X(BATCH_NORM, "out0 y, out1 mean, out2 invstd of in0 x; in1 rm, in2 rv, in3 w, in4 b")          \
-  X(BATCH_NORM_BACKWARD, "out0 dx, out1 dw, out2 db from in0 dy, in1 x, in2 mean, in3 invstd, in4 w") \
-  X(LAYER_NORM, "out0 y, out1 mean, out2 invstd of in0 over the last i0 dims; in1 w, in2 b")      \
-  X(LAYER_NORM_BACKWARD, "out0 dx, out1 dw, out2 db from in0 dy, in1 x, in2 mean, in3 invstd, in4 w") \
-  X(SOFTMAX, "out <- (log_)softmax of in0 along the last dim; i0 log")                            \
-  X(SOFTMAX_BACKWARD, "out <- dx from in0 dy, in1 y along the last dim; i0 log")                  \
-  X(NLL, "out (scalar) <- -mean in0[n, in1[n]]")                                                  \
-  X(NLL_BACKWARD, "out <- dx of nll from in0 scalar grad, in1 targets")                           \
+  X(GEMM, "out[..] <- f0 op(in0[..]) op(in1[..]) + f1 out[..] over equal batch dims; i0 tA, i1 tB") \
+  X(CONV2D, "out (N,O,Ho,Wo) <- conv2d(in0 x (N,C,H,W), in1 w (O,C/g,kh,kw)) + in2 bias (O) or NULL; all contiguous; i0 sh, i1 sw, i2 ph, i3 pw, i4 dh, i5 dw, i6 groups") \
+  X(CONV2D_BACKWARD_INPUT, "out dx (N,C,H,W) <- from in0 grad_out (N,O,Ho,Wo), in1 w; contiguous; ints as CONV2D") \
+  X(CONV2D_BACKWARD_WEIGHT, "out dw (O,C/g,kh,kw) <- from in0 grad_out, in1 x; contiguous; ints as CONV2D") \
+  X(PAD, "out <- constant pad of contiguous in0; i[2k], i[2k+1] before/after of dim ndim-1-k for every dim (negative crops), f0 value") \
+  X(AVG_POOL2D, "out (..,oh,ow) <- adaptive average pool of contiguous in0 (..,H,W), torch's bins") \
+  X(AVG_POOL2D_BACKWARD, "out dx (..,H,W) <- of adaptive average pool from contiguous in0 grad_out (..,oh,ow)") \
+  X(BATCH_NORM, "out0 y, out1 mean, out2 invstd of in0 x; in1 rm, in2 rv, in3 w, in4 b; i0 train, f0 mom, f1 eps") \
+  X(BATCH_NORM_BACKWARD, "out0 dx, out1 dw, out2 db from in0 dy, in1 x, in2 mean, in3 invstd, in4 w; i0 train") \
+  X(LAYER_NORM, "out0 y, out1 mean, out2 invstd of in0 over the last i0 dims; in1 w, in2 b; f0 eps") \
+  X(LAYER_NORM_BACKWARD, "out0 dx, out1 dw, out2 db from in0 dy, in1 x, in2 mean, in3 invstd, in4 w; i0 nnorm") \
+  X(SOFTMAX, "out <- (log_)softmax of in0 along dim i1; i0 log")                                   \
+  X(SOFTMAX_BACKWARD, "out <- dx from in0 dy, in1 y along dim i1; i0 log")                         \
+  X(NLL, "out (0-d) <- -mean in0[n, in1[n]] of in0 (N,C), int64 in1 (N); fails when out of range") \
+  X(NLL_BACKWARD, "out (N,C) <- -in0 / N at [n, in1[n]], else 0; in0 0-d grad, in1 targets")       \
   X(DROPOUT_MASK, "out <- (u >= p) / (1 - p) from counter i0, p f0")                              \
-  X(ADAM_STEP, "in0 param, in1 grad, in2 m, in3 v updated in place; f0..: lr b1 b2 eps wd bc1 bc2")
+  X(ADAM_STEP, "in0 param, in1 grad, in2 m, in3 v updated in place; f0..: lr b1 b2 eps wd bc1 bc2; i0 AdamW")
 
 typedef enum {
 #define CC_OP_ENUM(name, doc) CC_OP_##name,

@@ -77,6 +77,52 @@ CC_DEF2(cc_div2, a / b)
 CC_DEF2(cc_pow2, pow(a, b))
 CC_DEF2(cc_max2, a > b ? a : (a == a ? b : a)) /* propagates NaN of a */
 
+/* exp for float that compilers vectorise (Cephes' expf: range reduction by ln 2, degree-6
+ * polynomial, exponent by bit assembly): within 2 ulp, NaN propagates, exact 0 below
+ * ln(FLT_MIN) = -87.34 (no denormals), inf above 88.37 */
+CC_HD float cc_expf_fast(float x0) {
+  float x = x0 < -87.3365f ? -87.3365f : x0;
+  x = x > 88.3762626647950f ? 88.3762626647950f : x;
+  /* round to nearest by the 1.5 * 2^23 trick: floor() blocks vectorisation without -ffast-math */
+  float fx = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  x = x - fx * 0.693359375f;
+  x = x - fx * -2.12194440e-4f;
+  float z = x * x;
+  float y = 1.9875691500E-4f;
+  y = y * x + 1.3981999507E-3f;
+  y = y * x + 8.3334519073E-3f;
+  y = y * x + 4.1665795894E-2f;
+  y = y * x + 1.6666665459E-1f;
+  y = y * x + 5.0000001201E-1f;
+  y = y * z + x + 1.0f;
+  union {
+    int32_t i;
+    float f;
+  } scale;
+  scale.i = ((int32_t)fx + 127) << 23;
+  return x0 < -87.3365f ? 0.0f : y * scale.f;
+}
+
+/* ---- Adam / AdamW, one element, in torch.optim.Adam's single-tensor order (torch 1.13):
+ * decoupled ? p *= 1 - lr*wd : g += wd*p;  m = m*b1 + (1-b1)*g;  v = v*b2 + (1-b2)*g*g;
+ * denom = sqrt(v) / sqrt(bc2) + eps;  p += -step_size * (m / denom), step_size = lr / bc1.
+ * Scalars arrive precomputed in double (as Python computes them) and are rounded to T. ---- */
+#define CC_ADAM_DEF(T, SUF)                                                                        \
+  CC_HD void cc_adam_update##SUF(T *p, T g, T *m, T *v, T b1, T one_m_b1, T b2, T one_m_b2, T wd,    \
+                                 T decay, int decoupled, T bc2_sqrt, T eps, T neg_step_size) {     \
+    T pv = *p;                                                                                     \
+    if (decoupled) pv = pv * decay;                                                                \
+    else if (wd != 0) g = g + wd * pv;                                                             \
+    T mv = *m * b1 + one_m_b1 * g;                                                                 \
+    T vv = *v * b2 + one_m_b2 * g * g;                                                             \
+    T denom = sqrt(vv) / bc2_sqrt + eps;                                                           \
+    *m = mv;                                                                                       \
+    *v = vv;                                                                                       \
+    *p = pv + neg_step_size * (mv / denom);                                                        \
+  }
+CC_ADAM_DEF(float, _f)
+CC_ADAM_DEF(double, _d)
+
 /* ---- Philox4x32-10 (Salmon et al. 2011), as in curand and numpy's Philox ---- */
 typedef struct {
   uint32_t v[4];

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* ---- creation ---- */
 static int f_full_common(lua_State *L, double value, int shape_idx, int opts_idx) {
@@ -37,7 +38,7 @@ static int f_arange(lua_State *L) {
     end = luaL_checknumber(L, 2);
     if (top >= 3) step = luaL_checknumber(L, 3);
   }
-  int dt = lc_opt_dtype(L, opts, "dtype", ints ? CC_INT64 : CC_FLOAT32);
+  int dt = opts ? lc_opt_dtype(L, opts, "dtype", ints ? CC_INT64 : CC_FLOAT32) : (ints ? CC_INT64 : CC_FLOAT32);
   return lc_push(L, cc_arange(start, end, step, (cc_dtype)dt));
 }
 
@@ -82,8 +83,8 @@ static void table_shape(lua_State *L, int idx, int d, int *ndim, int64_t *shape)
 
 static int64_t fill_from_table(lua_State *L, int idx, int d, int ndim, const int64_t *shape, cc_tensor *t, int64_t pos) {
   int64_t n = (int64_t)luaL_len(L, idx);
-  if (n != shape[d]) luaL_error(L, "tensor: ragged nested table (expected %lld entries at depth %d, got %lld)",
-                                (long long)shape[d], d + 1, (long long)n);
+  if (n != shape[d]) luaL_error(L, "tensor: ragged nested table (expected %I entries at depth %d, got %I)",
+                                (lua_Integer)shape[d], d + 1, (lua_Integer)n);
   for (int64_t i = 1; i <= n; i++) {
     lua_geti(L, idx, i);
     if (d + 1 < ndim) {
@@ -186,6 +187,21 @@ static int f_live_bytes(lua_State *L) {
   lua_pushinteger(L, cc_live_bytes(!strcmp(dev, "cuda") ? CC_CUDA : CC_CPU));
   return 1;
 }
+static int f_empty_cache(lua_State *L) {
+  (void)L;
+  cc_empty_cache();
+  return 0;
+}
+static int f_cached_bytes(lua_State *L) {
+  lua_pushinteger(L, cc_cached_bytes());
+  return 1;
+}
+static int f_wall_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+  return 1;
+}
 static int f_device_available(lua_State *L) {
   const char *dev = luaL_checkstring(L, 1);
   lua_pushboolean(L, cc_device_available(!strcmp(dev, "cuda") ? CC_CUDA : CC_CPU));
@@ -197,6 +213,8 @@ static int join(lua_State *L, bool stack) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_len(L, 1);
   if (n < 1) return luaL_argerror(L, 1, "expected a non-empty list of tensors");
+  bool has_dim = !lua_isnoneornil(L, 2);
+  lua_Integer dim_arg = has_dim ? luaL_checkinteger(L, 2) : 1;
   cc_tensor **ts = lua_newuserdatauv(L, sizeof(cc_tensor *) * (size_t)n, 0); /* freed by the GC */
   for (int k = 0; k < n; k++) {
     lua_geti(L, 1, k + 1);
@@ -205,7 +223,8 @@ static int join(lua_State *L, bool stack) {
     lua_pop(L, 1);
   }
   int nd = ts[0]->ndim + (stack ? 1 : 0);
-  int d = lua_isnoneornil(L, 2) ? 0 : lc_dim(L, 2, nd);
+  lua_pushinteger(L, dim_arg);
+  int d = lc_dim(L, lua_gettop(L), nd);
   return lc_push(L, stack ? cc_stack(n, ts, d) : cc_cat(n, ts, d));
 }
 static int f_cat(lua_State *L) { return join(L, false); }
@@ -312,8 +331,8 @@ static int f_layer_norm(lua_State *L) {
   if (n > x->ndim) return luaL_argerror(L, 2, "normalized_shape has more dims than the input");
   for (int k = 0; k < n; k++)
     if (x->shape[x->ndim - n + k] != shape[k])
-      return luaL_error(L, "layer_norm: normalized_shape does not match the input's trailing dims (%lld vs %lld at %d)",
-                        (long long)shape[k], (long long)x->shape[x->ndim - n + k], k + 1);
+      return luaL_error(L, "layer_norm: normalized_shape does not match the input's trailing dims (%I vs %I at %d)",
+                        (lua_Integer)shape[k], (lua_Integer)x->shape[x->ndim - n + k], k + 1);
   return lc_push(L, cc_layer_norm(x, n, lc_opt(L, 3), lc_opt(L, 4), luaL_optnumber(L, 5, 1e-5)));
 }
 
@@ -352,8 +371,8 @@ static int f_st_header(lua_State *L) {
   long size = ftell(f);
   if (n == 0 || n > 100000000ULL || (long)(8 + n) > size) {
     fclose(f);
-    return luaL_error(L, "'%s' is not a safetensors file: header length %llu does not fit the file (%ld bytes)", path,
-                      (unsigned long long)n, size);
+    return luaL_error(L, "'%s' is not a safetensors file: header length %I does not fit the file (%I bytes)", path,
+                      (lua_Integer)n, (lua_Integer)size);
   }
   fseek(f, 8, SEEK_SET);
   luaL_Buffer b;
@@ -439,8 +458,8 @@ static int f_st_read(lua_State *L) {
   int64_t n = cc_numel(t);
   if ((lua_Integer)((size_t)n * src_size) != end - begin) {
     cc_release(t);
-    return luaL_error(L, "safetensors: byte range of %lld bytes does not match %lld elements of %s",
-                      (long long)(end - begin), (long long)n, dt);
+    return luaL_error(L, "safetensors: byte range of %I bytes does not match %I elements of %s",
+                      (lua_Integer)(end - begin), (lua_Integer)n, dt);
   }
   lc_push(L, t);
   FILE *f = fopen(path, "rb");
@@ -529,7 +548,7 @@ static const luaL_Reg functions[] = {
     {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
     {"get_num_threads", f_get_num_threads}, {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},
-    {"device_available", f_device_available}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},
+    {"device_available", f_device_available}, {"wall_time", f_wall_time}, {"empty_cache", f_empty_cache}, {"cached_bytes", f_cached_bytes}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},
     {"bmm", f_bmm}, {"where", f_where}, {"conv2d", f_conv2d}, {"pad", f_pad},
     {"adaptive_avg_pool2d", f_adaptive_avg_pool2d}, {"batch_norm", f_batch_norm}, {"layer_norm", f_layer_norm},
     {"linear", f_linear}, {"dropout", f_dropout}, {"cross_entropy", f_cross_entropy}, {"adam_step", f_adam_step},

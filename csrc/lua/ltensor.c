@@ -153,10 +153,6 @@ static int t_index(lua_State *L) {
     lua_pushinteger(L, t->ndim);
     return 1;
   }
-  if (!strcmp(key, "is_leaf")) {
-    lua_pushboolean(L, t->grad_fn == NULL);
-    return 1;
-  }
   return 0;
 }
 

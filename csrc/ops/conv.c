@@ -278,6 +278,8 @@ typedef struct {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, groups, Cg, Og;
   int64_t Hp, Wq; /* padded height, width of one column phase (direct strategy) */
   int64_t work;   /* multiply-adds */
+  int64_t L, Wg;  /* direct backward input: left zero pad and width of the padded grad rows */
+  int64_t tap_phase[CONV_MAX_TAPS], tap_shift[CONV_MAX_TAPS], tap_off[CONV_MAX_TAPS]; /* per kernel column j */
   int strategy;
   bool pointwise;
 } conv_geom;
@@ -339,10 +341,18 @@ static conv_geom conv_geom_make(const cc_call *c, const cc_tensor *xs, const cc_
   g.Hp = g.H + 2 * g.ph;
   g.Wq = (g.W + 2 * g.pw + g.sw - 1) / g.sw;
   g.work = g.N * g.O * g.Ho * g.Wo * g.Cg * g.kh * g.kw;
+  g.L = 0;
+  for (int64_t j = 0; j < g.kw && j < CONV_MAX_TAPS; j++) {
+    g.tap_phase[j] = (j * g.dw) % g.sw;
+    g.tap_shift[j] = (j * g.dw) / g.sw;
+    g.tap_off[j] = g.tap_phase[j] * g.Hp * g.Wq + g.tap_shift[j];
+    if (g.tap_shift[j] > g.L) g.L = g.tap_shift[j];
+  }
+  g.Wg = g.Wq + g.L;
   g.pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   if (g.pointwise && g.groups == 1 && g.H * g.W == 1) g.strategy = CONV_BATCH_GEMM;
   else if (g.pointwise) g.strategy = CONV_GEMM;
-  else if (g.Cg <= CONV_DIRECT_MAX_CG && g.kw <= CONV_MAX_TAPS) g.strategy = CONV_DIRECT;
+  else if (g.Cg <= CONV_DIRECT_MAX_CG && g.kw <= CONV_MAX_TAPS && g.sw <= CONV_MAX_TAPS) g.strategy = CONV_DIRECT;
   else g.strategy = CONV_GEMM;
   return g;
 }

@@ -46,52 +46,41 @@ static void FN(to_phases)(const T *x, T *ph, const conv_geom *g) {
   }
 }
 
-/* dx plane (H,W) <- the interior of the phase planes */
-static void FN(from_phases)(const T *ph, T *dx, const conv_geom *g) {
-  int64_t H = g->H, W = g->W, sw = g->sw, Wq = g->Wq, PQ = g->Hp * g->Wq;
-  for (int64_t h = 0; h < H; h++) {
-    T *dst = dx + h * W;
-    const T *row = ph + (h + g->ph) * Wq;
-    if (sw == 1) {
-      memcpy(dst, row + g->pw, sizeof(T) * (size_t)W);
+/* dst[0..len) += sum_k wv[k] * p[k][0..len), taps fused in groups of up to 5 (one store per group) */
+static inline void FN(acc_taps)(T *restrict dst, const T *const *p, const T *wv, int64_t nt, int64_t len) {
+  for (int64_t k = 0; k < nt;) {
+    int64_t m = nt - k >= 5 ? 5 : nt - k;
+    const T *restrict p0 = p[k];
+    T w0 = wv[k];
+    if (m == 1) {
+      for (int64_t t = 0; t < len; t++) dst[t] += w0 * p0[t];
+    } else if (m == 2) {
+      const T *restrict p1 = p[k + 1];
+      T w1 = wv[k + 1];
+      for (int64_t t = 0; t < len; t++) dst[t] += w0 * p0[t] + w1 * p1[t];
+    } else if (m == 3) {
+      const T *restrict p1 = p[k + 1], *restrict p2 = p[k + 2];
+      T w1 = wv[k + 1], w2 = wv[k + 2];
+      for (int64_t t = 0; t < len; t++) dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t];
+    } else if (m == 4) {
+      const T *restrict p1 = p[k + 1], *restrict p2 = p[k + 2], *restrict p3 = p[k + 3];
+      T w1 = wv[k + 1], w2 = wv[k + 2], w3 = wv[k + 3];
+      for (int64_t t = 0; t < len; t++) dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t] + w3 * p3[t];
     } else {
-      for (int64_t w = 0; w < W; w++) {
-        int64_t col = w + g->pw;
-        dst[w] = row[(col % sw) * PQ + col / sw];
-      }
+      const T *restrict p1 = p[k + 1], *restrict p2 = p[k + 2], *restrict p3 = p[k + 3], *restrict p4 = p[k + 4];
+      T w1 = wv[k + 1], w2 = wv[k + 2], w3 = wv[k + 3], w4 = wv[k + 4];
+      for (int64_t t = 0; t < len; t++) dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t] + w3 * p3[t] + w4 * p4[t];
     }
+    k += m;
   }
 }
 
-/* orow[0..Wo) += sum_j wr[j] * (tap j of the phase row base) */
-static inline void FN(row_taps)(T *restrict orow, const T *base, const T *wr, const conv_geom *g) {
-  int64_t Wo = g->Wo, kw = g->kw, dw = g->dw, sw = g->sw, PQ = g->Hp * g->Wq;
-  const T *p[CONV_MAX_TAPS];
-  for (int64_t j = 0; j < kw; j++) p[j] = base + ((j * dw) % sw) * PQ + (j * dw) / sw;
-  if (kw == 3) {
-    const T *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2];
-    T w0 = wr[0], w1 = wr[1], w2 = wr[2];
-    for (int64_t ow = 0; ow < Wo; ow++) orow[ow] += w0 * p0[ow] + w1 * p1[ow] + w2 * p2[ow];
-  } else if (kw == 5) {
-    const T *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2], *restrict p3 = p[3],
-                      *restrict p4 = p[4];
-    T w0 = wr[0], w1 = wr[1], w2 = wr[2], w3 = wr[3], w4 = wr[4];
-    for (int64_t ow = 0; ow < Wo; ow++)
-      orow[ow] += w0 * p0[ow] + w1 * p1[ow] + w2 * p2[ow] + w3 * p3[ow] + w4 * p4[ow];
-  } else {
-    for (int64_t j = 0; j < kw; j++) {
-      const T *restrict pj = p[j];
-      T wj = wr[j];
-      for (int64_t ow = 0; ow < Wo; ow++) orow[ow] += wj * pj[ow];
-    }
-  }
-}
-
-/* forward of the unit (sample n, group gi) */
+/* forward of the unit (sample n, group gi); phases: room for Cg phase sets */
 static void FN(direct_fwd_unit)(const conv_geom *g, int64_t n, int64_t gi, const T *x, const T *w, const T *b,
                                 T *out, T *phases) {
   int64_t Cg = g->Cg, Og = g->Og, PS = g->sw * g->Hp * g->Wq, HWo = g->Ho * g->Wo, KK = g->kh * g->kw;
   for (int64_t cc = 0; cc < Cg; cc++) FN(to_phases)(x + (n * g->C + gi * Cg + cc) * g->H * g->W, phases + cc * PS, g);
+  const T *p[CONV_MAX_TAPS];
   for (int64_t og = 0; og < Og; og++) {
     int64_t o = gi * Og + og;
     T *op = out + (n * g->O + o) * HWo;
@@ -104,53 +93,80 @@ static void FN(direct_fwd_unit)(const conv_geom *g, int64_t n, int64_t gi, const
         for (int64_t i = 0; i < g->kh; i++) {
           int64_t r = oh * g->sh + i * g->dh;
           if (r < g->ph || r >= g->ph + g->H) continue; /* a padding row */
-          FN(row_taps)(orow, phases + cc * PS + r * g->Wq, wo + (cc * g->kh + i) * g->kw, g);
+          const T *base = phases + cc * PS + r * g->Wq;
+          for (int64_t j = 0; j < g->kw; j++) p[j] = base + g->tap_off[j];
+          FN(acc_taps)(orow, p, wo + (cc * g->kh + i) * g->kw, g->kw, g->Wo);
         }
     }
   }
 }
 
-/* backward input of the unit (n, gi): scatter into phase planes, then crop into dx */
+/* backward input of the unit (n, gi) as a gather: every dx row is summed from the grad rows that
+   touch it, per column phase, taps fused. buf: Og padded grad planes (Ho, Wg), then sw rows of Wq */
 static void FN(direct_bwd_input_unit)(const conv_geom *g, int64_t n, int64_t gi, const T *gy, const T *w, T *dx,
-                                      T *phases) {
-  int64_t Cg = g->Cg, Og = g->Og, PQ = g->Hp * g->Wq, PS = g->sw * PQ, HWo = g->Ho * g->Wo, KK = g->kh * g->kw;
-  int64_t Wo = g->Wo;
-  memset(phases, 0, sizeof(T) * (size_t)(Cg * PS));
-  for (int64_t og = 0; og < Og; og++) {
-    int64_t o = gi * Og + og;
-    const T *gp = gy + (n * g->O + o) * HWo;
-    const T *wo = w + o * Cg * KK;
+                                      T *buf) {
+  int64_t Cg = g->Cg, Og = g->Og, HWo = g->Ho * g->Wo, KK = g->kh * g->kw, Wo = g->Wo, Wq = g->Wq;
+  int64_t Wg = g->Wg, L = g->L, sw = g->sw, W = g->W;
+  T *G = buf, *rows = buf + Og * g->Ho * Wg;
+  for (int64_t og = 0; og < Og; og++)
     for (int64_t oh = 0; oh < g->Ho; oh++) {
-      const T *restrict grow = gp + oh * Wo;
-      for (int64_t cc = 0; cc < Cg; cc++)
+      T *dst = G + (og * g->Ho + oh) * Wg;
+      memset(dst, 0, sizeof(T) * (size_t)L);
+      memcpy(dst + L, gy + (n * g->O + gi * Og + og) * HWo + oh * Wo, sizeof(T) * (size_t)Wo);
+      memset(dst + L + Wo, 0, sizeof(T) * (size_t)(Wg - L - Wo));
+    }
+  const T *p[CONV_MAX_TAPS];
+  T wv[CONV_MAX_TAPS];
+  for (int64_t cc = 0; cc < Cg; cc++) {
+    T *dxp = dx + (n * g->C + gi * Cg + cc) * g->H * W;
+    for (int64_t h = 0; h < g->H; h++) {
+      int64_t r = h + g->ph;
+      memset(rows, 0, sizeof(T) * (size_t)(sw * Wq));
+      for (int64_t og = 0; og < Og; og++) {
+        const T *wo = w + ((gi * Og + og) * Cg + cc) * KK;
         for (int64_t i = 0; i < g->kh; i++) {
-          int64_t r = oh * g->sh + i * g->dh;
-          if (r < g->ph || r >= g->ph + g->H) continue;
-          T *base = phases + cc * PS + r * g->Wq;
-          const T *wr = wo + (cc * g->kh + i) * g->kw;
-          for (int64_t j = 0; j < g->kw; j++) {
-            T *restrict dp = base + ((j * g->dw) % g->sw) * PQ + (j * g->dw) / g->sw;
-            T wj = wr[j];
-            for (int64_t ow = 0; ow < Wo; ow++) dp[ow] += wj * grow[ow];
+          int64_t num = r - i * g->dh;
+          if (num < 0) break;
+          if (num % g->sh) continue;
+          int64_t oh = num / g->sh;
+          if (oh >= g->Ho) continue;
+          const T *grow = G + (og * g->Ho + oh) * Wg + L;
+          for (int64_t q = 0; q < sw; q++) {
+            int64_t nt = 0;
+            for (int64_t j = 0; j < g->kw; j++)
+              if (g->tap_phase[j] == q) {
+                p[nt] = grow - g->tap_shift[j];
+                wv[nt++] = wo[i * g->kw + j];
+              }
+            if (nt) FN(acc_taps)(rows + q * Wq, p, wv, nt, Wq);
           }
         }
+      }
+      T *drow = dxp + h * W;
+      if (sw == 1) {
+        memcpy(drow, rows + g->pw, sizeof(T) * (size_t)W);
+      } else if (sw == 2) {
+        for (int64_t c2 = 0; c2 < W; c2++) {
+          int64_t col = c2 + g->pw;
+          drow[c2] = rows[(col & 1) * Wq + (col >> 1)];
+        }
+      } else {
+        for (int64_t c2 = 0; c2 < W; c2++) {
+          int64_t col = c2 + g->pw;
+          drow[c2] = rows[(col % sw) * Wq + col / sw];
+        }
+      }
     }
   }
-  for (int64_t cc = 0; cc < Cg; cc++) FN(from_phases)(phases + cc * PS, dx + (n * g->C + gi * Cg + cc) * g->H * g->W, g);
 }
 
-static inline T FN(dot)(const T *restrict a, const T *restrict b, int64_t n) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t k = 0; k < n; k++) s += a[k] * b[k];
-  return s;
-}
-
-/* backward weight of the unit (n, gi): acc (the whole dw shape, double) += ... */
+/* backward weight of the unit (n, gi): acc (the whole dw shape, double) += its share;
+   buf: Cg phase sets, then kw rows of Wo partial products */
 static void FN(direct_bwd_weight_unit)(const conv_geom *g, int64_t n, int64_t gi, const T *gy, const T *x,
-                                       double *acc, T *phases) {
-  int64_t Cg = g->Cg, Og = g->Og, PQ = g->Hp * g->Wq, PS = g->sw * PQ, HWo = g->Ho * g->Wo, KK = g->kh * g->kw;
-  int64_t Wo = g->Wo;
+                                       double *acc, T *buf) {
+  int64_t Cg = g->Cg, Og = g->Og, PS = g->sw * g->Hp * g->Wq, HWo = g->Ho * g->Wo, KK = g->kh * g->kw;
+  int64_t Wo = g->Wo, kw = g->kw;
+  T *phases = buf, *part = buf + Cg * PS;
   for (int64_t cc = 0; cc < Cg; cc++) FN(to_phases)(x + (n * g->C + gi * Cg + cc) * g->H * g->W, phases + cc * PS, g);
   for (int64_t og = 0; og < Og; og++) {
     int64_t o = gi * Og + og;
@@ -158,15 +174,25 @@ static void FN(direct_bwd_weight_unit)(const conv_geom *g, int64_t n, int64_t gi
     double *ao = acc + o * Cg * KK;
     for (int64_t cc = 0; cc < Cg; cc++)
       for (int64_t i = 0; i < g->kh; i++) {
-        T part[CONV_MAX_TAPS] = {0};
+        memset(part, 0, sizeof(T) * (size_t)(kw * Wo));
         for (int64_t oh = 0; oh < g->Ho; oh++) {
           int64_t r = oh * g->sh + i * g->dh;
           if (r < g->ph || r >= g->ph + g->H) continue;
-          const T *grow = gp + oh * Wo, *base = phases + cc * PS + r * g->Wq;
-          for (int64_t j = 0; j < g->kw; j++)
-            part[j] += FN(dot)(grow, base + ((j * g->dw) % g->sw) * PQ + (j * g->dw) / g->sw, Wo);
+          const T *restrict grow = gp + oh * Wo;
+          const T *base = phases + cc * PS + r * g->Wq;
+          for (int64_t j = 0; j < kw; j++) {
+            const T *restrict pj = base + g->tap_off[j];
+            T *restrict dst = part + j * Wo;
+            for (int64_t ow = 0; ow < Wo; ow++) dst[ow] += grow[ow] * pj[ow];
+          }
         }
-        for (int64_t j = 0; j < g->kw; j++) ao[(cc * g->kh + i) * g->kw + j] += part[j];
+        for (int64_t j = 0; j < kw; j++) {
+          const T *src = part + j * Wo;
+          double s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int64_t ow = 0; ow < Wo; ow++) s += src[ow];
+          ao[(cc * g->kh + i) * kw + j] += s;
+        }
       }
   }
 }
@@ -332,6 +358,7 @@ static int FN(conv2d_bwd_input)(const conv_geom *g, const T *gy, const T *w, T *
   if (g->strategy == CONV_DIRECT) {
     int64_t units = g->N * g->groups, PS = g->Cg * g->sw * g->Hp * g->Wq;
     int fail = 0;
+    PS = g->Og * g->Ho * g->Wg + g->sw * g->Wq;
 #pragma omp parallel if (units > 1 && g->work > CONV_PAR_WORK)
     {
       T *ph = malloc(sizeof(T) * (size_t)PS);
@@ -379,7 +406,7 @@ static int FN(conv2d_bwd_input)(const conv_geom *g, const T *gy, const T *w, T *
 static int FN(conv2d_bwd_weight)(const conv_geom *g, const T *gy, const T *x, T *dw) {
   int64_t wsize = g->O * g->Cg * g->kh * g->kw;
   if (g->strategy == CONV_DIRECT) {
-    int64_t units = g->N * g->groups, PS = g->Cg * g->sw * g->Hp * g->Wq;
+    int64_t units = g->N * g->groups, PS = g->Cg * g->sw * g->Hp * g->Wq + g->kw * g->Wo;
     bool par = units > 1 && g->work > CONV_PAR_WORK;
     int nt = par ? conv_max_threads() : 1;
     double *acc = calloc((size_t)(nt * wsize), sizeof(double));

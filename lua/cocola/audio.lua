@@ -1,0 +1,128 @@
+-- cocola.audio — the audio front end (C: csrc/audio/, on libsndfile, libsoxr and FFTW3).
+-- Waves are float32 tensors (channels, samples) or batches (B, samples); spectra are (..., bins, frames)
+-- and complex STFTs (..., n_fft/2+1, frames, 2) with real and imaginary parts last.
+--
+-- Documented behaviour at the edges:
+--  * load: a window reaching past the end of the file (offset + duration) is zero-padded on the right
+--    to the requested duration (as the COCOLA data loader pads short windows); an offset past the end
+--    gives all zeros. Without a duration the window runs to the end (possibly 0 samples). A file whose
+--    data is shorter than its header says loads what could be decoded, then zeros. Missing, non-audio
+--    or unreadable files raise an error naming the file and libsndfile's reason.
+--  * save: PCM is written as round(x * 2^(bits-1)), clipped to the PCM range; load divides by
+--    2^(bits-1), so a wave on the PCM16 grid round-trips exactly (float WAV always does). NaN or
+--    infinite samples raise an error.
+--  * cocola_features / audioldm_mel: NaN or infinite samples raise an error; a wave needs at least 513
+--    samples (reflect padding of n_fft/2).
+local core = require "cocola.core"
+
+local audio = {}
+
+local function opt(o, k, d)
+  if o == nil or o[k] == nil then return d end
+  return o[k]
+end
+
+--- info(path) -> {frames, rate, channels, duration (s), format, subtype}, read from the header only.
+function audio.info(path) return core.audio_info(path) end
+
+--- load(path, {sr = keep, mono = false, offset = 0, duration = all}) -> wave (channels, samples), rate.
+-- Seeks to the window (sf_seek): only the window is decoded. mono averages the channels; sr resamples
+-- with soxr (HQ); with a duration the result has exactly round(duration * rate) samples.
+function audio.load(path, o)
+  return core.audio_load(path, opt(o, "sr", 0), opt(o, "mono", false), opt(o, "offset", 0), opt(o, "duration", -1))
+end
+
+--- save(path, wave, sr, {subtype = "pcm16"}) writes .wav / .flac / .ogg / .aiff (by extension).
+-- subtype: "pcm16", "pcm24", "pcm32", "float", "double" (WAV/AIFF), "vorbis" (OGG, its default).
+function audio.save(path, wave, sr, o)
+  core.audio_save(path, wave, sr, opt(o, "subtype", nil))
+end
+
+--- resample(wave, from_sr, to_sr) along the last dim (soxr HQ); ceil(n * to / from) samples.
+function audio.resample(wave, from, to) return core.audio_resample(wave, from, to) end
+
+--- to_mono(wave (channels, samples)) -> (1, samples), the mean of the channels.
+function audio.to_mono(wave) return core.audio_to_mono(wave) end
+
+local function stft_opts(o)
+  local n_fft = opt(o, "n_fft", 1024)
+  local win = opt(o, "win_length", n_fft)
+  local hop = opt(o, "hop_length", win // 4)
+  local pad = opt(o, "pad_mode", "constant")
+  if pad ~= "constant" and pad ~= "reflect" then error("audio.stft: pad_mode must be 'constant' or 'reflect'", 3) end
+  return n_fft, hop, win, opt(o, "center", true), pad == "reflect"
+end
+
+--- stft(x (..., samples), {n_fft = 1024, hop_length = win_length // 4, win_length = n_fft,
+--  center = true, pad_mode = "constant" | "reflect"}) -> (..., n_fft/2+1, frames, 2).
+-- The window is a periodic Hann of win_length, zero-padded (centred) to n_fft; frames are not normalised.
+function audio.stft(x, o) return core.audio_stft(x, stft_opts(o)) end
+
+--- istft(X (..., bins, frames, 2), same options as stft plus length) -> (..., samples); window-squared
+-- overlap-add normalisation (torch.istft).
+function audio.istft(X, o)
+  local n_fft, hop, win, center, reflect = stft_opts(o)
+  return core.audio_istft(X, n_fft, hop, win, center, reflect, opt(o, "length", -1))
+end
+
+--- magnitude(X (..., 2)) -> |X|
+function audio.magnitude(X)
+  local re, im = X:select(-1, 1), X:select(-1, 2)
+  return (re * re + im * im):sqrt()
+end
+
+--- median_filter(x (..., rows, cols), size, dim = -1): scipy.ndimage.median_filter along one of the last
+-- two dims (mode 'reflect': d c b a | a b c d | d c b a); size odd.
+function audio.median_filter(x, size, dim) return core.audio_median_filter(x, size, dim or -1) end
+
+--- hpss(mag (..., bins, frames), {kernel_size = 31, power = 2, margin = 1}) -> harmonic, percussive
+-- magnitudes (librosa.decompose.hpss on |S|: soft masks times the magnitude). kernel_size may be a
+-- table {harmonic, percussive}.
+function audio.hpss(mag, o)
+  local k = opt(o, "kernel_size", 31)
+  local kh, kp = k, k
+  if type(k) == "table" then kh, kp = k[1], k[2] end
+  return core.audio_hpss(mag, kh, kp, opt(o, "power", 2), opt(o, "margin", 1))
+end
+
+--- mel_filterbank({sr = 16000, n_fft = 1024, n_mels = 128, f_min = 0, f_max = sr / 2,
+--  htk = false, norm = "slaney" | false}) -> (n_mels, n_fft/2+1).
+-- Defaults are librosa's (Slaney scale and norm); torchaudio's default is {htk = true, norm = false}.
+function audio.mel_filterbank(o)
+  local sr = opt(o, "sr", 16000)
+  local norm = opt(o, "norm", "slaney")
+  if norm ~= "slaney" and norm ~= false then error("audio.mel_filterbank: norm must be 'slaney' or false", 2) end
+  return core.audio_mel_filterbank(opt(o, "n_fft", 1024) // 2 + 1, sr, opt(o, "n_mels", 128), opt(o, "f_min", 0),
+                                   opt(o, "f_max", sr / 2), opt(o, "htk", false), norm == "slaney")
+end
+
+local function db_args(o, amin_default)
+  local ref = opt(o, "ref", 1.0)
+  if ref == "max" then ref = 0
+  elseif type(ref) ~= "number" or ref <= 0 then error("audio: ref must be 'max' or a positive number", 3) end
+  local top = opt(o, "top_db", 80)
+  if top == false then top = -1 end
+  return ref, opt(o, "amin", amin_default), top
+end
+
+--- power_to_db(S, {ref = 1 | "max", amin = 1e-10, top_db = 80 | false}) as librosa (the max is over
+-- the whole tensor).
+function audio.power_to_db(S, o) return core.audio_power_to_db(S, db_args(o, 1e-10)) end
+
+--- amplitude_to_db(S, {ref = 1 | "max", amin = 1e-5, top_db = 80 | false}) as librosa.
+function audio.amplitude_to_db(S, o) return core.audio_amplitude_to_db(S, db_args(o, 1e-5)) end
+
+--- cocola_features(wave (B, samples) or (samples), {mode = "hpss" | "mel"}) -> (B, 2, 64, frames) for
+-- hpss (harmonic, percussive), (B, 1, 64, frames) for mel; frames = 1 + samples // 160 (501 for 5 s).
+-- Mono 16 kHz input. OpenMP over the batch (cocola.set_num_threads).
+function audio.cocola_features(wave, o)
+  local mode = opt(o, "mode", "hpss")
+  if mode ~= "hpss" and mode ~= "mel" then error("audio.cocola_features: mode must be 'hpss' or 'mel'", 2) end
+  return core.audio_cocola_features(wave, mode == "hpss")
+end
+
+--- audioldm_mel(wave (B, samples)) -> (B, 1, frames, 64): the AudioLDM 2 / CompoNet log-mel
+-- (16 kHz, n_fft 1024, hop 160, reflect padding, magnitude, Slaney mel 64 over 0-8000 Hz, log(max(x, 1e-5))).
+function audio.audioldm_mel(wave) return core.audio_audioldm_mel(wave) end
+
+return audio

@@ -1,0 +1,59 @@
+-- cocola.models.efficientnet.MBConvBlock — mobile inverted bottleneck with squeeze-excitation, as
+-- efficientnet_pytorch 0.7.1 builds it: [1x1 expand, BN, swish], depthwise kxk, BN, swish,
+-- SE (avg pool, 1x1 reduce, swish, 1x1 expand, sigmoid gate), 1x1 project, BN, identity skip with
+-- drop-connect when stride 1 and in == out. Shapes: (N, in, H, W) -> (N, out, H/s, W/s).
+-- Submodule names are the reference's: _expand_conv _bn0 _depthwise_conv _bn1 _se_reduce
+-- _se_expand _project_conv _bn2.
+local cocola = require "cocola"
+local Module = require "cocola.nn.Module"
+local BatchNorm2d = require "cocola.nn.BatchNorm2d"
+local Conv2dStaticSame = require "cocola.models.efficientnet.Conv2dStaticSame"
+local F = require "cocola.nn.functional"
+
+local MBConvBlock = Module:extend("MBConvBlock")
+
+--- MBConvBlock{expand=, kernel=, stride=, input=, output=, se_ratio=0.25, image_size=,
+---             bn_eps=1e-3, bn_momentum=0.01, drop_connect=0}
+function MBConvBlock:init(a)
+  local bn = { eps = a.bn_eps or 1e-3, momentum = a.bn_momentum or 0.01 }
+  local mid = a.input * a.expand
+  self.expand_ratio, self.stride, self.drop_connect = a.expand, a.stride, a.drop_connect or 0
+  self.id_skip = a.stride == 1 and a.input == a.output
+  if a.expand ~= 1 then
+    self._expand_conv = Conv2dStaticSame(a.input, mid, 1, { bias = false, image_size = a.image_size })
+    self._bn0 = BatchNorm2d(mid, bn)
+  end
+  self._depthwise_conv = Conv2dStaticSame(mid, mid, a.kernel,
+    { stride = a.stride, groups = mid, bias = false, image_size = a.image_size })
+  self._bn1 = BatchNorm2d(mid, bn)
+  local squeezed = math.max(1, math.floor(a.input * (a.se_ratio or 0.25)))
+  self._se_reduce = Conv2dStaticSame(mid, squeezed, 1, { image_size = 1 })
+  self._se_expand = Conv2dStaticSame(squeezed, mid, 1, { image_size = 1 })
+  local out_size = (a.image_size + a.stride - 1) // a.stride
+  self._project_conv = Conv2dStaticSame(mid, a.output, 1, { bias = false, image_size = out_size })
+  self._bn2 = BatchNorm2d(a.output, bn)
+end
+
+-- stochastic depth: drop whole examples of the residual branch with probability p
+local function drop_connect(x, p)
+  local keep = 1 - p
+  local mask = cocola.rand({ x:size(1), 1, 1, 1 }, { dtype = x:dtype() }):lt(keep)
+  return x * mask * (1 / keep)
+end
+
+function MBConvBlock:forward(inputs)
+  local x = inputs
+  if self._expand_conv then x = F.silu(self._bn0(self._expand_conv(x))) end
+  x = F.silu(self._bn1(self._depthwise_conv(x)))
+  local s = F.adaptive_avg_pool2d(x, 1)
+  s = self._se_expand(F.silu(self._se_reduce(s)))
+  x = x * s:sigmoid()
+  x = self._bn2(self._project_conv(x))
+  if self.id_skip then
+    if self.training and self.drop_connect > 0 then x = drop_connect(x, self.drop_connect) end
+    x = x + inputs
+  end
+  return x
+end
+
+return MBConvBlock

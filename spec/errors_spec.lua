@@ -1,0 +1,135 @@
+-- errors_spec.lua — misuse raises a Lua error whose message names the problem (never a crash,
+-- never a silent wrong result). Each case runs under pcall and matches the message against a
+-- pattern; a final check confirms the library still works after all of them.
+local cocola = require "cocola"
+local F = require "cocola.nn.functional"
+
+--- asserts fn() raises an error whose message matches every given (Lua) pattern
+local function raises(fn, ...)
+  local ok, err = pcall(fn)
+  assert(not ok, "expected an error, but the call succeeded")
+  err = tostring(err)
+  for _, pat in ipairs({ ... }) do
+    assert(err:find(pat), string.format("error message %q does not match %q", err, pat))
+  end
+  return err
+end
+
+describe("errors", function()
+  local a23 = cocola.zeros({ 2, 3 })
+  local a32 = cocola.zeros({ 3, 2 })
+  local a24 = cocola.zeros({ 2, 4 })
+
+  it("shape mismatch in add", function()
+    raises(function() return a23 + a24 end, "shape mismatch", "broadcast", "{2,3}", "{2,4}")
+    raises(function() return a23:add(cocola.zeros({ 2 })) end, "shape mismatch")
+  end)
+
+  it("shape mismatch in matmul", function()
+    raises(function() return a23:matmul(a24) end, "matmul", "shape mismatch", "inner sizes 3 and 2")
+    raises(function() return cocola.matmul(cocola.zeros({ 2, 2, 3 }), cocola.zeros({ 3, 3, 2 })) end, "matmul", "batch")
+    raises(function() return cocola.bmm(cocola.zeros({ 2, 2, 3 }), cocola.zeros({ 3, 3, 2 })) end, "bmm", "batch")
+    raises(function() return F.linear(a23, cocola.zeros({ 4, 2 })) end, "linear", "in_features")
+  end)
+
+  it("wrong dtype: float32 + float64", function()
+    raises(function() return a23 + cocola.zeros({ 2, 3 }, { dtype = "float64" }) end, "dtype mismatch", "float32", "float64")
+  end)
+
+  it("wrong dtype: exp of int64", function()
+    raises(function() return cocola.zeros({ 2 }, { dtype = "int64" }):exp() end, "exp", "floating", "int64")
+  end)
+
+  it("wrong dtype: cross_entropy with float targets", function()
+    raises(function() return F.cross_entropy(cocola.zeros({ 2, 3 }), cocola.zeros({ 2 })) end, "cross_entropy", "int64")
+  end)
+
+  it("unknown dtype name", function()
+    raises(function() return cocola.zeros({ 2 }, { dtype = "float17" }) end, "unknown dtype", "float17")
+  end)
+
+  it("out-of-range dim", function()
+    raises(function() return a23:sum(3) end, "out of range")
+    raises(function() return a23:softmax(-3) end, "out of range")
+    raises(function() return a23:transpose(1, 5) end, "out of range")
+    raises(function() return a23:size(0) end, "1%-based")
+    raises(function() return cocola.cat({ a23, a23 }, 3) end, "out of range")
+  end)
+
+  it("narrow beyond the end, select out of range", function()
+    raises(function() return a23:narrow(2, 2, 3) end, "narrow", "outside", "size 3")
+    raises(function() return a23:narrow(1, 0, 1) end, "1%-based")
+    raises(function() return a23:select(1, 3) end, "select", "out of range")
+  end)
+
+  it("bad conv groups", function()
+    local x = cocola.zeros({ 1, 4, 5, 5 })
+    raises(function() return F.conv2d(x, cocola.zeros({ 6, 2, 3, 3 }), nil, { groups = 3 }) end, "conv2d", "groups=3 does not divide")
+    raises(function() return F.conv2d(x, cocola.zeros({ 6, 2, 3, 3 }), nil, { groups = 0 }) end, "conv2d", "groups must be positive")
+    raises(function() return F.conv2d(x, cocola.zeros({ 5, 2, 3, 3 }), nil, { groups = 2 }) end, "conv2d", "out_channels")
+  end)
+
+  it("conv channel mismatch and other conv misuse", function()
+    local x = cocola.zeros({ 1, 3, 5, 5 })
+    raises(function() return F.conv2d(x, cocola.zeros({ 4, 2, 3, 3 })) end, "conv2d", "input channels")
+    raises(function() return F.conv2d(x, cocola.zeros({ 4, 3, 3, 3 }), cocola.zeros({ 3 })) end, "conv2d", "bias")
+    raises(function() return F.conv2d(x, cocola.zeros({ 4, 3, 7, 7 })) end, "conv2d", "larger than")
+    raises(function() return F.conv2d(x, cocola.zeros({ 4, 3, 3, 3 }), nil, { stride = 0 }) end, "conv2d", "stride")
+    raises(function() return F.conv2d(cocola.zeros({ 5, 5 }), cocola.zeros({ 4, 3, 3, 3 })) end, "conv2d", "input")
+  end)
+
+  it("cross_entropy target out of range", function()
+    local logits = cocola.zeros({ 2, 3 })
+    raises(function() return F.cross_entropy(logits, cocola.tensor({ 0, 3 }, { dtype = "int64" })) end, "out of bounds", "3")
+    raises(function() return F.cross_entropy(logits, cocola.tensor({ -1, 0 }, { dtype = "int64" })) end, "out of bounds")
+    raises(function() return F.cross_entropy(logits, cocola.tensor({ 0, 1, 2 }, { dtype = "int64" })) end, "cross_entropy")
+  end)
+
+  it("tensor from a ragged table", function()
+    raises(function() return cocola.tensor({ { 1, 2 }, { 3 } }) end, "ragged")
+    raises(function() return cocola.tensor({ { 1, 2 }, 3 }) end, "ragged")
+    raises(function() return cocola.tensor({ 1, { 2 } }) end, "expected numbers")
+    raises(function() return cocola.tensor({ 1, "x" }) end, "expected numbers")
+  end)
+
+  it("view incompatible with strides, and bad view/reshape/expand/permute shapes", function()
+    raises(function() return a23:t():view(6) end, "view", "strides")
+    raises(function() return a23:view(4) end, "view", "invalid")
+    raises(function() return a23:reshape(-1, -1) end, "only one dimension")
+    raises(function() return a23:expand(2, 4) end, "expand")
+    raises(function() return a23:permute(1, 1) end, "permute")
+  end)
+
+  it("requires_grad on int64", function()
+    raises(function() return cocola.zeros({ 2 }, { dtype = "int64" }):requires_grad(true) end, "requires_grad", "floating", "int64")
+  end)
+
+  it("use of a closed tensor", function()
+    local t = cocola.zeros({ 2 })
+    t:close()
+    raises(function() return t + 1 end, "closed")
+    raises(function() return t:sum() end, "closed")
+    raises(function() return t.shape end, "closed")
+    raises(function() return tostring(t) end, "closed")
+    t:close() -- closing twice is harmless
+  end)
+
+  it("other misuse: item of many, pad, layer_norm shape, batch_norm eval without stats, dropout p", function()
+    raises(function() return a23:item() end, "one element")
+    raises(function() return F.pad(a23, { 1 }) end, "even")
+    raises(function() return F.layer_norm(a23, { 2 }) end, "layer_norm", "normalized_shape")
+    raises(function() return F.batch_norm(cocola.zeros({ 2, 3 }), nil, nil, nil, nil, false) end, "batch_norm", "running")
+    raises(function() return F.dropout(a23, 1.5) end, "dropout", "probability")
+    raises(function() return cocola.cat({ a23, a32 }, 1) end, "cat", "sizes")
+    raises(function() return cocola.stack({ a23, a32 }) end, "stack")
+    raises(function() return a23:clamp(1, 0) end, "clamp")
+    raises(function() return cocola.randint(3, 3, { 2 }) end, "randint")
+  end)
+
+  it("leaves the library usable afterwards", function()
+    assert.is_true(cocola.is_grad_enabled())
+    local x = cocola.tensor({ 1, 2 }, { dtype = "float64" }):requires_grad(true)
+    ;(x * x):sum():backward()
+    assert.are.same({ 2, 4 }, x.grad:totable())
+  end)
+end)

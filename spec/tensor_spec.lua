@@ -1,0 +1,348 @@
+-- tensor_spec.lua — the tensor object itself: creation (nested tables, arange, zeros/ones/full,
+-- random with seeds), views sharing storage and contiguous() copying only when needed, memory
+-- accounting returning to its start after garbage collection, torch-style printing, arithmetic
+-- metamethods with numbers on either side, and the small accessors (item, totable, size, ...).
+local cocola = require "cocola"
+
+local function flat(v, out)
+  out = out or {}
+  if type(v) == "table" then
+    for i = 1, #v do flat(v[i], out) end
+  else
+    out[#out + 1] = v
+  end
+  return out
+end
+
+describe("creation", function()
+  it("builds a tensor from a nested table with its shape, values and float32 default", function()
+    local t = cocola.tensor({ { 1, 2, 3 }, { 4, 5, 6 } })
+    assert.are.same({ 2, 3 }, t.shape)
+    assert.are.equal("float32", t:dtype())
+    assert.are.same({ { 1, 2, 3 }, { 4, 5, 6 } }, t:totable())
+    assert.are.equal(6, t:_at(2, 3))
+    assert.are.equal(2, t:_at(1, 2))
+  end)
+
+  it("honours the dtype option, keeping int64 values exact", function()
+    local big = 9007199254740993 -- 2^53 + 1, not representable as a double
+    local i = cocola.tensor({ big, -3 }, { dtype = "int64" })
+    assert.are.equal("int64", i:dtype())
+    assert.are.equal(big, i:_at(1))
+    assert.are.equal("integer", math.type(i:_at(1)))
+    local d = cocola.tensor({ 0.1, 1 / 3 }, { dtype = "float64" })
+    assert.are.equal("float64", d:dtype())
+    assert.are.equal(1 / 3, d:_at(2))
+    local f = cocola.tensor({ 0.1 })
+    assert.are_not.equal(0.1, f:_at(1)) -- rounded to float32
+    assert.is_true(math.abs(f:_at(1) - 0.1) < 1e-8)
+  end)
+
+  it("makes 0-d tensors from numbers and 3-d tensors from deeper tables", function()
+    local s = cocola.tensor(2.5)
+    assert.are.same({}, s.shape)
+    assert.are.equal(0, s:dim())
+    assert.are.equal(2.5, s:item())
+    local t = cocola.tensor({ { { 1 }, { 2 } }, { { 3 }, { 4 } }, { { 5 }, { 6 } } })
+    assert.are.same({ 3, 2, 1 }, t.shape)
+    assert.are.equal(5, t:_at(3, 1, 1))
+  end)
+
+  it("zeros, ones and full", function()
+    local z = cocola.zeros({ 2, 3 })
+    assert.are.same({ 2, 3 }, z.shape)
+    assert.are.same({ 0, 0, 0, 0, 0, 0 }, flat(z:totable()))
+    local o = cocola.ones({ 4 }, { dtype = "int64" })
+    assert.are.equal("int64", o:dtype())
+    assert.are.same({ 1, 1, 1, 1 }, o:totable())
+    local f = cocola.full({ 2, 2 }, -1.5, { dtype = "float64" })
+    assert.are.equal("float64", f:dtype())
+    assert.are.same({ { -1.5, -1.5 }, { -1.5, -1.5 } }, f:totable())
+    assert.are.same({ 3, 1, 2 }, cocola.zeros(3, 1, 2).shape)
+  end)
+
+  it("arange is int64 for integer bounds, excludes the end, and supports steps", function()
+    local a = cocola.arange(0, 5)
+    assert.are.equal("int64", a:dtype())
+    assert.are.same({ 0, 1, 2, 3, 4 }, a:totable())
+    assert.are.same({ 0, 1, 2 }, cocola.arange(3):totable())
+    assert.are.same({ 2, 5, 8 }, cocola.arange(2, 10, 3):totable())
+    assert.are.same({ 5, 3, 1 }, cocola.arange(5, 0, -2):totable())
+    local f = cocola.arange(0, 1, 0.25)
+    assert.are.equal("float32", f:dtype())
+    assert.are.same({ 0, 0.25, 0.5, 0.75 }, f:totable())
+    assert.are.equal("float64", cocola.arange(0, 3, { dtype = "float64" }):dtype())
+  end)
+
+  it("rand/randn/randint: the same seed gives the same numbers, another seed others", function()
+    for _, make in ipairs({
+      function() return cocola.rand({ 50 }) end,
+      function() return cocola.randn({ 50 }, { dtype = "float64" }) end,
+      function() return cocola.randint(0, 1000, { 50 }) end,
+    }) do
+      cocola.manual_seed(42)
+      local a = make():totable()
+      cocola.manual_seed(42)
+      local b = make():totable()
+      cocola.manual_seed(43)
+      local c = make():totable()
+      assert.are.same(a, b)
+      assert.are_not.same(a, c)
+      -- successive draws differ too (the generator advances)
+      cocola.manual_seed(42)
+      make()
+      assert.are_not.same(a, make():totable())
+    end
+  end)
+
+  it("randn on 1e5 samples has mean ~0 and std ~1; rand lies in [0,1) with mean ~1/2", function()
+    cocola.manual_seed(7)
+    local n = 100000
+    local x = cocola.randn({ n }, { dtype = "float64" })
+    local s, s2 = 0.0, 0.0
+    for _, v in ipairs(x:totable()) do
+      s = s + v
+      s2 = s2 + v * v
+    end
+    local mean = s / n
+    local std = math.sqrt(s2 / n - mean * mean)
+    assert.is_true(math.abs(mean) < 0.02, "randn mean " .. mean)
+    assert.is_true(math.abs(std - 1) < 0.02, "randn std " .. std)
+    local u = cocola.rand({ n })
+    local lo, hi, su = math.huge, -math.huge, 0.0
+    for _, v in ipairs(u:totable()) do
+      lo, hi, su = math.min(lo, v), math.max(hi, v), su + v
+    end
+    assert.is_true(lo >= 0 and hi < 1, "rand range " .. lo .. ".." .. hi)
+    assert.is_true(math.abs(su / n - 0.5) < 0.01, "rand mean " .. su / n)
+  end)
+
+  it("randint gives int64 values in [lo, hi) covering the range", function()
+    cocola.manual_seed(3)
+    local r = cocola.randint(-2, 3, { 1000 })
+    assert.are.equal("int64", r:dtype())
+    local seen = {}
+    for _, v in ipairs(r:totable()) do
+      assert.are.equal("integer", math.type(v))
+      assert.is_true(v >= -2 and v < 3, "value " .. v)
+      seen[v] = true
+    end
+    for v = -2, 2 do assert.is_true(seen[v], "never drew " .. v) end
+  end)
+end)
+
+describe("views and storage", function()
+  it("views share storage with their base", function()
+    local base = cocola.arange(0, 12, { dtype = "float32" }):reshape(3, 4)
+    local views = {
+      base:t(), base:narrow(2, 2, 2), base:select(1, 2), base:view(4, 3), base:reshape(2, 6),
+      base:permute(2, 1), base:unsqueeze(1), base:unsqueeze(1):squeeze(), base:detach(),
+      base:narrow(1, 1, 1):expand(5, 4), base:transpose(1, 2),
+    }
+    for k, v in ipairs(views) do
+      assert.are.equal(base:storage_ptr(), v:storage_ptr(), "view " .. k)
+    end
+    local nar = base:narrow(2, 2, 2)
+    assert.are.equal(1, nar:storage_offset())
+    assert.are.equal(base:data_ptr() + 4, nar:data_ptr()) -- one float32 in
+    assert.are.same({ 1, 4 }, base:t():stride())
+    assert.are.same({ 4, 1 }, base:stride())
+    assert.are.same({ 0, 1 }, base:narrow(1, 1, 1):expand(5, 4):stride())
+  end)
+
+  it("writes through a view are visible in the base (fill_ and copy_ under no_grad)", function()
+    local base = cocola.zeros({ 3, 4 })
+    cocola.no_grad(function()
+      base:t():select(1, 2):fill_(7) -- column 2
+      base:narrow(1, 3, 1):narrow(2, 3, 2):copy_(cocola.tensor({ { 5, 6 } }))
+      base:select(1, 1):copy_(cocola.tensor({ 9 })) -- broadcast copy into row 1
+    end)
+    assert.are.same({ { 9, 9, 9, 9 }, { 0, 7, 0, 0 }, { 0, 7, 5, 6 } }, base:totable())
+    -- and the other way: a write to the base shows in an older view
+    local v = base:view(12)
+    cocola.no_grad(function() base:fill_(1) end)
+    assert.are.same({ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }, v:totable())
+  end)
+
+  it("contiguous() returns the same storage when already contiguous and copies otherwise", function()
+    local base = cocola.arange(0, 6, { dtype = "float64" }):reshape(2, 3)
+    assert.is_true(base:is_contiguous())
+    local same = base:contiguous()
+    assert.are.equal(base:data_ptr(), same:data_ptr())
+    assert.are.equal(base:storage_ptr(), same:storage_ptr())
+    local t = base:t()
+    assert.is_false(t:is_contiguous())
+    local c = t:contiguous()
+    assert.is_true(c:is_contiguous())
+    assert.are_not.equal(base:storage_ptr(), c:storage_ptr())
+    assert.are.same(t:totable(), c:totable())
+    assert.are.same({ { 0, 3 }, { 1, 4 }, { 2, 5 } }, c:totable())
+    -- a copy is independent of its source
+    cocola.no_grad(function() base:fill_(0) end)
+    assert.are.same({ { 0, 3 }, { 1, 4 }, { 2, 5 } }, c:totable())
+    -- reshape copies only when it has to
+    local b2 = cocola.zeros({ 2, 3 })
+    assert.are.equal(b2:storage_ptr(), b2:reshape(6):storage_ptr())
+    assert.are_not.equal(b2:storage_ptr(), b2:t():reshape(6):storage_ptr())
+  end)
+
+  it("clone copies", function()
+    local a = cocola.tensor({ 1, 2, 3 })
+    local b = a:clone()
+    assert.are_not.equal(a:storage_ptr(), b:storage_ptr())
+    cocola.no_grad(function() b:fill_(0) end)
+    assert.are.same({ 1, 2, 3 }, a:totable())
+  end)
+end)
+
+describe("memory accounting", function()
+  local function settle()
+    collectgarbage()
+    collectgarbage()
+  end
+
+  it("live_tensors and live_bytes return to their start after references are dropped", function()
+    settle()
+    local t0, b0 = cocola.live_tensors(), cocola.live_bytes()
+    do
+      local keep = {}
+      for i = 1, 20 do keep[i] = cocola.zeros({ 100, 10 }) end
+      local a = keep[1]:t():narrow(1, 1, 5)
+      local x = cocola.randn({ 30, 30 }, { dtype = "float64" }):requires_grad(true)
+      local y = (x:matmul(x) * 2):sum()
+      y:backward()
+      assert.is_true(cocola.live_tensors() >= t0 + 23)
+      assert.is_true(cocola.live_bytes() >= b0 + 20 * 100 * 10 * 4)
+      keep, a, x, y = nil, nil, nil, nil
+    end
+    settle()
+    assert.are.equal(t0, cocola.live_tensors())
+    assert.are.equal(b0, cocola.live_bytes())
+  end)
+
+  it("close() frees a tensor at once", function()
+    settle()
+    local t0, b0 = cocola.live_tensors(), cocola.live_bytes()
+    local t = cocola.zeros({ 1000 })
+    assert.are.equal(b0 + 4000, cocola.live_bytes())
+    t:close()
+    assert.are.equal(t0, cocola.live_tensors())
+    assert.are.equal(b0, cocola.live_bytes())
+    do
+      local u <close> = cocola.ones({ 10 })
+      assert.are.equal(t0 + 1, cocola.live_tensors())
+    end
+    assert.are.equal(t0, cocola.live_tensors())
+  end)
+end)
+
+describe("printing", function()
+  it("looks like torch for a small float32 matrix", function()
+    assert.are.equal("tensor([[1., 2.],\n        [3., 4.]])", tostring(cocola.tensor({ { 1, 2 }, { 3, 4 } })))
+  end)
+
+  it("formats fractions with 4 decimals, aligned", function()
+    assert.are.equal("tensor([ 1.5000, -2.2500])", tostring(cocola.tensor({ 1.5, -2.25 })))
+  end)
+
+  it("shows a 0-d tensor and int64 values", function()
+    assert.are.equal("tensor(3.)", tostring(cocola.tensor(3)))
+    local s = tostring(cocola.tensor({ 1, 20, 300 }, { dtype = "int64" }))
+    assert.is_truthy(s:find("[  1,  20, 300]", 1, true), s)
+  end)
+
+  it("shows the dtype for float64", function()
+    assert.are.equal("tensor([1., 2.], dtype=float64)", tostring(cocola.tensor({ 1, 2 }, { dtype = "float64" })))
+  end)
+
+  it("summarises large tensors with ...", function()
+    local s = tostring(cocola.arange(0, 2000, { dtype = "float32" }))
+    assert.is_truthy(s:find("...", 1, true), s)
+    assert.is_truthy(s:find("0.,", 1, true), s)
+    assert.is_truthy(s:find("1999.]", 1, true), s)
+    assert.is_nil(s:find("1000.", 1, true))
+    assert.is_true(#s < 200, s)
+    local m = tostring(cocola.zeros({ 100, 100 }))
+    assert.is_truthy(m:find("...", 1, true), m)
+    assert.is_true(#m < 600, "summary of 100x100 is " .. #m .. " characters")
+  end)
+
+  it("mentions grad_fn or requires_grad", function()
+    local x = cocola.tensor({ 1, 2 }, { dtype = "float64" }):requires_grad(true)
+    assert.is_truthy(tostring(x):find("requires_grad=true", 1, true))
+    assert.is_truthy(tostring(x * 2):find("grad_fn=<", 1, true))
+  end)
+end)
+
+describe("metamethods", function()
+  local a = cocola.tensor({ 1, 2, 4 })
+  local function vals(t) return t:totable() end
+
+  it("work with numbers on either side", function()
+    assert.are.same({ 3, 4, 6 }, vals(a + 2))
+    assert.are.same({ 3, 4, 6 }, vals(2 + a))
+    assert.are.same({ -1, 0, 2 }, vals(a - 2))
+    assert.are.same({ 1, 0, -2 }, vals(2 - a))
+    assert.are.same({ 2, 4, 8 }, vals(a * 2))
+    assert.are.same({ 2, 4, 8 }, vals(2 * a))
+    assert.are.same({ 0.5, 1, 2 }, vals(a / 2))
+    assert.are.same({ 4, 2, 1 }, vals(4 / a))
+    assert.are.same({ 1, 4, 16 }, vals(a ^ 2))
+    assert.are.same({ 2, 4, 16 }, vals(2 ^ a))
+    assert.are.same({ -1, -2, -4 }, vals(-a))
+  end)
+
+  it("work between tensors, with broadcasting", function()
+    local b = cocola.tensor({ { 1 }, { 10 } })
+    assert.are.same({ { 2, 3, 5 }, { 11, 12, 14 } }, vals(a + b))
+    assert.are.same({ { 0, 1, 3 }, { -9, -8, -6 } }, vals(a - b))
+    assert.are.same({ { 1, 2, 4 }, { 10, 20, 40 } }, vals(a * b))
+    assert.are.same({ { 1, 0.5, 0.25 }, { 10, 5, 2.5 } }, vals(b / a))
+    assert.are.same({ { 1, 1, 1 }, { 10, 100, 10000 } }, vals(b ^ a))
+  end)
+
+  it("keep int64 arithmetic exact", function()
+    local i = cocola.tensor({ 9007199254740993 }, { dtype = "int64" })
+    assert.are.equal(9007199254740995, (i + 2):_at(1))
+    assert.are.equal("int64", (i * 3):dtype())
+  end)
+end)
+
+describe("accessors", function()
+  local t = cocola.tensor({ { 1, 2, 3 }, { 4, 5, 6 } })
+
+  it("item, totable, size, dim, numel and #", function()
+    assert.are.equal(5, cocola.tensor({ { 5 } }):item())
+    assert.are.equal("integer", math.type(cocola.tensor({ 7 }, { dtype = "int64" }):item()))
+    assert.is_false(pcall(function() return t:item() end))
+    assert.are.same({ 2, 3 }, t:size())
+    assert.are.equal(3, t:size(2))
+    assert.are.equal(3, t:size(-1))
+    assert.are.equal(2, t:dim())
+    assert.are.equal(2, t.ndim)
+    assert.are.equal(6, t:numel())
+    assert.are.equal(2, #t)
+    assert.are.equal(3, #t:t())
+    assert.are.same({ { 1, 4 }, { 2, 5 }, { 3, 6 } }, t:t():totable())
+    assert.are.same({ 2, 5 }, t:select(2, 2):totable())
+    assert.are.equal(1.5, cocola.tensor(1.5):totable())
+  end)
+
+  it("_at reads 1-based elements of views and rejects bad indices", function()
+    local v = t:t()
+    assert.are.equal(6, v:_at(3, 2))
+    assert.are.equal(4, v:_at(1, 2))
+    assert.is_false(pcall(function() return t:_at(3, 1) end))
+    assert.is_false(pcall(function() return t:_at(0, 1) end))
+    assert.is_false(pcall(function() return t:_at(1) end))
+  end)
+
+  it("dtype conversions", function()
+    local d = t:double()
+    assert.are.equal("float64", d:dtype())
+    assert.are.same(t:totable(), d:totable())
+    local l = cocola.tensor({ 1.7, -1.7, 2.5 }):long()
+    assert.are.equal("int64", l:dtype())
+    assert.are.same({ 1, -1, 2 }, l:totable())
+  end)
+end)
