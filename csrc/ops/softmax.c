@@ -130,23 +130,31 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
 }
 
 /* softmax: y = exp(x - max) / sum; log_softmax: y = x - max - log(sum) */
-#define SOFTMAX_KERNEL(T)                                                                          \
+#define SOFTMAX_KERNEL(T, EXP)                                                                        \
   static void softmax_##T(const T *x, T *y, int64_t outer, int64_t L, int64_t inner, int is_log) {     \
     if (inner == 1) {                                                                              \
       _Pragma("omp parallel for schedule(static) if (outer * L > 32768 && outer > 1)")           \
       for (int64_t o = 0; o < outer; o++) {                                                        \
         const T *p = x + o * L;                                                                    \
         T *q = y + o * L;                                                                          \
-        T m = L ? p[0] : (T)0;                                                                     \
-        for (int64_t i = 1; i < L; i++) m = (p[i] > m || p[i] != p[i]) ? p[i] : m;                 \
+        T m = -INFINITY;                                                                           \
+        int has_nan = 0;                                                                           \
+        _Pragma("omp simd reduction(max : m) reduction(| : has_nan)")                            \
+        for (int64_t i = 0; i < L; i++) {                                                          \
+          m = p[i] > m ? p[i] : m;                                                                 \
+          has_nan |= p[i] != p[i];                                                                 \
+        }                                                                                          \
+        if (has_nan) m = NAN;                                                                      \
         double s = 0;                                                                              \
-        if (is_log) {                                                                                 \
-          for (int64_t i = 0; i < L; i++) s += exp(p[i] - m);                                      \
+        if (is_log) {                                                                              \
+          _Pragma("omp simd reduction(+ : s)")                                                     \
+          for (int64_t i = 0; i < L; i++) s += EXP(p[i] - m);                                      \
           T ls = (T)log(s);                                                                        \
           for (int64_t i = 0; i < L; i++) q[i] = p[i] - m - ls;                                    \
         } else {                                                                                   \
+          _Pragma("omp simd reduction(+ : s)")                                                     \
           for (int64_t i = 0; i < L; i++) {                                                        \
-            T e = exp(p[i] - m);                                                                   \
+            T e = EXP(p[i] - m);                                                                   \
             q[i] = e;                                                                              \
             s += e;                                                                                \
           }                                                                                        \
@@ -176,7 +184,7 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
         }                                                                                          \
       for (int64_t i = 0; i < L; i++)                                                              \
         for (int64_t j = 0; j < nj; j++) {                                                         \
-          T e = exp(p[i * inner + j] - m[j]);                                                      \
+          T e = EXP(p[i * inner + j] - m[j]);                                                      \
           if (!is_log) q[i * inner + j] = e;                                                          \
           s[j] += e;                                                                               \
         }                                                                                          \
@@ -205,7 +213,7 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
         if (is_log) {                                                                                 \
           _Pragma("omp simd reduction(+ : s)") for (int64_t i = 0; i < L; i++) s += g[i];          \
           T ts = (T)s;                                                                             \
-          for (int64_t i = 0; i < L; i++) q[i] = g[i] - exp(p[i]) * ts;                            \
+          for (int64_t i = 0; i < L; i++) q[i] = g[i] - EXP(p[i]) * ts;                            \
         } else {                                                                                   \
           _Pragma("omp simd reduction(+ : s)") for (int64_t i = 0; i < L; i++) s += g[i] * p[i];   \
           T ts = (T)s;                                                                             \
@@ -221,13 +229,13 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
       for (int64_t i = 0; i < L; i++)                                                              \
         for (int64_t j = 0; j < nj; j++) {                                                         \
           int64_t k = i * inner + j;                                                               \
-          q[k] = is_log ? g[k] - exp(p[k]) * ts[j] : p[k] * (g[k] - ts[j]);                           \
+          q[k] = is_log ? g[k] - EXP(p[k]) * ts[j] : p[k] * (g[k] - ts[j]);                           \
         }                                                                                          \
     }                                                                                              \
   }
 
-SOFTMAX_KERNEL(float)
-SOFTMAX_KERNEL(double)
+SOFTMAX_KERNEL(float, cc_expf_fast)
+SOFTMAX_KERNEL(double, exp)
 
 static int softmax_cpu(const cc_call *c) {
   int64_t outer, L, inner;
