@@ -83,6 +83,7 @@ CC_DEF2(cc_max2, a > b ? a : (a == a ? b : a)) /* propagates NaN of a */
 CC_HD float cc_expf_fast(float x0) {
   float x = x0 < -87.3365f ? -87.3365f : x0;
   x = x > 88.3762626647950f ? 88.3762626647950f : x;
+  x = x == x ? x : 0.0f; /* NaN: returned as is below, kept out of the integer conversion */
   /* round to nearest by the 1.5 * 2^23 trick: floor() blocks vectorisation without -ffast-math */
   float fx = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   x = x - fx * 0.693359375f;
@@ -99,8 +100,8 @@ CC_HD float cc_expf_fast(float x0) {
     int32_t i;
     float f;
   } scale;
-  scale.i = ((int32_t)fx + 127) << 23;
-  return x0 < -87.3365f ? 0.0f : y * scale.f;
+  scale.i = (int32_t)((uint32_t)((int32_t)fx + 127) << 23);
+  return x0 < -87.3365f ? 0.0f : (x0 == x0 ? y * scale.f : x0);
 }
 
 /* ---- Adam / AdamW, one element, in torch.optim.Adam's single-tensor order (torch 1.13):
@@ -108,7 +109,7 @@ CC_HD float cc_expf_fast(float x0) {
  * denom = sqrt(v) / sqrt(bc2) + eps;  p += -step_size * (m / denom), step_size = lr / bc1.
  * Scalars arrive precomputed in double (as Python computes them) and are rounded to T. ---- */
 #define CC_ADAM_DEF(T, SUF)                                                                        \
-  CC_HD void cc_adam_update##SUF(T *p, T g, T *m, T *v, T b1, T one_m_b1, T b2, T one_m_b2, T wd,    \
+  CC_HD void cc_adam_update##SUF(T *p, T g, T *m, T *v, T b1, T one_m_b1, T b2, T one_m_b2, T wd,  \
                                  T decay, int decoupled, T bc2_sqrt, T eps, T neg_step_size) {     \
     T pv = *p;                                                                                     \
     if (decoupled) pv = pv * decay;                                                                \

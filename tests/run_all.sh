@@ -14,7 +14,7 @@ c_total=${c_total:-0}
 c_failed=${c_failed:-0}
 [ "$ctest_rc" -ne 0 ] && [ "$c_failed" -eq 0 ] && c_failed=1
 
-busted --output=TAP "$@" >"$busted_log" 2>&1
+env -u LUA_PATH -u LUA_CPATH -u LUA_INIT busted --output=TAP "$@" >"$busted_log" 2>&1
 busted_rc=$?
 grep -v '^ok ' "$busted_log"
 b_ok=$(grep -c '^ok ' "$busted_log")

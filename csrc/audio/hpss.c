@@ -20,7 +20,7 @@ static inline int64_t reflect_index(int64_t j, int64_t n) {
 
 /* one slide of LANES sorted windows: remove o (its first occurrence), insert nv; branch-free, one pass:
    a[j] = w[j] < o ? w[j] : w[j+1] (o removed), r[j] = max(a[j-1], min(nv, a[j])) (nv inserted) */
-static void step_window(float *restrict w, const float *restrict o, const float *restrict nv, int size) {
+static inline __attribute__((always_inline)) void step_window(float *restrict w, const float *restrict o, const float *restrict nv, int size) {
   float prev[LANES], cur[LANES];
   for (int l = 0; l < LANES; l++) {
     float x = w[l], y = w[LANES + l];
@@ -40,7 +40,7 @@ static void step_window(float *restrict w, const float *restrict o, const float 
 }
 
 /* lane l, position k lives at src[l * ls + k * step]; nl <= LANES live lanes (the rest copy lane 0) */
-static void median_lanes(const float *src, float *dst, int64_t n, int64_t step, int64_t ls, int nl, int size,
+static inline __attribute__((always_inline)) void median_lanes(const float *src, float *dst, int64_t n, int64_t step, int64_t ls, int nl, int size,
                          float (*w)[LANES]) {
   int half = size / 2;
   for (int l = 0; l < LANES; l++) {
@@ -69,6 +69,17 @@ static void median_lanes(const float *src, float *dst, int64_t n, int64_t step, 
   }
 }
 
+/* the default kernel (31) compiled with a constant size: fully unrolled slides */
+static void median_lanes_31(const float *src, float *dst, int64_t n, int64_t step, int64_t ls, int nl,
+                            float (*w)[LANES]) {
+  median_lanes(src, dst, n, step, ls, nl, 31, w);
+}
+static void median_lanes_any(const float *src, float *dst, int64_t n, int64_t step, int64_t ls, int nl, int size,
+                             float (*w)[LANES]) {
+  if (size == 31) median_lanes_31(src, dst, n, step, ls, nl, w);
+  else median_lanes(src, dst, n, step, ls, nl, size, w);
+}
+
 int cc_median_filter_2d(const float *src, float *dst, int64_t rows, int64_t cols, int axis, int size) {
   if (size < 1 || size % 2 == 0 || size > MAX_KERNEL) {
     cc_set_error("audio.median_filter: the kernel size must be odd, between 1 and %d (got %d)", MAX_KERNEL, size);
@@ -88,12 +99,12 @@ int cc_median_filter_2d(const float *src, float *dst, int64_t rows, int64_t cols
   else if (axis == 1) /* along each row: lanes are rows */
     for (int64_t r = 0; r < rows; r += LANES) {
       int nl = rows - r < LANES ? (int)(rows - r) : LANES;
-      median_lanes(src + r * cols, dst + r * cols, cols, 1, cols, nl, size, w);
+      median_lanes_any(src + r * cols, dst + r * cols, cols, 1, cols, nl, size, w);
     }
   else /* along each column: lanes are adjacent columns (contiguous) */
     for (int64_t c = 0; c < cols; c += LANES) {
       int nl = cols - c < LANES ? (int)(cols - c) : LANES;
-      median_lanes(src + c, dst + c, rows, cols, 1, nl, size, w);
+      median_lanes_any(src + c, dst + c, rows, cols, 1, nl, size, w);
     }
   free(w);
   return 0;

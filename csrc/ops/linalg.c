@@ -307,10 +307,10 @@ typedef struct {
 
 /* tiny matrices, many of them: plain loops, batches across threads (no BLAS inside) */
 #define GEMM_SMALL(T)                                                                              \
-  static void gemm_small_##T(int64_t nbatch, int nbd, const int64_t *bshape, const gemm_operand *A,  \
-                             const gemm_operand *B, const gemm_operand *C, int64_t M, int64_t N,       \
+  static void gemm_small_##T(int64_t nbatch, int nbd, const int64_t *bshape, const gemm_operand *A, \
+                             const gemm_operand *B, const gemm_operand *C, int64_t M, int64_t N,   \
                              int64_t K, T alpha, T beta) {                                         \
-    _Pragma("omp parallel for schedule(static) if (nbatch > 1)") for (int64_t bi = 0; bi < nbatch; bi++) {         \
+    _Pragma("omp parallel for schedule(static) if (nbatch > 1)") for (int64_t bi = 0; bi < nbatch; bi++) { \
       int64_t oa = 0, ob = 0, oc = 0, rem = bi;                                                    \
       for (int d = nbd - 1; d >= 0; d--) {                                                         \
         int64_t i = rem % bshape[d];                                                               \
@@ -321,11 +321,11 @@ typedef struct {
       }                                                                                            \
       const T *a = (const T *)A->base + oa, *b = (const T *)B->base + ob;                          \
       T *c = (T *)C->base + oc;                                                                    \
-      int64_t ars = A->rs, acs = A->cs, brs = B->rs, bcs = B->cs, crs = C->rs, ccs = C->cs;         \
+      int64_t ars = A->rs, acs = A->cs, brs = B->rs, bcs = B->cs, crs = C->rs, ccs = C->cs;        \
       for (int64_t i = 0; i < M; i++) {                                                            \
         T *restrict crow = c + i * crs;                                                            \
         if (ccs == 1 && bcs == 1 && N <= 256) {                                                    \
-          T acc[256];                                                                                \
+          T acc[256];                                                                              \
           for (int64_t j = 0; j < N; j++) acc[j] = 0;                                              \
           for (int64_t p = 0; p < K; p++) {                                                        \
             T av = a[i * ars + p * acs];                                                           \

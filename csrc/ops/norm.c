@@ -240,7 +240,7 @@ static int64_t block_size(int64_t n, int64_t S, int64_t max) {
   static void bn_forward_##T(const T *x, T *y, T *mean_o, T *invstd_o, T *rm, T *rv, const T *w, const T *b, \
                              int64_t N, int64_t C, int64_t S, int training, double momentum, double eps) { \
     int64_t cb = block_size(C, S, CB), nblocks = (C + cb - 1) / cb, count = N * S;                 \
-    _Pragma("omp parallel for schedule(dynamic, 1) if (N * C * S > 32768 && nblocks > 1)")       \
+    _Pragma("omp parallel for schedule(dynamic, 1) if (N * C * S > 32768 && nblocks > 1)")         \
     for (int64_t blk = 0; blk < nblocks; blk++) {                                                  \
       int64_t c0 = blk * cb, nc = C - c0 < cb ? C - c0 : cb;                                       \
       double mean[CB], invstd[CB], scale[CB], shift[CB];                                           \
@@ -313,11 +313,11 @@ static int64_t block_size(int64_t n, int64_t S, int64_t max) {
   static void bn_backward_##T(const T *dy, const T *x, const T *mean_i, const T *invstd_i, const T *w, T *dx, \
                               T *dw, T *db, int64_t N, int64_t C, int64_t S, int training) {       \
     int64_t cb = block_size(C, S, CB), nblocks = (C + cb - 1) / cb, count = N * S;                 \
-    _Pragma("omp parallel for schedule(dynamic, 1) if (N * C * S > 32768 && nblocks > 1)")       \
+    _Pragma("omp parallel for schedule(dynamic, 1) if (N * C * S > 32768 && nblocks > 1)")         \
     for (int64_t blk = 0; blk < nblocks; blk++) {                                                  \
       int64_t c0 = blk * cb, nc = C - c0 < cb ? C - c0 : cb;                                       \
       double sdy[CB] = {0}, dot[CB] = {0}, mean[CB];                                               \
-      for (int64_t c = 0; c < nc; c++) mean[c] = mean_i[c0 + c];                                  \
+      for (int64_t c = 0; c < nc; c++) mean[c] = mean_i[c0 + c];                                   \
       for (int64_t n = 0; n < N; n++) {                                                            \
         const T *xr = x + (n * C + c0) * S, *gr = dy + (n * C + c0) * S;                           \
         if (S == 1)                                                                                \
@@ -407,7 +407,7 @@ static int batch_norm_backward_cpu(const cc_call *c) {
 #define LN_KERNELS(T)                                                                              \
   static void ln_forward_##T(const T *x, T *y, T *mean_o, T *invstd_o, const T *w, const T *b, int64_t R, \
                              int64_t D, double eps) {                                              \
-    _Pragma("omp parallel for schedule(static) if (R * D > 32768 && R > 1)")                     \
+    _Pragma("omp parallel for schedule(static) if (R * D > 32768 && R > 1)")                       \
     for (int64_t r = 0; r < R; r++) {                                                              \
       const T *p = x + r * D;                                                                      \
       T *q = y + r * D;                                                                            \
@@ -418,7 +418,7 @@ static int batch_norm_backward_cpu(const cc_call *c) {
         double d = p[i] - mean;                                                                    \
         sq += d * d;                                                                               \
       }                                                                                            \
-      double invstd = 1.0 / sqrt(sq / (double)D + eps);                                           \
+      double invstd = 1.0 / sqrt(sq / (double)D + eps);                                            \
       mean_o[r] = (T)mean;                                                                         \
       invstd_o[r] = (T)invstd;                                                                     \
       T mu = (T)mean, is = (T)invstd;                                                              \
@@ -436,7 +436,7 @@ static int batch_norm_backward_cpu(const cc_call *c) {
   static void ln_backward_##T(const T *dy, const T *x, const T *mean_i, const T *invstd_i, const T *w, T *dx, \
                               T *dw, T *db, int64_t R, int64_t D) {                                \
     if (dx) {                                                                                      \
-      _Pragma("omp parallel for schedule(static) if (R * D > 32768 && R > 1)")                   \
+      _Pragma("omp parallel for schedule(static) if (R * D > 32768 && R > 1)")                     \
       for (int64_t r = 0; r < R; r++) {                                                            \
         const T *p = x + r * D, *g = dy + r * D;                                                   \
         T *q = dx + r * D;                                                                         \
@@ -456,7 +456,7 @@ static int batch_norm_backward_cpu(const cc_call *c) {
     }                                                                                              \
     if (!dw && !db) return;                                                                        \
     int64_t jb = block_size(D, 1, 4 * CB), nblocks = (D + jb - 1) / jb;                            \
-    _Pragma("omp parallel for schedule(static) if (R * D > 32768 && nblocks > 1)")               \
+    _Pragma("omp parallel for schedule(static) if (R * D > 32768 && nblocks > 1)")                 \
     for (int64_t blk = 0; blk < nblocks; blk++) {                                                  \
       int64_t j0 = blk * jb, nj = D - j0 < jb ? D - j0 : jb;                                       \
       double aw[4 * CB] = {0}, ab[4 * CB] = {0};                                                   \

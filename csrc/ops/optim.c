@@ -54,11 +54,11 @@ int cc_adam_step(cc_tensor *param, cc_tensor *grad, cc_tensor *exp_avg, cc_tenso
 
 #define ADAM_LOOP(T, SUF)                                                                          \
   do {                                                                                             \
-    T *p = cc_data_ptr(c->in[0]), *m = cc_data_ptr(c->in[2]), *v = cc_data_ptr(c->in[3]);           \
+    T *p = cc_data_ptr(c->in[0]), *m = cc_data_ptr(c->in[2]), *v = cc_data_ptr(c->in[3]);          \
     const T *g = cc_data_ptr(c->in[1]);                                                            \
     T b1 = (T)beta1, omb1 = (T)(1 - beta1), b2 = (T)beta2, omb2 = (T)(1 - beta2), twd = (T)wd;     \
-    T decay = (T)(1 - lr * wd), s2 = (T)bc2_sqrt, te = (T)eps, nss = (T)(-step_size);             \
-    _Pragma("omp parallel for simd schedule(static) if (n > 65536)")                             \
+    T decay = (T)(1 - lr * wd), s2 = (T)bc2_sqrt, te = (T)eps, nss = (T)(-step_size);              \
+    _Pragma("omp parallel for simd schedule(static) if (n > 65536)")                               \
     for (int64_t i = 0; i < n; i++)                                                                \
       cc_adam_update##SUF(p + i, g[i], m + i, v + i, b1, omb1, b2, omb2, twd, decay, decoupled, s2, te, nss); \
   } while (0)

@@ -130,16 +130,16 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
 }
 
 /* softmax: y = exp(x - max) / sum; log_softmax: y = x - max - log(sum) */
-#define SOFTMAX_KERNEL(T, EXP)                                                                        \
-  static void softmax_##T(const T *x, T *y, int64_t outer, int64_t L, int64_t inner, int is_log) {     \
+#define SOFTMAX_KERNEL(T, EXP)                                                                     \
+  static void softmax_##T(const T *x, T *y, int64_t outer, int64_t L, int64_t inner, int is_log) { \
     if (inner == 1) {                                                                              \
-      _Pragma("omp parallel for schedule(static) if (outer * L > 32768 && outer > 1)")           \
+      _Pragma("omp parallel for schedule(static) if (outer * L > 32768 && outer > 1)")             \
       for (int64_t o = 0; o < outer; o++) {                                                        \
         const T *p = x + o * L;                                                                    \
         T *q = y + o * L;                                                                          \
         T m = -INFINITY;                                                                           \
         int has_nan = 0;                                                                           \
-        _Pragma("omp simd reduction(max : m) reduction(| : has_nan)")                            \
+        _Pragma("omp simd reduction(max : m) reduction(| : has_nan)")                              \
         for (int64_t i = 0; i < L; i++) {                                                          \
           m = p[i] > m ? p[i] : m;                                                                 \
           has_nan |= p[i] != p[i];                                                                 \
@@ -165,7 +165,7 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
       return;                                                                                      \
     }                                                                                              \
     int64_t chunks = (inner + SM_CHUNK - 1) / SM_CHUNK, pieces = outer * chunks;                   \
-    _Pragma("omp parallel for schedule(static) if (outer * L * inner > 32768 && pieces > 1)")    \
+    _Pragma("omp parallel for schedule(static) if (outer * L * inner > 32768 && pieces > 1)")      \
     for (int64_t pc = 0; pc < pieces; pc++) {                                                      \
       int64_t o = pc / chunks, j0 = (pc % chunks) * SM_CHUNK;                                      \
       int64_t nj = inner - j0 < SM_CHUNK ? inner - j0 : SM_CHUNK;                                  \
@@ -185,14 +185,14 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
       for (int64_t i = 0; i < L; i++)                                                              \
         for (int64_t j = 0; j < nj; j++) {                                                         \
           T e = EXP(p[i * inner + j] - m[j]);                                                      \
-          if (!is_log) q[i * inner + j] = e;                                                          \
+          if (!is_log) q[i * inner + j] = e;                                                       \
           s[j] += e;                                                                               \
         }                                                                                          \
       T f[SM_CHUNK];                                                                               \
-      for (int64_t j = 0; j < nj; j++) f[j] = is_log ? (T)log(s[j]) + m[j] : (T)(1.0 / s[j]);          \
+      for (int64_t j = 0; j < nj; j++) f[j] = is_log ? (T)log(s[j]) + m[j] : (T)(1.0 / s[j]);      \
       for (int64_t i = 0; i < L; i++)                                                              \
         for (int64_t j = 0; j < nj; j++) {                                                         \
-          if (is_log) q[i * inner + j] = p[i * inner + j] - f[j];                                     \
+          if (is_log) q[i * inner + j] = p[i * inner + j] - f[j];                                  \
           else q[i * inner + j] *= f[j];                                                           \
         }                                                                                          \
     }                                                                                              \
@@ -201,7 +201,7 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
   /* softmax: dx = y (dy - sum dy y); log_softmax: dx = dy - exp(y) sum dy */                      \
   static void softmax_bw_##T(const T *dy, const T *y, T *dx, int64_t outer, int64_t L, int64_t inner, int is_log) { \
     int64_t chunks = (inner + SM_CHUNK - 1) / SM_CHUNK, pieces = outer * chunks;                   \
-    _Pragma("omp parallel for schedule(static) if (outer * L * inner > 32768 && pieces > 1)")    \
+    _Pragma("omp parallel for schedule(static) if (outer * L * inner > 32768 && pieces > 1)")      \
     for (int64_t pc = 0; pc < pieces; pc++) {                                                      \
       int64_t o = pc / chunks, j0 = (pc % chunks) * SM_CHUNK;                                      \
       int64_t nj = inner - j0 < SM_CHUNK ? inner - j0 : SM_CHUNK;                                  \
@@ -210,7 +210,7 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
       T *q = dx + base;                                                                            \
       if (inner == 1) {                                                                            \
         double s = 0;                                                                              \
-        if (is_log) {                                                                                 \
+        if (is_log) {                                                                              \
           _Pragma("omp simd reduction(+ : s)") for (int64_t i = 0; i < L; i++) s += g[i];          \
           T ts = (T)s;                                                                             \
           for (int64_t i = 0; i < L; i++) q[i] = g[i] - EXP(p[i]) * ts;                            \
@@ -229,7 +229,7 @@ static void sm_dims(const cc_tensor *t, int d, int64_t *outer, int64_t *L, int64
       for (int64_t i = 0; i < L; i++)                                                              \
         for (int64_t j = 0; j < nj; j++) {                                                         \
           int64_t k = i * inner + j;                                                               \
-          q[k] = is_log ? g[k] - EXP(p[k]) * ts[j] : p[k] * (g[k] - ts[j]);                           \
+          q[k] = is_log ? g[k] - EXP(p[k]) * ts[j] : p[k] * (g[k] - ts[j]);                        \
         }                                                                                          \
     }                                                                                              \
   }

@@ -7,7 +7,7 @@ local cocola = {}
 package.loaded["cocola"] = cocola -- submodules may require "cocola" while this file runs
 
 for name, fn in pairs(core) do
-  if type(name) == "string" and name:sub(1, 1) ~= "_" then cocola[name] = fn end
+  if type(name) == "string" and name:sub(1, 1) ~= "_" and name:sub(1, 6) ~= "audio_" then cocola[name] = fn end
 end
 cocola.Tensor = core.Tensor -- the methods table shared by every tensor
 cocola.version = "scm"
@@ -41,7 +41,7 @@ cocola.save = serialize.save
 
 -- submodules load on first use
 local lazy = {
-  nn = "cocola.nn", optim = "cocola.optim", cuda = "cocola.cuda",
+  nn = "cocola.nn", optim = "cocola.optim", cuda = "cocola.cuda", audio = "cocola.audio",
 }
 setmetatable(cocola, {
   __index = function(t, key)
