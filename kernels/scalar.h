@@ -42,41 +42,6 @@
   CC_HD double name##_d(double a, double b) { return (expr); }
 #endif
 
-/* forward y = f(x) */
-CC_DEF1(cc_neg, -x)
-CC_DEF1(cc_exp, exp(x))
-CC_DEF1(cc_log, log(x))
-CC_DEF1(cc_sqrt, sqrt(x))
-CC_DEF1(cc_abs, fabs(x))
-CC_DEF1(cc_relu, (x > 0 || x != x) ? x : (T)0)
-CC_DEF1(cc_sigmoid, 1 / (1 + exp(-x)))
-CC_DEF1(cc_silu, x / (1 + exp(-x)))
-CC_DEF1(cc_tanh, tanh(x))
-/* exact GELU as torch's default: x * Phi(x) */
-CC_DEF1(cc_gelu, x * (erf(x * (T)0.70710678118654752440) + 1) / 2)
-
-/* backward: dL/dx given g = dL/dy, the input x and the output y */
-CC_DEF_BW(cc_neg_bw, -g)
-CC_DEF_BW(cc_exp_bw, g * y)
-CC_DEF_BW(cc_log_bw, g / x)
-CC_DEF_BW(cc_sqrt_bw, g / (2 * y))
-CC_DEF_BW(cc_abs_bw, x > 0 ? g : (x < 0 ? -g : (T)0))
-CC_DEF_BW(cc_relu_bw, x > 0 ? g : (T)0)
-CC_DEF_BW(cc_sigmoid_bw, g * y * (1 - y))
-CC_DEF_BW(cc_silu_bw, g * (1 / (1 + exp(-x))) * (1 + x * (1 - 1 / (1 + exp(-x)))))
-CC_DEF_BW(cc_tanh_bw, g * (1 - y * y))
-/* d/dx x Phi(x) = Phi(x) + x phi(x) */
-CC_DEF_BW(cc_gelu_bw, g * ((erf(x * (T)0.70710678118654752440) + 1) / 2 +
-                           x * exp(-x * x / 2) * (T)0.39894228040143267794))
-
-/* binary forward */
-CC_DEF2(cc_add2, a + b)
-CC_DEF2(cc_sub2, a - b)
-CC_DEF2(cc_mul2, a * b)
-CC_DEF2(cc_div2, a / b)
-CC_DEF2(cc_pow2, pow(a, b))
-CC_DEF2(cc_max2, a > b ? a : (a == a ? b : a)) /* propagates NaN of a */
-
 /* exp for float that compilers vectorise (Cephes' expf: range reduction by ln 2, degree-6
  * polynomial, exponent by bit assembly): within 2 ulp, NaN propagates, exact 0 below
  * ln(FLT_MIN) = -87.34 (no denormals), inf above 88.37 */
@@ -103,6 +68,49 @@ CC_HD float cc_expf_fast(float x0) {
   scale.i = (int32_t)((uint32_t)((int32_t)fx + 127) << 23);
   return x0 < -87.3365f ? 0.0f : (x0 == x0 ? y * scale.f : x0);
 }
+
+/* exp for the activations: the vectorisable float version above on the CPU, libm/CUDA exp otherwise */
+#ifdef __CUDACC__
+template <typename T> CC_HD T cc_exp_act(T x) { return exp(x); }
+#define CC_EXP_ACT(x) cc_exp_act(x)
+#else
+#define CC_EXP_ACT(x) _Generic((x), float: cc_expf_fast, default: exp)(x)
+#endif
+
+/* forward y = f(x) */
+CC_DEF1(cc_neg, -x)
+CC_DEF1(cc_exp, exp(x))
+CC_DEF1(cc_log, log(x))
+CC_DEF1(cc_sqrt, sqrt(x))
+CC_DEF1(cc_abs, fabs(x))
+CC_DEF1(cc_relu, (x > 0 || x != x) ? x : (T)0)
+CC_DEF1(cc_sigmoid, 1 / (1 + CC_EXP_ACT(-x)))
+CC_DEF1(cc_silu, x / (1 + CC_EXP_ACT(-x)))
+CC_DEF1(cc_tanh, tanh(x))
+/* exact GELU as torch's default: x * Phi(x) */
+CC_DEF1(cc_gelu, x * (erf(x * (T)0.70710678118654752440) + 1) / 2)
+
+/* backward: dL/dx given g = dL/dy, the input x and the output y */
+CC_DEF_BW(cc_neg_bw, -g)
+CC_DEF_BW(cc_exp_bw, g * y)
+CC_DEF_BW(cc_log_bw, g / x)
+CC_DEF_BW(cc_sqrt_bw, g / (2 * y))
+CC_DEF_BW(cc_abs_bw, x > 0 ? g : (x < 0 ? -g : (T)0))
+CC_DEF_BW(cc_relu_bw, x > 0 ? g : (T)0)
+CC_DEF_BW(cc_sigmoid_bw, g * y * (1 - y))
+CC_DEF_BW(cc_silu_bw, g * (1 / (1 + CC_EXP_ACT(-x))) * (1 + x * (1 - 1 / (1 + CC_EXP_ACT(-x)))))
+CC_DEF_BW(cc_tanh_bw, g * (1 - y * y))
+/* d/dx x Phi(x) = Phi(x) + x phi(x) */
+CC_DEF_BW(cc_gelu_bw, g * ((erf(x * (T)0.70710678118654752440) + 1) / 2 +
+                           x * exp(-x * x / 2) * (T)0.39894228040143267794))
+
+/* binary forward */
+CC_DEF2(cc_add2, a + b)
+CC_DEF2(cc_sub2, a - b)
+CC_DEF2(cc_mul2, a * b)
+CC_DEF2(cc_div2, a / b)
+CC_DEF2(cc_pow2, pow(a, b))
+CC_DEF2(cc_max2, a > b ? a : (a == a ? b : a)) /* propagates NaN of a */
 
 /* ---- Adam / AdamW, one element, in torch.optim.Adam's single-tensor order (torch 1.13):
  * decoupled ? p *= 1 - lr*wd : g += wd*p;  m = m*b1 + (1-b1)*g;  v = v*b2 + (1-b2)*g*g;

@@ -26,18 +26,12 @@ local FREQS = { 3, 7, 13, 23 } -- cycles per window
 -- a batch: each row a tone of random class and phase in Gaussian noise; labels 0-based
 local function make_batch(n)
   local labels = cocola.randint(0, #FREQS, { n })
-  local phase = cocola.rand({ n, 1 }) * (2 * math.pi)
-  local freq = cocola.tensor((function()
-    local f = {}
-    for i, c in ipairs(labels:totable()) do f[i] = { FREQS[c + 1] } end
-    return f
-  end)())
+  local phases = (cocola.rand({ n }) * (2 * math.pi)):totable()
   local rows = {}
-  local ft, pt = freq:totable(), phase:totable()
-  for i = 1, n do
-    local row = {}
+  for i, class in ipairs(labels:totable()) do
+    local row, cycles = {}, FREQS[class + 1]
     for j = 1, config.length do
-      row[j] = math.sin(ft[i][1] * (j - 1) * 2 * math.pi / config.length + pt[i][1])
+      row[j] = math.sin(cycles * (j - 1) * 2 * math.pi / config.length + phases[i])
     end
     rows[i] = row
   end
