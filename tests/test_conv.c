@@ -1,20 +1,11 @@
 /* test_conv.c — C unit tests of conv2d, pad and adaptive_avg_pool2d: forward against a naive
  * reference (float64 and float32, every kernel strategy: direct/depthwise, 1x1 GEMM, batched 1x1,
  * im2col), float64 central-difference gradient checks of every input, and errors instead of aborts. */
-#include "internal.h"
+#include "testing.h"
 
 #include <math.h>
 #include <stdio.h>
 
-static int failures = 0, checks = 0;
-#define EXPECT(cond)                                                                               \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: expected %s (last error: %s)\n", __FILE__, __LINE__, #cond, cc_last_error()); \
-    }                                                                                              \
-  } while (0)
 
 typedef struct {
   const char *name;

@@ -1,19 +1,10 @@
 /* test_core.c — C unit tests of the core: op table completeness on the CPU, refcounting and live
  * counters, views sharing storage, a small autograd chain, and errors instead of aborts. */
-#include "internal.h"
+#include "testing.h"
 
 #include <math.h>
 #include <stdio.h>
 
-static int failures = 0, checks = 0;
-#define EXPECT(cond)                                                                               \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: expected %s (last error: %s)\n", __FILE__, __LINE__, #cond, cc_last_error()); \
-    }                                                                                              \
-  } while (0)
 
 static void test_op_table(void) {
   for (int op = 0; op < CC_OP_COUNT; op++) {
@@ -79,6 +70,5 @@ int main(void) {
   test_views_and_counters();
   test_autograd_chain();
   test_errors();
-  printf("%d checks, %d failed\n", checks, failures);
-  return failures ? 1 : 0;
+  return test_summary();
 }
