@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := lua5.4 liblua5.4-dev luarocks lua-busted lua-cjson lua-argparse lua-filesystem \
                 cmake gcc make pkg-config libopenblas-dev liblapacke-dev \
-                libsndfile1-dev libsoxr-dev libfftw3-dev
+                libsndfile1-dev libsoxr-dev libfftw3-dev lua-yaml
 ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 .PHONY: all deps build rock test demo bench fixtures clean

@@ -42,6 +42,7 @@ cocola.save = serialize.save
 -- submodules load on first use
 local lazy = {
   nn = "cocola.nn", optim = "cocola.optim", cuda = "cocola.cuda", audio = "cocola.audio",
+  data = "cocola.data", models = "cocola.models", metrics = "cocola.metrics",
 }
 setmetatable(cocola, {
   __index = function(t, key)
