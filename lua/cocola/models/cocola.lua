@@ -1,0 +1,169 @@
+-- cocola.models.cocola — the COCOLA coherence model (the reference's CoCola LightningModule):
+-- `encoder` (CoColaEncoder: EfficientNet-B0 as efficientnet_pytorch 0.7.1 builds it, Dropout,
+-- Flatten, Linear 1280 -> D), `layer_norm` (LayerNorm(D)), `tanh`, `similarity` (bilinear W).
+-- State-dict keys are the reference checkpoint's (encoder.encoder.model.0._conv_stem.weight ...,
+-- encoder.projection.*, layer_norm.*, similarity.w), so a converted checkpoint loads strictly.
+--
+--   local model = cocola.models.cocola{input = "hpss", embedding_dim = 512, dropout = 0.1}
+--   model:embed(features)          -- (B, C, 64, T) -> (B, D) = tanh(LayerNorm(projection(f(x))))
+--   model:similarity(a, b)         -- (K, D), (K', D) -> K x K' = a W b^T
+--   model(anchors, positives)      -- features -> K x K similarity matrix (one encoder batch of 2K)
+--   model:score(y, x)              -- features -> (B) COCOLA scores sim(embed(y_i), embed(x_i))
+--
+-- Inputs: "hpss" features have 2 channels (harmonic, percussive), "mel" features 1.
+-- Embedding modes (HPSS models): "both" uses both channels, "harmonic" zeroes the percussive
+-- channel, "percussive" zeroes the harmonic one, "random" (training only; "both" in eval) picks
+-- one of the three per example, the same choice for an anchor and its positive. The mode applies
+-- to embed(), forward() and score() (the reference's score() forgot it).
+local cocola = require "cocola"
+local Module = require "cocola.nn.Module"
+local LayerNorm = require "cocola.nn.LayerNorm"
+local Tanh = require "cocola.nn.Tanh"
+local CoColaEncoder = require "cocola.models.cocola.CoColaEncoder"
+local BilinearSimilarity = require "cocola.models.cocola.BilinearSimilarity"
+
+local CoCola = Module:extend("CoCola")
+
+CoCola.INPUTS = { hpss = 2, mel = 1 }
+CoCola.MODES = { both = true, harmonic = true, percussive = true, random = true }
+
+--- cocola.models.cocola{input = "hpss" | "mel", embedding_dim = 512, dropout = 0.1,
+---   embedding_mode = "both", drop_connect_rate = 0.2, image_size = 224}
+function CoCola:init(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("cocola.models.cocola: expected an options table", 3) end
+  local input = opts.input or "hpss"
+  local channels = CoCola.INPUTS[input]
+  if not channels then
+    error("cocola.models.cocola: input must be \"hpss\" or \"mel\", got " .. tostring(input), 3)
+  end
+  local dim = opts.embedding_dim or 512
+  if math.type(dim) ~= "integer" or dim < 1 then
+    error("cocola.models.cocola: embedding_dim must be a positive integer", 3)
+  end
+  local dropout = opts.dropout
+  if dropout == nil then dropout = 0.1 end
+  if type(dropout) ~= "number" or dropout < 0 or dropout > 1 then
+    error("cocola.models.cocola: dropout must be a number in [0, 1]", 3)
+  end
+  self.input, self.in_channels, self.embedding_dim, self.dropout_p = input, channels, dim, dropout
+  self.encoder = CoColaEncoder {
+    in_channels = channels, embedding_dim = dim, dropout = dropout,
+    drop_connect_rate = opts.drop_connect_rate, image_size = opts.image_size,
+  }
+  self.layer_norm = LayerNorm(dim)
+  self.tanh = Tanh()
+  self.similarity = BilinearSimilarity(dim)
+  self:set_embedding_mode(opts.embedding_mode or "both")
+end
+
+--- Sets the embedding mode ("both", "harmonic", "percussive", "random"); returns self. A mel
+-- model has one channel: only "both" and "random" (a no-op there) are accepted.
+function CoCola:set_embedding_mode(mode)
+  if not CoCola.MODES[mode] then
+    error("embedding mode must be one of both, harmonic, percussive, random; got " .. tostring(mode), 2)
+  end
+  if self.in_channels == 1 and (mode == "harmonic" or mode == "percussive") then
+    error("embedding mode '" .. mode .. "' needs an HPSS model (2 channels); this one takes mel features", 2)
+  end
+  self.embedding_mode = mode
+  return self
+end
+
+local function check_features(self, x, what)
+  if not cocola.is_tensor(x) then error(what .. ": features must be a tensor", 3) end
+  if x:dim() ~= 4 or x:size(2) ~= self.in_channels then
+    error(string.format("%s: expected features (B, %d, n_mels, frames) for a %s model, got %s", what,
+      self.in_channels, self.input, x:shape_string()), 3)
+  end
+end
+
+-- per-example channel keep-mask (B, 2, 1, 1) for a mode; choices (0-based as the reference's
+-- randint(0, 3)): 0 keeps the percussive channel only, 1 the harmonic only, 2 both
+local KEEP = { [0] = { 0, 1 }, [1] = { 1, 0 }, [2] = { 1, 1 } }
+local MODE_CHOICE = { percussive = 0, harmonic = 1, both = 2 }
+
+local function keep_mask(choices, x)
+  local rows = {}
+  for i, c in ipairs(choices) do rows[i] = { { { KEEP[c][1] } }, { { KEEP[c][2] } } } end
+  local m = cocola.tensor(rows, { dtype = x:dtype() })
+  if x:device() ~= "cpu" then m = m:to(x:device()) end
+  return m
+end
+
+--- The per-example mode choices for a batch of n (a list of 0/1/2 as keep_mask reads them, or nil
+-- when nothing is masked). "random" draws from cocola's generator, in training only.
+function CoCola:mode_choices(n, mode)
+  mode = mode or self.embedding_mode
+  if self.in_channels ~= 2 then return nil end
+  if mode == "random" then
+    if not self.training then return nil end
+    return cocola.randint(0, 3, { n }):totable()
+  end
+  local c = MODE_CHOICE[mode]
+  if c == nil then error("unknown embedding mode " .. tostring(mode), 2) end
+  if c == 2 then return nil end
+  local out = {}
+  for i = 1, n do out[i] = c end
+  return out
+end
+
+--- Applies the embedding mode to features (B, 2, H, W): returns the masked features (x itself
+-- when nothing is zeroed) and the choices used. Pass choices to reuse another batch's draw.
+function CoCola:apply_mode(x, mode, choices)
+  choices = choices or self:mode_choices(x:size(1), mode)
+  if choices == nil then return x, nil end
+  return x * keep_mask(choices, x), choices
+end
+
+-- encoder -> LayerNorm -> tanh on already masked features
+function CoCola:_embed(x)
+  return self.tanh(self.layer_norm(self.encoder(x)))
+end
+
+--- (B, C, H, W) features -> (B, D) embeddings tanh(LN(f(x))), after the embedding mode (or the
+-- mode given here).
+function CoCola:embed(x, mode)
+  check_features(self, x, "embed")
+  return self:_embed((self:apply_mode(x, mode)))
+end
+
+-- anchors and positives through one encoder batch of 2K (as the reference: BatchNorm in training
+-- sees both), with the same mode choice for an anchor and its positive
+function CoCola:embed_pairs(anchors, positives, mode)
+  check_features(self, anchors, "anchors")
+  check_features(self, positives, "positives")
+  if anchors:size(1) ~= positives:size(1) then
+    error(string.format("expected as many positives as anchors, got %d and %d", positives:size(1), anchors:size(1)), 2)
+  end
+  local a, choices = self:apply_mode(anchors, mode)
+  local p = self:apply_mode(positives, mode, choices)
+  local e = self:_embed(cocola.cat({ a, p }, 1))
+  local parts = e:split(anchors:size(1), 1)
+  return parts[1], parts[2]
+end
+
+--- model(anchors, positives) or model{anchor = , positive = }: the K x K similarity matrix of the
+-- anchors' embeddings (rows) against the positives' (columns); the contrastive targets are the
+-- diagonal (cocola.metrics.contrastive_loss).
+function CoCola:forward(anchors, positives)
+  if type(anchors) == "table" and not cocola.is_tensor(anchors) then
+    anchors, positives = anchors.anchor, anchors.positive
+  end
+  local ea, ep = self:embed_pairs(anchors, positives)
+  return self.similarity(ea, ep)
+end
+
+--- COCOLA scores of B pairs: score_i = sim(embed(y_i), embed(x_i)) (y, x: (B, C, H, W) features),
+-- in the current embedding mode (or the mode given). Returns (B).
+function CoCola:score(y, x, mode)
+  local ey, ex = self:embed_pairs(y, x, mode)
+  return self.similarity:pairwise(ey, ex)
+end
+
+function CoCola:extra_repr()
+  return string.format("input=%s, embedding_dim=%d, embedding_mode=%s", self.input, self.embedding_dim,
+    self.embedding_mode)
+end
+
+return CoCola
