@@ -6,10 +6,13 @@ JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := lua5.4 liblua5.4-dev luarocks lua-busted lua-cjson lua-argparse lua-filesystem \
                 cmake gcc make pkg-config libopenblas-dev liblapacke-dev \
-                libsndfile1-dev libsoxr-dev libfftw3-dev lua-yaml
+                libsndfile1-dev libsoxr-dev libfftw3-dev lua-yaml \
+                fluidsynth fluid-soundfont-gm
 ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
-.PHONY: all deps build rock test demo bench fixtures clean
+MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma
+
+.PHONY: all deps build rock test demo bench fixtures midi-stems clean
 
 all: rock
 
@@ -36,6 +39,13 @@ demo: rock
 
 bench: rock
 	@$(ROCK_ENV); $(LUA) recipes/bench_engine.lua
+
+# renders the Debian MIDI songs into a Slakh-style stem dataset under data/midi_stems (resumable)
+midi-stems: rock
+	@missing=""; for p in $(MIDI_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	@$(ROCK_ENV); $(LUA) recipes/make_midi_stems.lua output=data/midi_stems
 
 fixtures:
 	/usr/bin/python3 spec/fixtures/gen_ops.py
