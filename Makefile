@@ -12,7 +12,7 @@ ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma
 
-.PHONY: all deps build rock test demo bench fixtures midi-stems clean
+.PHONY: all deps build rock test demo bench fixtures midi-stems oracle clean
 
 all: rock
 
@@ -46,6 +46,13 @@ midi-stems: rock
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@$(ROCK_ENV); $(LUA) recipes/make_midi_stems.lua output=data/midi_stems
+
+# the reference's own libraries, for spec/oracle_spec.lua (reuses Debian's torch)
+oracle:
+	$(SUDO) apt-get install -y -qq python3-venv python3-torch python3-scipy >/dev/null
+	/usr/bin/python3 -m venv --system-site-packages /opt/oracle
+	/opt/oracle/bin/pip install -q librosa==0.10.1
+	/opt/oracle/bin/pip install -q --no-deps efficientnet_pytorch==0.7.1
 
 fixtures:
 	/usr/bin/python3 spec/fixtures/gen_ops.py
