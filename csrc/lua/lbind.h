@@ -34,5 +34,6 @@ void lc_nudge_gc(lua_State *L);
 void lc_open_tensor(lua_State *L);     /* creates the metatable and leaves the methods table on the stack */
 void lc_open_functions(lua_State *L);  /* fills the module table at the top of the stack */
 void lc_open_audio(lua_State *L);      /* adds the audio functions (names start with audio_) */
+void lc_open_torch(lua_State *L);      /* adds _torch_load (PyTorch checkpoints) and None */
 
 #endif

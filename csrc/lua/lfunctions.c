@@ -563,5 +563,6 @@ int luaopen_cocola_core(lua_State *L) {
   lua_setfield(L, -2, "Tensor");
   lc_open_functions(L);
   lc_open_audio(L);
+  lc_open_torch(L);
   return 1;
 }

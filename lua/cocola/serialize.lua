@@ -19,8 +19,16 @@ end
 
 --- Reads a safetensors file. Returns a table name -> tensor and the metadata table (or {}).
 -- F16/BF16 are widened to float32; I32/I8/U8/BOOL to int64.
+-- A PyTorch zip checkpoint (.pt/.ckpt, starting with "PK\3\4") is read by the safe native reader
+-- instead and returns its nested value (see csrc/lua/ltorch.c; None is cocola.None).
 function M.load(path)
   if type(path) ~= "string" then error("load: expected a file path", 2) end
+  local fh = io.open(path, "rb")
+  if fh then
+    local magic = fh:read(4)
+    fh:close()
+    if magic == "PK\3\4" then return core._torch_load(path) end
+  end
   local header_json, data_start, file_size = core._st_header(path)
   local ok, header = pcall(cjson.decode, header_json)
   if not ok then fail(path, "the header is not valid JSON (%s)", tostring(header)) end
