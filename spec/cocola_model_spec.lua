@@ -311,3 +311,34 @@ describe("cocola.metrics", function()
     assert.has_error(function() metrics.accuracy(cocola.zeros({ 4 })) end)
   end)
 end)
+
+describe("CoCola.from_checkpoint", function()
+  local cocola = require "cocola"
+  local CoCola = require "cocola.models.cocola"
+
+  it("rebuilds a model from its saved state dict (architecture read off the weights)", function()
+    local model = cocola.models.cocola { input = "mel", embedding_dim = 64 }
+    model:eval()
+    local path = os.tmpname() .. ".safetensors"
+    cocola.save(path, model:state_dict())
+    local back = CoCola.from_checkpoint(path)
+    os.remove(path)
+    assert.are.equal("mel", back.input)
+    assert.are.equal(64, back.embedding_dim)
+    local x = cocola.rand({ 2, 1, 64, 101 }) * -80
+    local a = cocola.no_grad(function() return model:score(x, x) end)
+    local b = cocola.no_grad(function() return back:score(x, x) end)
+    assert.is_true(a:allclose(b, 0, 0))
+  end)
+
+  it("refuses files without COCOLA weights", function()
+    local path = os.tmpname() .. ".safetensors"
+    cocola.save(path, { other = cocola.zeros({ 2 }) })
+    local ok, err = pcall(CoCola.from_checkpoint, path)
+    os.remove(path)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("holds no COCOLA weights", 1, true))
+    ok, err = pcall(CoCola.from_checkpoint, "/nonexistent.ckpt")
+    assert.truthy(tostring(err):find("no such file", 1, true))
+  end)
+end)

@@ -161,6 +161,46 @@ function CoCola:score(y, x, mode)
   return self.similarity:pairwise(ey, ex)
 end
 
+local STEM = "encoder.encoder.model.0._conv_stem.weight"
+
+--- Builds a model from a checkpoint and loads its weights strictly: the reference's Lightning
+-- .ckpt (state_dict + hyper_parameters), a safetensors state dict (as train_cocola writes), or a
+-- train_cocola checkpoint directory (<dir>/model.safetensors). The architecture is read off the
+-- weights (input channels from the stem conv, embedding size from W); the embedding mode comes from
+-- opts.embedding_mode, else the checkpoint's hyper-parameters, else "both". Returns an eval-mode model.
+function CoCola.from_checkpoint(path, opts)
+  opts = opts or {}
+  if type(path) ~= "string" then error("from_checkpoint: expected a path", 2) end
+  local lfs = require "lfs"
+  if lfs.attributes(path, "mode") == "directory" then path = path .. "/model.safetensors" end
+  if not lfs.attributes(path, "mode") then error("from_checkpoint: no such file '" .. path .. "'", 2) end
+  local loaded, meta = cocola.load(path)
+  local sd, hparams = loaded, meta or {}
+  if type(loaded.state_dict) == "table" and not cocola.is_tensor(loaded.state_dict) then
+    sd, hparams = loaded.state_dict, loaded.hyper_parameters or {}
+  end
+  local stem, w = sd[STEM], sd["similarity.w"]
+  if not cocola.is_tensor(stem) or not cocola.is_tensor(w) then
+    error("from_checkpoint: '" .. path .. "' holds no COCOLA weights (" .. STEM .. ", similarity.w)", 2)
+  end
+  local in_channels = stem:size(2)
+  local mode = opts.embedding_mode
+  if not mode and type(hparams.embedding_mode) == "string" then
+    mode = hparams.embedding_mode:lower():match("(%a+)$")
+  end
+  if in_channels == 1 or mode == "random" or not CoCola.MODES[mode or ""] then mode = "both" end
+  local model = CoCola {
+    input = in_channels == 2 and "hpss" or "mel", embedding_dim = w:size(1), embedding_mode = mode,
+  }
+  local own = {}
+  for k, v in pairs(sd) do
+    if cocola.is_tensor(v) then own[k] = v end
+  end
+  model:load_state_dict(own)
+  model:eval()
+  return model
+end
+
 function CoCola:extra_repr()
   return string.format("input=%s, embedding_dim=%d, embedding_mode=%s", self.input, self.embedding_dim,
     self.embedding_mode)
