@@ -46,25 +46,11 @@ function Conv2d:init(in_channels, out_channels, kernel_size, opts)
     self.padding = pair(padding, "padding")
   end
   local dtype = opts.dtype or "float32"
-  self:register_parameter("weight", cocola.zeros(
-    { out_channels, in_channels // groups, self.kernel_size[1], self.kernel_size[2] }, { dtype = dtype }))
-  if opts.bias == false then
-    self:register_parameter("bias", nil)
-  else
-    self:register_parameter("bias", cocola.zeros({ out_channels }, { dtype = dtype }))
-  end
-  self:reset_parameters()
-  self.weight:requires_grad(true)
-  if self.bias then self.bias:requires_grad(true) end
+  self:register_weight_and_bias({ out_channels, in_channels // groups, self.kernel_size[1], self.kernel_size[2] }, opts.bias ~= false, dtype)
 end
 
 function Conv2d:reset_parameters()
-  init.kaiming_uniform_(self.weight, math.sqrt(5))
-  if self.bias then
-    local fan_in = init.calculate_fan_in_and_fan_out(self.weight)
-    local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
-    init.uniform_(self.bias, -bound, bound)
-  end
+  init.linear_default_(self.weight, self.bias)
 end
 
 function Conv2d:forward(x)

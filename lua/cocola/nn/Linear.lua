@@ -14,24 +14,11 @@ function Linear:init(in_features, out_features, opts)
   assert(math.type(out_features) == "integer" and out_features >= 0, "Linear: out_features must be a non-negative integer")
   self.in_features, self.out_features = in_features, out_features
   local dtype = opts.dtype or "float32"
-  self:register_parameter("weight", cocola.zeros({ out_features, in_features }, { dtype = dtype }))
-  if opts.bias == false then
-    self:register_parameter("bias", nil)
-  else
-    self:register_parameter("bias", cocola.zeros({ out_features }, { dtype = dtype }))
-  end
-  self:reset_parameters()
-  self.weight:requires_grad(true)
-  if self.bias then self.bias:requires_grad(true) end
+  self:register_weight_and_bias({ out_features, in_features }, opts.bias ~= false, dtype)
 end
 
 function Linear:reset_parameters()
-  init.kaiming_uniform_(self.weight, math.sqrt(5))
-  if self.bias then
-    local fan_in = init.calculate_fan_in_and_fan_out(self.weight)
-    local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
-    init.uniform_(self.bias, -bound, bound)
-  end
+  init.linear_default_(self.weight, self.bias)
 end
 
 function Linear:forward(x) return F.linear(x, self.weight, self.bias) end

@@ -191,6 +191,16 @@ end
 
 --- Registers a buffer (state that is not trained: running statistics, counters). A buffer with
 -- persistent = false is left out of state_dict.
+--- Registers `weight` (zeros of weight_shape) and, when with_bias, `bias` (zeros of the first size),
+-- resets them with self:reset_parameters() and marks them as requiring grad (Linear, Conv2d ...).
+function Module:register_weight_and_bias(weight_shape, with_bias, dtype)
+  self:register_parameter("weight", cocola.zeros(weight_shape, { dtype = dtype }))
+  self:register_parameter("bias", with_bias and cocola.zeros({ weight_shape[1] }, { dtype = dtype }) or nil)
+  self:reset_parameters()
+  self.weight:requires_grad(true)
+  if self.bias then self.bias:requires_grad(true) end
+end
+
 function Module:register_buffer(name, t, persistent)
   check_name(name, "register_buffer")
   if t ~= nil and not is_tensor(t) then error("register_buffer: '" .. name .. "' is not a tensor", 2) end

@@ -58,6 +58,17 @@ function init.ones_(t) return init.constant_(t, 1) end
 
 --- U(-bound, bound) with bound = gain * sqrt(3 / fan); a is the leaky_relu slope (Linear and
 -- Conv2d use a = sqrt(5), giving bound = 1/sqrt(fan_in)).
+--- PyTorch's reset of Linear and Conv layers: weight kaiming_uniform_(a = sqrt(5)), i.e.
+-- U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias (when given) uniform in the same bound.
+function init.linear_default_(weight, bias)
+  init.kaiming_uniform_(weight, math.sqrt(5))
+  if bias then
+    local fan_in = init.calculate_fan_in_and_fan_out(weight)
+    local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
+    init.uniform_(bias, -bound, bound)
+  end
+end
+
 function init.kaiming_uniform_(t, a, mode, nonlinearity)
   local f = fan(t, mode)
   if f == 0 then return t end
