@@ -68,6 +68,48 @@ done:
   return rc;
 }
 
+/* The shared forward of the norms: runs op on contiguous x, weight, bias (plus `extra` inputs between
+ * x and weight: batch norm's running stats) into y and per-group statistics mean, invstd (n_stats each),
+ * and records node_name saving x, mean, invstd and weight for the backward. i0 = tag, f = reals. */
+static cc_tensor *run_norm(cc_op op, const char *node_name, cc_backward_fn backward, cc_tensor *x, cc_tensor *weight,
+                           cc_tensor *bias, int n_extra, cc_tensor *const *extra, int64_t n_stats, int64_t tag,
+                           const double *reals, int n_reals) {
+  cc_tensor *xc = raw_contiguous(x), *wc = raw_contiguous(weight), *bc = raw_contiguous(bias);
+  cc_call call;
+  memset(&call, 0, sizeof call);
+  call.op = op;
+  call.in[0] = xc;
+  for (int k = 0; k < n_extra; k++) call.in[1 + k] = extra[k];
+  call.in[1 + n_extra] = wc;
+  call.in[2 + n_extra] = bc;
+  call.n_in = 3 + n_extra;
+  call.n_out = 3;
+  call.i[0] = tag;
+  for (int k = 0; k < n_reals; k++) call.f[k] = reals[k];
+  cc_tensor *y = NULL;
+  if (!xc || (weight && !wc) || (bias && !bc)) goto done;
+  call.out[0] = cc_empty(x->ndim, x->shape, x->dtype, x->storage->device);
+  call.out[1] = cc_empty(1, &n_stats, x->dtype, x->storage->device);
+  call.out[2] = cc_empty(1, &n_stats, x->dtype, x->storage->device);
+  if (!call.out[0] || !call.out[1] || !call.out[2] || cc_dispatch(&call)) goto done;
+  y = cc_retain(call.out[0]);
+  cc_tensor *ins[3] = {x, weight, bias};
+  cc_node *node = cc_attach_node(y, node_name, backward, 3, ins);
+  if (node) {
+    node->ints[0] = tag;
+    cc_node_save(node, xc);
+    cc_node_save(node, call.out[1]);
+    cc_node_save(node, call.out[2]);
+    cc_node_save(node, wc);
+  }
+done:
+  cc_release(xc);
+  cc_release(wc);
+  cc_release(bc);
+  cc_release_n(3, call.out);
+  return y;
+}
+
 cc_tensor *cc_batch_norm(cc_tensor *x, cc_tensor *running_mean, cc_tensor *running_var, cc_tensor *weight,
                          cc_tensor *bias, bool training, double momentum, double eps) {
   const char *op = "batch_norm";
@@ -104,42 +146,10 @@ cc_tensor *cc_batch_norm(cc_tensor *x, cc_tensor *running_mean, cc_tensor *runni
     cc_set_error("batch_norm: running_mean and running_var are needed in evaluation mode");
     return NULL;
   }
-  cc_tensor *xc = raw_contiguous(x), *wc = raw_contiguous(weight), *bc = raw_contiguous(bias);
-  cc_call call;
-  memset(&call, 0, sizeof call);
-  call.op = CC_OP_BATCH_NORM;
-  call.n_in = 5;
-  call.in[0] = xc;
-  call.in[1] = running_mean;
-  call.in[2] = running_var;
-  call.in[3] = wc;
-  call.in[4] = bc;
-  call.n_out = 3;
-  call.i[0] = training;
-  call.f[0] = momentum;
-  call.f[1] = eps;
-  cc_tensor *y = NULL;
-  if (!xc || (weight && !wc) || (bias && !bc)) goto done;
-  call.out[0] = cc_empty(x->ndim, x->shape, x->dtype, x->storage->device);
-  call.out[1] = cc_empty(1, &C, x->dtype, x->storage->device);
-  call.out[2] = cc_empty(1, &C, x->dtype, x->storage->device);
-  if (!call.out[0] || !call.out[1] || !call.out[2] || cc_dispatch(&call)) goto done;
-  y = cc_retain(call.out[0]);
-  cc_tensor *ins[3] = {x, weight, bias};
-  cc_node *node = cc_attach_node(y, "BatchNormBackward", batch_norm_backward, 3, ins);
-  if (node) {
-    node->ints[0] = training;
-    cc_node_save(node, xc);
-    cc_node_save(node, call.out[1]);
-    cc_node_save(node, call.out[2]);
-    cc_node_save(node, wc);
-  }
-done:
-  cc_release(xc);
-  cc_release(wc);
-  cc_release(bc);
-  cc_release_n(3, call.out);
-  return y;
+  cc_tensor *extra[2] = {running_mean, running_var};
+  double reals[2] = {momentum, eps};
+  return run_norm(CC_OP_BATCH_NORM, "BatchNormBackward", batch_norm_backward, x, weight, bias, 2, extra, C,
+                  training, reals, 2);
 }
 
 /* ---- layer norm ---- */
@@ -186,39 +196,9 @@ cc_tensor *cc_layer_norm(cc_tensor *x, int nnorm, cc_tensor *weight, cc_tensor *
     return NULL;
   int64_t rows = 1;
   for (int d = 0; d < x->ndim - nnorm; d++) rows *= x->shape[d];
-  cc_tensor *xc = raw_contiguous(x), *wc = raw_contiguous(weight), *bc = raw_contiguous(bias);
-  cc_call call;
-  memset(&call, 0, sizeof call);
-  call.op = CC_OP_LAYER_NORM;
-  call.n_in = 3;
-  call.in[0] = xc;
-  call.in[1] = wc;
-  call.in[2] = bc;
-  call.n_out = 3;
-  call.i[0] = nnorm;
-  call.f[0] = eps;
-  cc_tensor *y = NULL;
-  if (!xc || (weight && !wc) || (bias && !bc)) goto done;
-  call.out[0] = cc_empty(x->ndim, x->shape, x->dtype, x->storage->device);
-  call.out[1] = cc_empty(1, &rows, x->dtype, x->storage->device);
-  call.out[2] = cc_empty(1, &rows, x->dtype, x->storage->device);
-  if (!call.out[0] || !call.out[1] || !call.out[2] || cc_dispatch(&call)) goto done;
-  y = cc_retain(call.out[0]);
-  cc_tensor *ins[3] = {x, weight, bias};
-  cc_node *node = cc_attach_node(y, "LayerNormBackward", layer_norm_backward, 3, ins);
-  if (node) {
-    node->ints[0] = nnorm;
-    cc_node_save(node, xc);
-    cc_node_save(node, call.out[1]);
-    cc_node_save(node, call.out[2]);
-    cc_node_save(node, wc);
-  }
-done:
-  cc_release(xc);
-  cc_release(wc);
-  cc_release(bc);
-  cc_release_n(3, call.out);
-  return y;
+  double reals[1] = {eps};
+  return run_norm(CC_OP_LAYER_NORM, "LayerNormBackward", layer_norm_backward, x, weight, bias, 0, NULL, rows,
+                  nnorm, reals, 1);
 }
 
 /* ======================================================================= CPU kernels ===== */
