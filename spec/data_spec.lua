@@ -5,12 +5,7 @@ local cocola = require "cocola"
 local data = require "cocola.data"
 local fs = require "cocola.data.fs"
 
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  fs.mkdir_p(path)
-  return path
-end
+local tmpdir = require("helpers.files").tmpdir
 
 local function write_wave(path, seconds, rate)
   fs.mkdir_p(path:match("^(.*)/[^/]*$"))

@@ -46,12 +46,7 @@ local function kinds(events, kind)
   return out
 end
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p '" .. p .. "'"))
-  return p
-end
+local tmpdir = require("helpers.files").tmpdir
 
 describe("cocola.data.midi", function()
   local song = midi.parse(tiny_midi(), "tiny.mid")

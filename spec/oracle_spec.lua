@@ -10,12 +10,7 @@ local have = io.open(PYTHON, "rb")
 if have then have:close() end
 local run = have and it or pending
 
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir -p " .. path))
-  return path
-end
+local tmpdir = require("helpers.files").tmpdir
 
 local function python(script, dir)
   local p = io.popen(string.format("%s spec/oracle/%s %s 2>&1", PYTHON, script, dir))

@@ -28,15 +28,7 @@ local function st_file(header, data)
   return string.pack("<I8", #header) .. header .. (data or "")
 end
 
-local function flat(v, out)
-  out = out or {}
-  if type(v) == "table" then
-    for i = 1, #v do flat(v[i], out) end
-  else
-    out[#out + 1] = v
-  end
-  return out
-end
+local flat = require("helpers.files").flat
 
 --- asserts load(path) fails with a message matching every pattern
 local function load_fails(path, ...)

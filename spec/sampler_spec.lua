@@ -8,12 +8,7 @@ local Sampler = require "cocola.data.sampler"
 
 local RATE = 16000
 
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  fs.mkdir_p(path)
-  return path
-end
+local tmpdir = require("helpers.files").tmpdir
 
 -- tracks of 3 s: a tone per stem (distinct frequencies), the third stem of track 1 silent
 local root = tmpdir()

@@ -4,15 +4,7 @@
 -- metamethods with numbers on either side, and the small accessors (item, totable, size, ...).
 local cocola = require "cocola"
 
-local function flat(v, out)
-  out = out or {}
-  if type(v) == "table" then
-    for i = 1, #v do flat(v[i], out) end
-  else
-    out[#out + 1] = v
-  end
-  return out
-end
+local flat = require("helpers.files").flat
 
 describe("creation", function()
   it("builds a tensor from a nested table with its shape, values and float32 default", function()

@@ -8,12 +8,7 @@ local train = dofile("recipes/train_cocola.lua")
 
 local RATE = 16000
 
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  fs.mkdir_p(path)
-  return path
-end
+local tmpdir = require("helpers.files").tmpdir
 
 local root = tmpdir()
 for _, split in ipairs({ "train", "validation" }) do

@@ -1,0 +1,26 @@
+-- spec/helpers/files.lua — small file helpers the specs share: a fresh temporary directory and
+-- flattening nested tables of values (totable() results) into one list.
+local fs = require "cocola.data.fs"
+
+local M = {}
+
+--- a new empty directory under the system's temporary folder
+function M.tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  fs.mkdir_p(path)
+  return path
+end
+
+--- the leaves of a nested table, in order
+function M.flat(v, out)
+  out = out or {}
+  if type(v) == "table" then
+    for i = 1, #v do M.flat(v[i], out) end
+  else
+    out[#out + 1] = v
+  end
+  return out
+end
+
+return M
