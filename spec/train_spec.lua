@@ -1,10 +1,10 @@
--- train_spec.lua — recipes/train_cocola.lua on a tiny stems folder: it trains (finite losses,
+-- train_spec.lua — cocola.recipes.train (recipes/train_cocola.lua) on a tiny stems folder: it trains (finite losses,
 -- metrics and checkpoints written), validates at epoch ends, and a run stopped after 2 steps and
 -- resumed from its checkpoint gives exactly the losses of an uninterrupted 4-step run.
 local cocola = require "cocola"
 local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
-local train = dofile("recipes/train_cocola.lua")
+local train = require "cocola.recipes.train"
 
 local RATE = 16000
 

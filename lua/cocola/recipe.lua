@@ -100,4 +100,15 @@ function recipe.append_jsonl(path, record)
   f:close()
 end
 
+--- recipe.main(name, defaults, run, args) -> exit status: builds the config from args (key=value
+-- strings), calls run(cfg) and turns an error into one line "name: message" on stderr and status 1.
+function recipe.main(name, defaults, run, args)
+  local ok, err = pcall(function() run(recipe.config(defaults, args or {})) end)
+  if not ok then
+    io.stderr:write(name, ": ", tostring(err), "\n")
+    return 1
+  end
+  return 0
+end
+
 return recipe

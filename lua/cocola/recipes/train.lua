@@ -1,0 +1,167 @@
+-- cocola.recipes.train — trains a COCOLA encoder on a stem dataset (the reference's
+-- train_all_submixtures_hpss setup: Adam lr 1e-3, K = 32 windows of 5 s, dropout 0.1, noise 1e-3 on
+-- positives, embedding mode random for HPSS). Logs every setting and the seed, shows a progress bar,
+-- writes metrics to <out>/metrics.jsonl, validates each epoch (contrastive loss and accuracy on a
+-- fixed-seed validation sampler), checkpoints atomically every `checkpoint_every` steps and at each
+-- epoch end into <out>/last/ (model, optimizer, sampler position and RNG state), keeps the best
+-- validation model in <out>/best.safetensors, and resumes exactly with resume=<out>/last.
+-- lr_similarity (0: same as lr) sets the bilinear W's own learning rate, and warmup_steps ramps both
+-- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
+-- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
+-- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
+local cocola = require "cocola"
+local recipe = require "cocola.recipe"
+local Sampler = require "cocola.data.sampler"
+local cjson = require "cjson"
+local lfs = require "lfs"
+
+local DEFAULTS = {
+  layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
+  out = "runs/cocola", resume = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
+  dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
+  silence_rms = 1e-4, epochs = 500, max_steps = 0, valid_batches = 20, checkpoint_every = 200,
+  seed = 0, threads = 2,
+}
+
+local M = {}
+
+local function save_checkpoint(dir, model, opt, sampler, state)
+  local tmp = dir .. ".tmp"
+  os.execute(string.format("rm -rf '%s'", tmp))
+  assert(lfs.mkdir(tmp))
+  cocola.save(tmp .. "/model.safetensors", model:state_dict())
+  opt:save(tmp .. "/optimizer.safetensors")
+  local seed, offset = cocola.get_rng_state()
+  state.sampler = sampler:state()
+  state.rng = { seed = seed, offset = offset }
+  recipe.write_atomic(tmp .. "/state.json", cjson.encode(state))
+  -- swap the finished directory into place
+  os.execute(string.format("rm -rf '%s.old'", dir))
+  if lfs.attributes(dir, "mode") then assert(os.rename(dir, dir .. ".old")) end
+  assert(os.rename(tmp, dir))
+  os.execute(string.format("rm -rf '%s.old'", dir))
+end
+
+local function validate(cfg, model, sampler)
+  model:eval()
+  sampler:set_state({ epoch = 0, position = 0 })
+  local loss_sum, acc_sum, n = 0, 0, 0
+  for _ = 1, cfg.valid_batches do
+    local batch = sampler:next_batch()
+    if not batch then break end
+    local sim = cocola.no_grad(function()
+      local a = cocola.audio.cocola_features(batch.anchor, { mode = cfg.input })
+      local p = cocola.audio.cocola_features(batch.positive, { mode = cfg.input })
+      return model(a, p)
+    end)
+    loss_sum = loss_sum + cocola.metrics.contrastive_loss(sim):item()
+    acc_sum = acc_sum + cocola.metrics.accuracy(sim)
+    n = n + 1
+  end
+  model:train()
+  if n == 0 then return nil end
+  return loss_sum / n, acc_sum / n
+end
+
+--- runs training with a config table (the command line builds it); returns the list of step
+-- losses and the final state. log (default print) receives the text lines.
+function M.run(cfg, log)
+  log = log or print
+  recipe.log_config(cfg)
+  cocola.set_num_threads(cfg.threads)
+  cocola.manual_seed(cfg.seed)
+  lfs.mkdir(cfg.out)
+  local train_tracks = cocola.data.open(cfg.layout, cfg.root, cfg.train_split)
+  local valid_tracks = cocola.data.open(cfg.layout, cfg.root, cfg.valid_split)
+  log(string.format("%d training tracks, %d validation tracks", #train_tracks, #valid_tracks))
+  local sampler_opts = {
+    batch_size = cfg.batch_size, window = cfg.window, max_overlap = cfg.max_overlap, seed = cfg.seed,
+    silence_rms = cfg.silence_rms, noise = cfg.noise,
+  }
+  local sampler = Sampler.new(train_tracks, sampler_opts)
+  local valid_opts = {}
+  for k, v in pairs(sampler_opts) do valid_opts[k] = v end
+  valid_opts.seed, valid_opts.shuffle = cfg.seed + 1, true
+  local valid_sampler = Sampler.new(valid_tracks, valid_opts)
+
+  local model = cocola.models.cocola {
+    input = cfg.input, embedding_dim = cfg.embedding_dim, dropout = cfg.dropout,
+    embedding_mode = cfg.input == "hpss" and cfg.embedding_mode or "both",
+  }
+  model:train()
+  local encoder_params, similarity_params = {}, {}
+  for _, np in ipairs(model:named_parameters()) do
+    local list = np[1]:match("^similarity%.") and similarity_params or encoder_params
+    list[#list + 1] = np
+  end
+  local lr_similarity = cfg.lr_similarity > 0 and cfg.lr_similarity or cfg.lr
+  local opt = cocola.optim.Adam({
+    { params = encoder_params, lr = cfg.lr }, { params = similarity_params, lr = lr_similarity },
+  })
+  -- learning rates of step n (1-based): linear warm-up, then constant
+  local function set_learning_rates(n)
+    local scale = cfg.warmup_steps > 0 and math.min(1, n / cfg.warmup_steps) or 1
+    opt.param_groups[1].lr, opt.param_groups[2].lr = cfg.lr * scale, lr_similarity * scale
+  end
+  local state = { step = 0, epoch = 0 } -- best_valid_loss appears with the first validation
+  if cfg.resume ~= "" then
+    model:load_state_dict(cocola.load(cfg.resume .. "/model.safetensors"))
+    opt:load(cfg.resume .. "/optimizer.safetensors")
+    state = cjson.decode((assert(recipe.read(cfg.resume .. "/state.json"), "resume: no state.json in " .. cfg.resume)))
+    sampler:set_state(state.sampler)
+    cocola.set_rng_state(state.rng.seed, state.rng.offset)
+    log(string.format("resumed from %s at step %d (epoch %d)", cfg.resume, state.step, state.epoch))
+  end
+  local metrics = cfg.out .. "/metrics.jsonl"
+  local losses = {}
+  local per_epoch = sampler:batches_per_epoch()
+  local t0 = cocola.wall_time()
+  while state.epoch < cfg.epochs and (cfg.max_steps == 0 or state.step < cfg.max_steps) do
+    local batch = sampler:next_batch()
+    if not batch then
+      -- end of an epoch: validate, keep the best, checkpoint
+      local vloss, vacc = validate(cfg, model, valid_sampler)
+      state.epoch = state.epoch + 1
+      if vloss then
+        recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, valid_loss = vloss, valid_accuracy = vacc })
+        log(string.format("\nepoch %d: valid loss %.4f, valid accuracy %.3f", state.epoch, vloss, vacc))
+        if not state.best_valid_loss or vloss < state.best_valid_loss then
+          state.best_valid_loss = vloss
+          cocola.save(cfg.out .. "/best.safetensors", model:state_dict(), {
+            metadata = { input = cfg.input, embedding_dim = tostring(cfg.embedding_dim), epoch = tostring(state.epoch),
+                         valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
+          })
+        end
+      end
+      save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
+    else
+      local a = cocola.audio.cocola_features(batch.anchor, { mode = cfg.input })
+      local p = cocola.audio.cocola_features(batch.positive, { mode = cfg.input })
+      opt:zero_grad()
+      set_learning_rates(state.step + 1)
+      local sim = model(a, p)
+      local loss = cocola.metrics.contrastive_loss(sim)
+      loss:backward()
+      opt:step()
+      state.step = state.step + 1
+      local l, acc = loss:item(), cocola.metrics.accuracy(sim)
+      losses[#losses + 1] = l
+      recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, loss = l, accuracy = acc })
+      local elapsed = cocola.wall_time() - t0
+      recipe.progress(string.format("epoch %d", state.epoch + 1), math.min(sampler.position // cfg.batch_size, per_epoch), per_epoch,
+        string.format("loss %.4f acc %.2f %.2f s/step", l, acc, elapsed / #losses))
+      if state.step % cfg.checkpoint_every == 0 then save_checkpoint(cfg.out .. "/last", model, opt, sampler, state) end
+    end
+  end
+  save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
+  return losses, state
+end
+
+M.DEFAULTS = DEFAULTS
+
+--- command-line entry: key=value arguments -> run; errors go to stderr with a non-zero status
+function M.main(args)
+  return recipe.main("train_cocola", DEFAULTS, M.run, args)
+end
+
+return M
