@@ -201,6 +201,44 @@ function CoCola.from_checkpoint(path, opts)
   return model
 end
 
+CoCola.DEFAULT_FILE = "cocola_midi_hpss.safetensors"
+
+-- where the bundled model lives: $COCOLA_MODEL, else assets/ beside the installed modules
+-- (<luadir>/cocola/assets/), else the repository's assets/ (running from a checkout)
+local function default_path()
+  local env = os.getenv("COCOLA_MODEL")
+  if env and env ~= "" then return env end
+  local here = package.searchpath("cocola.models.cocola", package.path)
+  local candidates = {}
+  if here then
+    local luadir = here:match("^(.*)/cocola/models/cocola%.lua$")
+    if luadir then
+      candidates[#candidates + 1] = luadir .. "/cocola/assets/" .. CoCola.DEFAULT_FILE
+      candidates[#candidates + 1] = luadir .. "/../assets/" .. CoCola.DEFAULT_FILE
+    end
+  end
+  candidates[#candidates + 1] = "assets/" .. CoCola.DEFAULT_FILE
+  for _, c in ipairs(candidates) do
+    local f = io.open(c, "rb")
+    if f then
+      f:close()
+      return c
+    end
+  end
+  return nil, candidates
+end
+
+--- The bundled model: an HPSS COCOLA encoder trained by recipes/train_cocola.lua on stems rendered
+-- from Debian's MIDI songs (assets/cocola_midi_hpss.safetensors, float16 weights; its training
+-- settings and log are beside it). $COCOLA_MODEL overrides the file. opts as from_checkpoint.
+function CoCola.default(opts)
+  local path, tried = default_path()
+  if not path then
+    error("no bundled model found (looked for " .. table.concat(tried, ", ") .. "); set COCOLA_MODEL or pass a checkpoint", 2)
+  end
+  return CoCola.from_checkpoint(path, opts)
+end
+
 function CoCola:extra_repr()
   return string.format("input=%s, embedding_dim=%d, embedding_mode=%s", self.input, self.embedding_dim,
     self.embedding_mode)
