@@ -80,6 +80,35 @@ describe("train_cocola", function()
     assert.are.equal("hpss", meta.input)
   end)
 
+  it("recalibrates BatchNorm statistics from training batches, leaving the sampler where it was", function()
+    local Sampler = require "cocola.data.sampler"
+    cocola.manual_seed(1)
+    local model = cocola.models.cocola { input = "hpss", embedding_dim = 16 }
+    local tracks = cocola.data.open("stems_folder", root, "train")
+    local sampler = Sampler.new(tracks, { batch_size = 2, window = 1.0, seed = 9 })
+    sampler:next_batch()
+    local before = sampler:state()
+    local modules = {}
+    for _, nm in ipairs(model:named_modules()) do modules[nm[1]] = nm[2] end
+    local stem, bn0 = modules["encoder.encoder.model.0._conv_stem"], modules["encoder.encoder.model.0._bn0"]
+    -- what the first BatchNorm sees for the next batch: its per-channel mean is the new running mean
+    local probe = sampler:next_batch()
+    sampler:set_state(before)
+    local x = cocola.cat({ cocola.audio.cocola_features(probe.anchor, { mode = "hpss" }),
+                           cocola.audio.cocola_features(probe.positive, { mode = "hpss" }) }, 1)
+    local expected = cocola.no_grad(function() return stem(x):mean(1):mean(-1):mean(-1) end)
+    train.recalibrate_batchnorm(model, sampler, 1, "hpss")
+    assert.is_true(bn0.running_mean:allclose(expected:view(-1), 1e-4, 1e-5))
+    assert.are.same(before, sampler:state())
+    for _, m in ipairs(model:modules()) do
+      if m:type_name() == "BatchNorm2d" then
+        assert.are.equal(1, m.num_batches_tracked:item())
+        assert.are.equal(0.01, m.momentum)
+        assert.is_false(m.training)
+      end
+    end
+  end)
+
   it("rejects unknown settings", function()
     local ok, err = pcall(recipe.config, train.DEFAULTS, { "bogus=1" })
     assert.is_false(ok)

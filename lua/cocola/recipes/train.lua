@@ -19,7 +19,7 @@ local DEFAULTS = {
   layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
   out = "runs/cocola", resume = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
   dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
-  silence_rms = 1e-4, epochs = 500, max_steps = 0, valid_batches = 20, checkpoint_every = 200,
+  silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, valid_batches = 20, checkpoint_every = 200,
   seed = 0, threads = 2,
 }
 
@@ -40,6 +40,39 @@ local function save_checkpoint(dir, model, opt, sampler, state)
   if lfs.attributes(dir, "mode") then assert(os.rename(dir, dir .. ".old")) end
   assert(os.rename(tmp, dir))
   os.execute(string.format("rm -rf '%s.old'", dir))
+end
+
+--- Re-estimates every BatchNorm's running statistics from `batches` batches of the sampler (its
+-- state is restored afterwards): cumulative averages over the batches with the rest of the model in
+-- eval mode. The model is left in eval mode.
+function M.recalibrate_batchnorm(model, sampler, batches, input)
+  local saved = sampler:state()
+  local norms = {}
+  for _, m in ipairs(model:modules()) do
+    if m:type_name() == "BatchNorm2d" and m.track_running_stats then norms[#norms + 1] = m end
+  end
+  model:eval()
+  local momenta = {}
+  for i, bn in ipairs(norms) do
+    momenta[i] = bn.momentum
+    rawset(bn, "momentum", nil)
+    bn:reset_running_stats()
+    rawset(bn, "training", true)
+  end
+  for _ = 1, batches do
+    local batch = sampler:next_batch()
+    if not batch then break end
+    cocola.no_grad(function()
+      local a = cocola.audio.cocola_features(batch.anchor, { mode = input })
+      local p = cocola.audio.cocola_features(batch.positive, { mode = input })
+      model:embed_pairs(a, p)
+    end)
+  end
+  for i, bn in ipairs(norms) do
+    rawset(bn, "momentum", momenta[i])
+    rawset(bn, "training", false)
+  end
+  sampler:set_state(saved)
 end
 
 local function validate(cfg, model, sampler)
@@ -83,6 +116,11 @@ function M.run(cfg, log)
   for k, v in pairs(sampler_opts) do valid_opts[k] = v end
   valid_opts.seed, valid_opts.shuffle = cfg.seed + 1, true
   local valid_sampler = Sampler.new(valid_tracks, valid_opts)
+  -- fixed training batches for BatchNorm recalibration, apart from the training stream
+  local calibration_opts = {}
+  for k, v in pairs(sampler_opts) do calibration_opts[k] = v end
+  calibration_opts.seed = cfg.seed + 2
+  local calibration_sampler = Sampler.new(train_tracks, calibration_opts)
 
   local model = cocola.models.cocola {
     input = cfg.input, embedding_dim = cfg.embedding_dim, dropout = cfg.dropout,
@@ -120,6 +158,9 @@ function M.run(cfg, log)
     local batch = sampler:next_batch()
     if not batch then
       -- end of an epoch: validate, keep the best, checkpoint
+      if cfg.bn_recalibration_batches > 0 then
+        M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.input)
+      end
       local vloss, vacc = validate(cfg, model, valid_sampler)
       state.epoch = state.epoch + 1
       if vloss then
