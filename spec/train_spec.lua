@@ -4,6 +4,7 @@
 local cocola = require "cocola"
 local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
+local cjson = require "cjson"
 local train = require "cocola.recipes.train"
 
 local RATE = 16000
@@ -55,6 +56,9 @@ describe("train_cocola", function()
     assert.is_true(fs.is_file(straight_dir .. "/last/model.safetensors"))
     assert.is_true(fs.is_file(straight_dir .. "/last/optimizer.safetensors"))
     assert.is_true(fs.is_file(straight_dir .. "/metrics.jsonl"))
+    local logged = cjson.decode(io.lines(straight_dir .. "/config.jsonl")())
+    assert.are.equal(4, logged.max_steps)
+    assert.are.equal("stems_folder", logged.layout)
 
     local dir = tmpdir()
     local first = quietly(train.run, config(dir, { "max_steps=2" }))

@@ -104,6 +104,8 @@ function M.run(cfg, log)
   cocola.set_num_threads(cfg.threads)
   cocola.manual_seed(cfg.seed)
   lfs.mkdir(cfg.out)
+  -- the settings of every start or resume, for the record
+  recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
   local train_tracks = cocola.data.open(cfg.layout, cfg.root, cfg.train_split)
   local valid_tracks = cocola.data.open(cfg.layout, cfg.root, cfg.valid_split)
   log(string.format("%d training tracks, %d validation tracks", #train_tracks, #valid_tracks))

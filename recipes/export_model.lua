@@ -1,0 +1,62 @@
+-- recipes/export_model.lua — turns a training run's model into the bundled form: float16
+-- safetensors with the run's facts in the metadata, plus the run's settings and metrics beside it
+-- (<out without .safetensors>.config.jsonl / .metrics.jsonl). Checks that the float16 model's
+-- embeddings match the float32 one's on a few example windows and prints the difference.
+-- Usage: lua5.4 recipes/export_model.lua run=runs/bundled [from=best.safetensors]
+--        [out=assets/cocola_midi_hpss.safetensors] [examples=assets/examples/cond]
+local cocola = require "cocola"
+local recipe = require "cocola.recipe"
+local scoring = require "cocola.scoring"
+local fs = require "cocola.data.fs"
+
+local DEFAULTS = {
+  run = "runs/bundled", from = "best.safetensors", out = "assets/cocola_midi_hpss.safetensors",
+  examples = "assets/examples/cond", note = "",
+}
+
+local function copy(src, dst)
+  local text = recipe.read(src)
+  if not text then return false end
+  recipe.write_atomic(dst, text)
+  return true
+end
+
+local function run(cfg)
+  recipe.log_config(cfg)
+  local source = fs.join(cfg.run, cfg.from)
+  local sd, meta = cocola.load(source)
+  meta = meta or {}
+  local steps = 0
+  local metrics = fs.join(cfg.run, "metrics.jsonl")
+  if fs.is_file(metrics) then
+    for line in io.lines(metrics) do
+      local s = tonumber(line:match('"step":(%d+)'))
+      if s and line:find('"loss"', 1, true) then steps = math.max(steps, s) end
+    end
+  end
+  meta.source = source
+  meta.steps_at_export = tostring(steps)
+  if cfg.note ~= "" then meta.note = cfg.note end
+  cocola.save(cfg.out, sd, { dtype = "float16", metadata = meta })
+  local base = cfg.out:gsub("%.safetensors$", "")
+  copy(fs.join(cfg.run, "config.jsonl"), base .. ".config.jsonl")
+  copy(metrics, base .. ".metrics.jsonl")
+
+  -- float16 against float32 on real windows
+  local full = cocola.models.cocola.from_checkpoint(source)
+  local half = cocola.models.cocola.from_checkpoint(cfg.out)
+  local waves = {}
+  for _, f in ipairs(fs.files(cfg.examples, scoring.AUDIO_EXTENSIONS)) do
+    waves[#waves + 1] = cocola.audio.load(fs.join(cfg.examples, f), { sr = 16000, mono = true, duration = 5 }):view(-1)
+  end
+  if #waves > 0 then
+    local x = cocola.audio.cocola_features(cocola.stack(waves, 1), { mode = full.input })
+    local a = cocola.no_grad(function() return full:embed(x) end)
+    local b = cocola.no_grad(function() return half:embed(x) end)
+    local rel = ((a - b) * (a - b)):sum():sqrt():item() / (a * a):sum():sqrt():item()
+    print(string.format("float16 vs float32 embeddings of %d windows: relative difference %.2e", #waves, rel))
+  end
+  print(string.format("wrote %s (%s, %d training steps)", cfg.out, full:extra_repr(), steps))
+end
+
+os.exit(recipe.main("export_model", DEFAULTS, run, arg))
