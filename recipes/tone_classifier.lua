@@ -1,8 +1,8 @@
--- recipes/demo.lua — a short worked example of the engine (the `make demo` job): a small
+-- recipes/tone_classifier.lua — a worked example of the engine alone: a small
 -- convolutional network learns to tell which of 4 tones a noisy 1-D signal contains, trained with
 -- Adam; it prints the loss and accuracy as it goes, then saves the weights as safetensors, loads
 -- them into a fresh network and checks that both give the same predictions.
--- Usage: lua5.4 recipes/demo.lua [steps=60] [batch=64] [seed=0] [threads=2]
+-- Usage: lua5.4 recipes/tone_classifier.lua [steps=60] [batch=64] [seed=0] [threads=2]
 local cocola = require "cocola"
 local nn = require "cocola.nn"
 local F = require "cocola.nn.functional"
