@@ -25,6 +25,31 @@ cc_tensor *cc_audio_load(const char *path, double offset, double duration, int s
    (.wav, .flac, .ogg, .aiff) */
 int cc_audio_save(const char *path, cc_tensor *wave, int sr, const char *subtype);
 
+/* ---- background loading (prefetch.c) ----
+   A pool of worker threads (default 2, started by the first submit) decodes read requests with
+   cc_audio_load and computes each one's RMS (sqrt of the mean square over all samples, in double).
+   A job's requests are queued in order and shared among the workers. The submitter polls or waits,
+   then takes the tensors; releasing a job before it completes cancels its unstarted requests and
+   the last worker to finish frees it. Workers live for the whole process (never joined). */
+typedef struct {
+  const char *path; /* copied at submit */
+  double offset;    /* seconds, >= 0 */
+  double duration;  /* seconds; < 0: to the end of the file */
+  int sr;           /* <= 0 keeps the file's rate */
+  bool mono;
+} cc_read_request;
+typedef struct cc_prefetch_job cc_prefetch_job;
+/* grows the pool to at least `workers` threads (1..64); returns the pool's size, or -1 */
+int cc_prefetch_start(int workers);
+cc_prefetch_job *cc_prefetch_submit(const cc_read_request *requests, int n); /* NULL + error */
+int cc_prefetch_count(const cc_prefetch_job *job);
+bool cc_prefetch_ready(cc_prefetch_job *job); /* every request decoded (or failed) */
+/* blocks until the job is done; 0, or -1 with the error of the first failed request (it names the file) */
+int cc_prefetch_wait(cc_prefetch_job *job);
+/* after a successful wait: request i's wave (a new reference handed over once; NULL after) and RMS */
+cc_tensor *cc_prefetch_take(cc_prefetch_job *job, int i, double *rms);
+void cc_prefetch_release(cc_prefetch_job *job); /* the submitter lets go; safe at any time */
+
 /* ---- resampling (soxr HQ) and mixing ---- */
 cc_tensor *cc_audio_resample(cc_tensor *wave, double in_rate, double out_rate); /* (..., samples) */
 cc_tensor *cc_audio_to_mono(cc_tensor *wave); /* (C, samples) -> (1, samples), the mean of the channels */
