@@ -8,11 +8,13 @@ APT_PACKAGES := lua5.4 liblua5.4-dev luarocks lua-busted lua-cjson lua-argparse 
                 cmake gcc make pkg-config libopenblas-dev liblapacke-dev \
                 libsndfile1-dev libsoxr-dev libfftw3-dev lua-yaml \
                 fluidsynth fluid-soundfont-gm
+# extra CMake settings for the build/ tree, e.g. CMAKE_FLAGS="-DCOCOLA_CUDA=OFF"
+CMAKE_FLAGS ?=
 ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma
 
-.PHONY: all deps build rock test demo bench fixtures midi-stems oracle clean
+.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems oracle clean
 
 all: rock
 
@@ -25,7 +27,7 @@ deps:
 	fi
 
 build: deps
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	cmake --build build -j$(JOBS)
 
 rock: build
@@ -39,6 +41,17 @@ demo: rock
 
 bench: rock
 	@$(ROCK_ENV); $(LUA) recipes/bench_engine.lua
+
+# the COCOLA training step and inference on the GPU, beside PyTorch where it is installed
+bench-cuda: rock
+	@$(ROCK_ENV); $(LUA) recipes/bench_cuda.lua
+
+# the CUDA backend's code run on the host (no GPU needed): the kernels compiled as host C++ with
+# stand-ins for the CUDA runtime, cuBLAS and cuDNN, through the #cuda parity specs
+test-cuda-emulated: deps
+	cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=Release -DCOCOLA_CUDA=EMULATE >/dev/null
+	cmake --build build-emu -j$(JOBS)
+	busted --cpath="./build-emu/?.so" spec/cuda_spec.lua spec/cuda_parity_spec.lua
 
 # renders the Debian MIDI songs into a Slakh-style stem dataset under data/midi_stems (resumable)
 midi-stems: rock
@@ -58,4 +71,4 @@ fixtures:
 	/usr/bin/python3 spec/fixtures/gen_ops.py
 
 clean:
-	rm -rf build build.luarocks $(ROCKS_TREE)
+	rm -rf build build-emu build.luarocks $(ROCKS_TREE)

@@ -1,5 +1,5 @@
 /* scalar.h — element math written once, for the CPU loops (C11, type-generic math) and the CUDA
- * kernels (C++ overloads). Every function works on float and double alike: in C, <tgmath.h>
+ * kernels (C++ templates; also host C++). Every function works on float and double alike: in C, <tgmath.h>
  * picks expf/exp by argument type; in CUDA the math overloads do.
  * Also the Philox4x32-10 counter-based generator behind every random op.
  */
@@ -8,9 +8,14 @@
 
 #include <stdint.h>
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__)
+#define CC_SCALAR_CXX 1
 #define CC_HD __host__ __device__ __forceinline__
 #include <cmath>
+#elif defined(__cplusplus) /* host C++: the CUDA kernels emulated on the host (COCOLA_CUDA=EMULATE) */
+#define CC_SCALAR_CXX 1
+#define CC_HD inline
+#include <math.h>
 #else
 #define CC_HD static inline
 #include <tgmath.h>
@@ -18,7 +23,7 @@
 
 /* ---- unary forward: y = f(x) ---- */
 /* each comes as a pair of float and double functions generated from one expression */
-#ifdef __CUDACC__
+#ifdef CC_SCALAR_CXX
 #define CC_DEF1(name, expr)                                                                        \
   template <typename T> CC_HD T name(T x) { return (expr); }
 #define CC_DEF_BW(name, expr)                                                                      \
@@ -70,7 +75,7 @@ CC_HD float cc_expf_fast(float x0) {
 }
 
 /* exp for the activations: the vectorisable float version above on the CPU, libm/CUDA exp otherwise */
-#ifdef __CUDACC__
+#ifdef CC_SCALAR_CXX
 template <typename T> CC_HD T cc_exp_act(T x) { return exp(x); }
 #define CC_EXP_ACT(x) cc_exp_act(x)
 #else

@@ -20,7 +20,7 @@ busted_rc=$?
 [ "$busted_rc" -ne 0 ] && tail -n 40 "$busted_err"
 grep -v '^ok ' "$busted_log"
 b_ok=$(grep -c '^ok ' "$busted_log")
-b_skip=$(grep -c '^ok .*# skip' "$busted_log")
+b_skip=$(grep -ci '^ok .*# skip' "$busted_log")
 b_failed=$(grep -c '^not ok ' "$busted_log")
 [ "$busted_rc" -ne 0 ] && [ "$b_failed" -eq 0 ] && b_failed=1
 b_plan=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$busted_log" | tail -n 1)

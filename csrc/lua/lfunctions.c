@@ -2,6 +2,9 @@
  * joining, the functional layer ops (cocola.nn.functional calls these), the fused optimiser step,
  * raw safetensors I/O (the JSON header is handled in Lua), and luaopen_cocola_core. */
 #include "lbind.h"
+/* the optional CUDA backend, bound weakly: every symbol is NULL in a build without it */
+#define CC_CUDA_API __attribute__((weak))
+#include "cuda/cc_cuda.h"
 
 #include <errno.h>
 #include <math.h>
@@ -541,6 +544,123 @@ static int f_st_write(lua_State *L) {
   return 0;
 }
 
+/* ---- cocola.cuda (lua/cocola/cuda.lua wraps these): queries and settings of the CUDA backend ---- */
+static int f_cuda_built(lua_State *L) {
+  lua_pushboolean(L, cc_cuda_backend_init != NULL);
+  return 1;
+}
+static int f_cuda_init_error(lua_State *L) {
+  const char *why = cc_cuda_init_error ? cc_cuda_init_error()
+                                       : "this build of cocola has no CUDA backend (built with COCOLA_CUDA=OFF or without nvcc)";
+  if (!why) return 0;
+  lua_pushstring(L, why);
+  return 1;
+}
+static int f_cuda_device_count(lua_State *L) {
+  lua_pushinteger(L, cc_cuda_device_count ? cc_cuda_device_count() : 0);
+  return 1;
+}
+static int f_cuda_device_name(lua_State *L) {
+  lua_pushstring(L, cc_cuda_device_name && cc_device_available(CC_CUDA) ? cc_cuda_device_name() : "");
+  return 1;
+}
+static int f_cuda_synchronize(lua_State *L) {
+  if (cc_cuda_synchronize && cc_cuda_synchronize()) return lc_error(L);
+  return 0;
+}
+static int f_cuda_memory_stats(lua_State *L) {
+  const char *names[32];
+  int64_t values[32];
+  int n = cc_cuda_memory_stats ? cc_cuda_memory_stats(names, values, 32) : 0;
+  lua_createtable(L, 0, n + 1);
+  for (int k = 0; k < n; k++) {
+    lua_pushinteger(L, values[k]);
+    lua_setfield(L, -2, names[k]);
+  }
+  lua_pushinteger(L, cc_live_bytes(CC_CUDA));
+  lua_setfield(L, -2, "live_bytes");
+  return 1;
+}
+static int f_cuda_reset_peak_memory_stats(lua_State *L) {
+  (void)L;
+  if (cc_cuda_reset_peak_memory_stats) cc_cuda_reset_peak_memory_stats();
+  return 0;
+}
+static int f_cuda_empty_cache(lua_State *L) {
+  (void)L;
+  if (cc_cuda_empty_cache) cc_cuda_empty_cache();
+  return 0;
+}
+static int f_cuda_set_tf32(lua_State *L) {
+  bool on = lua_toboolean(L, 1);
+  if (cc_cuda_set_tf32) cc_cuda_set_tf32(on);
+  return 0;
+}
+static int f_cuda_get_tf32(lua_State *L) {
+  lua_pushboolean(L, cc_cuda_get_tf32 && cc_cuda_get_tf32());
+  return 1;
+}
+static int f_cuda_conv_cache_size(lua_State *L) {
+  lua_pushinteger(L, cc_cuda_conv_cache_size ? cc_cuda_conv_cache_size() : 0);
+  return 1;
+}
+/* the op table: {NAME = true | false (has a CUDA kernel)} for every op (for the parity spec) */
+static int f_cuda_ops(lua_State *L) {
+  lua_createtable(L, 0, CC_OP_COUNT);
+  for (int op = 0; op < CC_OP_COUNT; op++) {
+    lua_pushboolean(L, cc_kernel_supported((cc_op)op, CC_CUDA));
+    lua_setfield(L, -2, cc_op_names[op]);
+  }
+  return 1;
+}
+static int cuda_missing(lua_State *L) {
+  return luaL_error(L, "CUDA is not available: %s",
+                    cc_cuda_init_error && cc_cuda_init_error() ? cc_cuda_init_error() : "no CUDA backend in this build");
+}
+static int f_cuda_event_new(lua_State *L) {
+  if (!cc_cuda_event_new || !cc_device_available(CC_CUDA)) return cuda_missing(L);
+  int e = cc_cuda_event_new();
+  if (e < 0) return lc_error(L);
+  lua_pushinteger(L, e);
+  return 1;
+}
+static int f_cuda_event_record(lua_State *L) {
+  int e = (int)luaL_checkinteger(L, 1);
+  if (!cc_cuda_event_record) return cuda_missing(L);
+  if (cc_cuda_event_record(e)) return lc_error(L);
+  return 0;
+}
+static int f_cuda_event_synchronize(lua_State *L) {
+  int e = (int)luaL_checkinteger(L, 1);
+  if (!cc_cuda_event_synchronize) return cuda_missing(L);
+  if (cc_cuda_event_synchronize(e)) return lc_error(L);
+  return 0;
+}
+static int f_cuda_event_elapsed(lua_State *L) {
+  int a = (int)luaL_checkinteger(L, 1), b = (int)luaL_checkinteger(L, 2);
+  if (!cc_cuda_event_elapsed_ms) return cuda_missing(L);
+  double ms = cc_cuda_event_elapsed_ms(a, b);
+  if (ms < 0) return lc_error(L);
+  lua_pushnumber(L, ms);
+  return 1;
+}
+static int f_cuda_event_free(lua_State *L) {
+  int e = (int)luaL_checkinteger(L, 1);
+  if (cc_cuda_event_free) cc_cuda_event_free(e);
+  return 0;
+}
+
+static const luaL_Reg cuda_functions[] = {
+    {"_cuda_built", f_cuda_built}, {"_cuda_init_error", f_cuda_init_error},
+    {"_cuda_device_count", f_cuda_device_count}, {"_cuda_device_name", f_cuda_device_name},
+    {"_cuda_synchronize", f_cuda_synchronize}, {"_cuda_memory_stats", f_cuda_memory_stats},
+    {"_cuda_reset_peak_memory_stats", f_cuda_reset_peak_memory_stats}, {"_cuda_empty_cache", f_cuda_empty_cache},
+    {"_cuda_set_tf32", f_cuda_set_tf32}, {"_cuda_get_tf32", f_cuda_get_tf32},
+    {"_cuda_conv_cache_size", f_cuda_conv_cache_size}, {"_cuda_ops", f_cuda_ops},
+    {"_cuda_event_new", f_cuda_event_new},
+    {"_cuda_event_record", f_cuda_event_record}, {"_cuda_event_synchronize", f_cuda_event_synchronize},
+    {"_cuda_event_elapsed", f_cuda_event_elapsed}, {"_cuda_event_free", f_cuda_event_free}, {NULL, NULL}};
+
 static const luaL_Reg functions[] = {
     {"zeros", f_zeros}, {"ones", f_ones}, {"full", f_full}, {"arange", f_arange}, {"rand", f_rand},
     {"randn", f_randn}, {"randint", f_randint}, {"uniform_", f_uniform_}, {"normal_", f_normal_},
@@ -554,7 +674,10 @@ static const luaL_Reg functions[] = {
     {"linear", f_linear}, {"dropout", f_dropout}, {"cross_entropy", f_cross_entropy}, {"adam_step", f_adam_step},
     {"_st_header", f_st_header}, {"_st_read", f_st_read}, {"_st_write", f_st_write}, {NULL, NULL}};
 
-void lc_open_functions(lua_State *L) { luaL_setfuncs(L, functions, 0); }
+void lc_open_functions(lua_State *L) {
+  luaL_setfuncs(L, functions, 0);
+  luaL_setfuncs(L, cuda_functions, 0);
+}
 
 int luaopen_cocola_core(lua_State *L) {
   cc_init();

@@ -2,6 +2,9 @@
  * properties (t.shape, t.grad), arithmetic metamethods, and the methods written in C (views,
  * math, reductions, autograd, conversions). More methods are added in Lua (lua/cocola/tensor.lua). */
 #include "lbind.h"
+/* the optional CUDA backend, bound weakly (NULL in a build without it): why t:cuda() cannot work */
+#define CC_CUDA_API __attribute__((weak))
+#include "cuda/cc_cuda.h"
 
 #include <math.h>
 
@@ -347,7 +350,18 @@ static int t_to(lua_State *L) {
   int dt = cc_dtype_from_name(what);
   if (dt >= 0) return lc_push(L, cc_to_dtype(t, (cc_dtype)dt));
   if (!strcmp(what, "cpu")) return lc_push(L, cc_to_device(t, CC_CPU));
-  if (!strncmp(what, "cuda", 4)) return lc_push(L, cc_to_device(t, CC_CUDA));
+  if (!strncmp(what, "cuda", 4)) {
+    if (what[4] && strcmp(what + 4, ":0") != 0)
+      return luaL_argerror(L, 2, "only one CUDA device is supported: use \"cuda\" or \"cuda:0\"");
+    if (t->storage->device != CC_CUDA && !cc_device_available(CC_CUDA)) {
+      if (!cc_cuda_init_error)
+        return luaL_error(L, "cannot move a tensor to CUDA: this build of cocola has no CUDA backend "
+                             "(built with COCOLA_CUDA=OFF or where nvcc was not found)");
+      const char *why = cc_cuda_init_error();
+      return luaL_error(L, "cannot move a tensor to CUDA: no usable CUDA device (%s)", why ? why : "unknown reason");
+    }
+    return lc_push(L, cc_to_device(t, CC_CUDA));
+  }
   return luaL_argerror(L, 2, "expected a dtype (float32, float64, int64) or a device (cpu, cuda)");
 }
 

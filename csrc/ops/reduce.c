@@ -121,11 +121,12 @@ static int max_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
   for (int d = 0; d < x->ndim; d++) ramp_shape[d] = d == dim ? x->shape[d] : 1;
   cc_tensor *ramp = cc_arange(0, (double)x->shape[dim], 1, CC_INT64);
   cc_tensor *ramp_v = ramp ? cc_reshape(ramp, x->ndim, ramp_shape) : NULL;
-  cc_tensor *hit = ramp_v && ik ? cc_compare(ramp_v, ik, CC_CMP_EQ) : NULL;
+  /* the index ramp goes where the indices live before the comparison */
+  cc_tensor *ramp_d = ramp_v ? cc_to_device(ramp_v, g->storage->device) : NULL;
+  cc_tensor *hit = ramp_d && ik ? cc_compare(ramp_d, ik, CC_CMP_EQ) : NULL;
   cc_tensor *hitf = hit ? cc_to_dtype(hit, g->dtype) : NULL;
-  cc_tensor *hitd = hitf ? cc_to_device(hitf, g->storage->device) : NULL;
-  gi[0] = hitd && gk ? cc_mul(hitd, gk) : NULL;
-  cc_tensor *tmp[] = {gk, ik, ramp, ramp_v, hit, hitf, hitd};
+  gi[0] = hitf && gk ? cc_mul(hitf, gk) : NULL;
+  cc_tensor *tmp[] = {gk, ik, ramp, ramp_v, ramp_d, hit, hitf};
   cc_release_n(7, tmp);
   return gi[0] ? 0 : -1;
 }

@@ -38,6 +38,7 @@ end
 local function drop_connect(x, p)
   local keep = 1 - p
   local mask = cocola.rand({ x:size(1), 1, 1, 1 }, { dtype = x:dtype() }):lt(keep)
+  if x:device() ~= "cpu" then mask = mask:to(x:device()) end
   return x * mask * (1 / keep)
 end
 
