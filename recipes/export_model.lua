@@ -2,6 +2,8 @@
 -- safetensors with the run's facts in the metadata, plus the run's settings and metrics beside it
 -- (<out without .safetensors>.config.jsonl / .metrics.jsonl). Checks that the float16 model's
 -- embeddings match the float32 one's on a few example windows and prints the difference.
+-- recalibrate_batches = N > 0 first re-estimates the BatchNorm running statistics from N training
+-- batches of <root> (cocola.recipes.train.recalibrate_batchnorm), for a model taken mid-run.
 -- Usage: lua5.4 recipes/export_model.lua run=runs/bundled [from=best.safetensors]
 --        [out=assets/cocola_midi_hpss.safetensors] [examples=assets/examples/cond]
 local cocola = require "cocola"
@@ -11,7 +13,8 @@ local fs = require "cocola.data.fs"
 
 local DEFAULTS = {
   run = "runs/bundled", from = "best.safetensors", out = "assets/cocola_midi_hpss.safetensors",
-  examples = "assets/examples/cond", note = "",
+  examples = "assets/examples/cond", note = "", recalibrate_batches = 0, layout = "slakh",
+  root = "data/midi_stems", batch_size = 32, input = "hpss", seed = 0,
 }
 
 local function copy(src, dst)
@@ -26,6 +29,18 @@ local function run(cfg)
   local source = fs.join(cfg.run, cfg.from)
   local sd, meta = cocola.load(source)
   meta = meta or {}
+  if cfg.recalibrate_batches > 0 then
+    local Sampler = require "cocola.data.sampler"
+    local model = cocola.models.cocola.from_checkpoint(source)
+    local tracks = cocola.data.open(cfg.layout, cfg.root, "train")
+    local sampler = Sampler.new(tracks, { batch_size = cfg.batch_size, seed = cfg.seed + 2 })
+    require("cocola.recipes.train").recalibrate_batchnorm(model, sampler, cfg.recalibrate_batches, cfg.input)
+    sd = model:state_dict()
+    meta.batchnorm_recalibrated = string.format("%d batches of %d", cfg.recalibrate_batches, cfg.batch_size)
+    -- the float32 reference for the check below
+    source = os.tmpname() .. ".safetensors"
+    cocola.save(source, sd)
+  end
   local steps = 0
   local metrics = fs.join(cfg.run, "metrics.jsonl")
   if fs.is_file(metrics) then
@@ -34,7 +49,7 @@ local function run(cfg)
       if s and line:find('"loss"', 1, true) then steps = math.max(steps, s) end
     end
   end
-  meta.source = source
+  meta.source = fs.join(cfg.run, cfg.from)
   meta.steps_at_export = tostring(steps)
   if cfg.note ~= "" then meta.note = cfg.note end
   cocola.save(cfg.out, sd, { dtype = "float16", metadata = meta })

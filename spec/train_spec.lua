@@ -113,6 +113,14 @@ describe("train_cocola", function()
     end
   end)
 
+  it("trains on several roots at once (root=a,b: their mixture)", function()
+    local one = train.open_split("stems_folder", root, "train")
+    local two = train.open_split("stems_folder", root .. "," .. root, "train")
+    assert.are.equal(3, #one)
+    assert.are.equal(2 * #one, #two)
+    assert.are.equal(one[1].stems[1].path, two[#one + 1].stems[1].path)
+  end)
+
   it("rejects unknown settings", function()
     local ok, err = pcall(recipe.config, train.DEFAULTS, { "bogus=1" })
     assert.is_false(ok)

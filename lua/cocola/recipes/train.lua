@@ -96,6 +96,14 @@ local function validate(cfg, model, sampler)
   return loss_sum / n, acc_sum / n
 end
 
+--- the tracks of a split of one dataset root, or of several (root = "a,b": their mixture)
+function M.open_split(layout, root, split)
+  local parts = {}
+  for r in root:gmatch("[^,]+") do parts[#parts + 1] = { layout, r, split } end
+  if #parts == 1 then return cocola.data.open(layout, parts[1][2], split) end
+  return cocola.data.mixture(parts)
+end
+
 --- runs training with a config table (the command line builds it); returns the list of step
 -- losses and the final state. log (default print) receives the text lines.
 function M.run(cfg, log)
@@ -106,8 +114,8 @@ function M.run(cfg, log)
   lfs.mkdir(cfg.out)
   -- the settings of every start or resume, for the record
   recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
-  local train_tracks = cocola.data.open(cfg.layout, cfg.root, cfg.train_split)
-  local valid_tracks = cocola.data.open(cfg.layout, cfg.root, cfg.valid_split)
+  local train_tracks = M.open_split(cfg.layout, cfg.root, cfg.train_split)
+  local valid_tracks = M.open_split(cfg.layout, cfg.root, cfg.valid_split)
   log(string.format("%d training tracks, %d validation tracks", #train_tracks, #valid_tracks))
   local sampler_opts = {
     batch_size = cfg.batch_size, window = cfg.window, max_overlap = cfg.max_overlap, seed = cfg.seed,
