@@ -49,6 +49,9 @@ local function run(cfg)
       if s and line:find('"loss"', 1, true) then steps = math.max(steps, s) end
     end
   end
+  -- a training checkpoint folder knows its own step (metrics.jsonl may run past it)
+  local state_text = recipe.read(fs.join(cfg.run, (cfg.from:match("^(.*)/[^/]+$") or "."), "state.json"))
+  if state_text then steps = require("cjson").decode(state_text).step or steps end
   meta.source = fs.join(cfg.run, cfg.from)
   meta.steps_at_export = tostring(steps)
   if cfg.note ~= "" then meta.note = cfg.note end
