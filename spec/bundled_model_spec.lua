@@ -1,0 +1,51 @@
+-- bundled_model_spec.lua — the bundled model and the main job: cocola.models.cocola.default() loads
+-- assets/cocola_midi_hpss.safetensors (an HPSS model in eval mode, finite weights, the run's facts
+-- in its metadata), $COCOLA_MODEL overrides it with a clear error for a missing file, and
+-- recipes/demo.lua (`make demo`) scores every example pair.
+local cocola = require "cocola"
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+
+describe("the bundled model", function()
+  it("loads as an HPSS COCOLA model in eval mode with finite weights", function()
+    local model = cocola.models.cocola.default()
+    assert.are.equal("hpss", model.input)
+    assert.are.equal(512, model.embedding_dim)
+    assert.is_false(model.training)
+    for _, np in ipairs(model:named_parameters()) do
+      local s = np[2]:abs():sum():item()
+      assert.is_true(s == s and s < math.huge, np[1])
+    end
+    local _, meta = cocola.load("assets/cocola_midi_hpss.safetensors")
+    assert.truthy(tonumber(meta.steps_at_export))
+  end)
+
+  it("honours COCOLA_MODEL and names a missing file", function()
+    local ok, out = sh([[COCOLA_MODEL=/nonexistent/model.safetensors lua5.4 -e '
+      package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+      package.cpath = "./build/?.so;" .. package.cpath
+      require("cocola").models.cocola.default()']])
+    assert.is_falsy(ok)
+    assert.truthy(out:find("/nonexistent/model.safetensors", 1, true), out)
+  end)
+
+  it("scores every example pair in the demo", function()
+    local ok, out = sh([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+      package.cpath = "./build/?.so;" .. package.cpath' recipes/demo.lua threads=2]])
+    assert.is_true(ok, out)
+    local rows = 0
+    for name, score in out:gmatch("\n(%a+_%d)%s+(%-?[%d.]+)") do
+      rows = rows + 1
+      assert.truthy(tonumber(score), name)
+    end
+    assert.are.equal(9, rows, out)
+    for _, kind in ipairs({ "coherent", "shifted", "incoherent" }) do
+      assert.truthy(out:find("mean " .. kind, 1, true), out)
+    end
+  end)
+end)
