@@ -132,6 +132,11 @@ typedef enum {
   CC_BIN_COUNT
 } cc_binary_kind;
 
+/* checks a GEMM call's operands (equal rank >= 2, one floating dtype, shapes that agree, matrix
+   sizes within the int range the BLAS libraries take) and gives its sizes; lib names the library
+   in the error. 0, or -1 and the error */
+int cc_gemm_sizes(const cc_call *c, const char *lib, int64_t *M, int64_t *N, int64_t *K, int64_t *nbatch);
+
 /* run a kernel with up to 3 inputs and 1 output */
 int cc_run(cc_op op, cc_tensor *out, int n_in, cc_tensor *const *in, const int64_t *ints, int n_ints,
            const double *reals, int n_reals);

@@ -120,27 +120,8 @@ static int gemm_cuda(const cc_call *c) {
   bool ta = c->i[0] != 0, tb = c->i[1] != 0;
   double alpha = c->f[0], beta = c->f[1];
   int nd = out->ndim;
-  if (nd < 2 || a->ndim != nd || b->ndim != nd || a->dtype != out->dtype || b->dtype != out->dtype ||
-      !cc_is_floating(out->dtype)) {
-    cc_set_error("gemm: expected floating operands of equal rank >= 2 and one dtype");
-    return -1;
-  }
-  int64_t M = out->shape[nd - 2], N = out->shape[nd - 1];
-  int64_t K = ta ? a->shape[nd - 2] : a->shape[nd - 1];
-  int64_t am = ta ? a->shape[nd - 1] : a->shape[nd - 2];
-  int64_t bk = tb ? b->shape[nd - 1] : b->shape[nd - 2], bn = tb ? b->shape[nd - 2] : b->shape[nd - 1];
-  for (int d = 0; d < nd - 2; d++)
-    if (a->shape[d] != out->shape[d] || b->shape[d] != out->shape[d]) am = -1;
-  if (am != M || bk != K || bn != N) {
-    cc_set_error("gemm: operand shapes do not agree");
-    return -1;
-  }
-  if (M > INT_MAX || N > INT_MAX || K > INT_MAX) {
-    cc_set_error("gemm: matrix dimensions above %d are not supported by cuBLAS", INT_MAX);
-    return -1;
-  }
-  int64_t nbatch = 1;
-  for (int d = 0; d < nd - 2; d++) nbatch *= out->shape[d];
+  int64_t M, N, K, nbatch;
+  if (cc_gemm_sizes(c, "cuBLAS", &M, &N, &K, &nbatch)) return -1;
   if (M == 0 || N == 0 || nbatch == 0) return 0;
   if (nbatch > INT_MAX) {
     cc_set_error("gemm: more than %d matrices in a batch", INT_MAX);

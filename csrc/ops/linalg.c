@@ -345,10 +345,9 @@ typedef struct {
 GEMM_SMALL(float)
 GEMM_SMALL(double)
 
-static int gemm_cpu(const cc_call *c) {
-  cc_tensor *a = c->in[0], *b = c->in[1], *out = c->out[0];
+int cc_gemm_sizes(const cc_call *c, const char *lib, int64_t *M_, int64_t *N_, int64_t *K_, int64_t *nbatch_) {
+  const cc_tensor *a = c->in[0], *b = c->in[1], *out = c->out[0];
   bool ta = c->i[0] != 0, tb = c->i[1] != 0;
-  double alpha = c->f[0], beta = c->f[1];
   int nd = out->ndim;
   if (nd < 2 || a->ndim != nd || b->ndim != nd || a->dtype != out->dtype || b->dtype != out->dtype ||
       !cc_is_floating(out->dtype)) {
@@ -366,11 +365,22 @@ static int gemm_cpu(const cc_call *c) {
     return -1;
   }
   if (M > INT_MAX || N > INT_MAX || K > INT_MAX) {
-    cc_set_error("gemm: matrix dimensions above %d are not supported by BLAS", INT_MAX);
+    cc_set_error("gemm: matrix dimensions above %d are not supported by %s", INT_MAX, lib);
     return -1;
   }
   int64_t nbatch = 1;
   for (int d = 0; d < nd - 2; d++) nbatch *= out->shape[d];
+  *M_ = M, *N_ = N, *K_ = K, *nbatch_ = nbatch;
+  return 0;
+}
+
+static int gemm_cpu(const cc_call *c) {
+  cc_tensor *a = c->in[0], *b = c->in[1], *out = c->out[0];
+  bool ta = c->i[0] != 0, tb = c->i[1] != 0;
+  double alpha = c->f[0], beta = c->f[1];
+  int nd = out->ndim;
+  int64_t M, N, K, nbatch;
+  if (cc_gemm_sizes(c, "BLAS", &M, &N, &K, &nbatch)) return -1;
   if (M == 0 || N == 0 || nbatch == 0) return 0;
 
   cc_tensor *ac = NULL, *bc = NULL, *oc = NULL;
