@@ -27,19 +27,16 @@ end
 local function run(cfg)
   recipe.log_config(cfg)
   local source = fs.join(cfg.run, cfg.from)
-  local sd, meta = cocola.load(source)
+  local _, meta = cocola.load(source)
   meta = meta or {}
+  -- the float32 model: what is exported, and the reference of the check below
+  local full = cocola.models.cocola.from_checkpoint(source)
   if cfg.recalibrate_batches > 0 then
     local Sampler = require "cocola.data.sampler"
-    local model = cocola.models.cocola.from_checkpoint(source)
     local tracks = cocola.data.open(cfg.layout, cfg.root, "train")
     local sampler = Sampler.new(tracks, { batch_size = cfg.batch_size, seed = cfg.seed + 2 })
-    require("cocola.recipes.train").recalibrate_batchnorm(model, sampler, cfg.recalibrate_batches, cfg.input)
-    sd = model:state_dict()
+    require("cocola.recipes.train").recalibrate_batchnorm(full, sampler, cfg.recalibrate_batches, cfg.input)
     meta.batchnorm_recalibrated = string.format("%d batches of %d", cfg.recalibrate_batches, cfg.batch_size)
-    -- the float32 reference for the check below
-    source = os.tmpname() .. ".safetensors"
-    cocola.save(source, sd)
   end
   local steps = 0
   local metrics = fs.join(cfg.run, "metrics.jsonl")
@@ -51,17 +48,16 @@ local function run(cfg)
   end
   -- a training checkpoint folder knows its own step (metrics.jsonl may run past it)
   local state_text = recipe.read(fs.join(cfg.run, (cfg.from:match("^(.*)/[^/]+$") or "."), "state.json"))
-  if state_text then steps = require("cjson").decode(state_text).step or steps end
-  meta.source = fs.join(cfg.run, cfg.from)
+  if state_text then steps = math.tointeger(require("cjson").decode(state_text).step) or steps end
+  meta.source = source
   meta.steps_at_export = tostring(steps)
   if cfg.note ~= "" then meta.note = cfg.note end
-  cocola.save(cfg.out, sd, { dtype = "float16", metadata = meta })
+  cocola.save(cfg.out, full:state_dict(), { dtype = "float16", metadata = meta })
   local base = cfg.out:gsub("%.safetensors$", "")
   copy(fs.join(cfg.run, "config.jsonl"), base .. ".config.jsonl")
   copy(metrics, base .. ".metrics.jsonl")
 
   -- float16 against float32 on real windows
-  local full = cocola.models.cocola.from_checkpoint(source)
   local half = cocola.models.cocola.from_checkpoint(cfg.out)
   local waves = {}
   for _, f in ipairs(fs.files(cfg.examples, scoring.AUDIO_EXTENSIONS)) do

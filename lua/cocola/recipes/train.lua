@@ -42,6 +42,12 @@ local function save_checkpoint(dir, model, opt, sampler, state)
   os.execute(string.format("rm -rf '%s.old'", dir))
 end
 
+-- the anchor and positive features of a sampler batch
+local function batch_features(batch, input)
+  return cocola.audio.cocola_features(batch.anchor, { mode = input }),
+    cocola.audio.cocola_features(batch.positive, { mode = input })
+end
+
 --- Re-estimates every BatchNorm's running statistics from `batches` batches of the sampler (its
 -- state is restored afterwards): cumulative averages over the batches with the rest of the model in
 -- eval mode. The model is left in eval mode.
@@ -63,8 +69,7 @@ function M.recalibrate_batchnorm(model, sampler, batches, input)
     local batch = sampler:next_batch()
     if not batch then break end
     cocola.no_grad(function()
-      local a = cocola.audio.cocola_features(batch.anchor, { mode = input })
-      local p = cocola.audio.cocola_features(batch.positive, { mode = input })
+      local a, p = batch_features(batch, input)
       model:embed_pairs(a, p)
     end)
   end
@@ -83,8 +88,7 @@ local function validate(cfg, model, sampler)
     local batch = sampler:next_batch()
     if not batch then break end
     local sim = cocola.no_grad(function()
-      local a = cocola.audio.cocola_features(batch.anchor, { mode = cfg.input })
-      local p = cocola.audio.cocola_features(batch.positive, { mode = cfg.input })
+      local a, p = batch_features(batch, cfg.input)
       return model(a, p)
     end)
     loss_sum = loss_sum + cocola.metrics.contrastive_loss(sim):item()
@@ -186,8 +190,7 @@ function M.run(cfg, log)
       end
       save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
     else
-      local a = cocola.audio.cocola_features(batch.anchor, { mode = cfg.input })
-      local p = cocola.audio.cocola_features(batch.positive, { mode = cfg.input })
+      local a, p = batch_features(batch, cfg.input)
       opt:zero_grad()
       set_learning_rates(state.step + 1)
       local sim = model(a, p)
