@@ -109,17 +109,10 @@ end
 
 print(string.format("\nCOCOLA (EfficientNet-B0, HPSS) on the GPU: K=%d, encoder batch %dx2x%dx%d, TF32 %s, median of %d",
   K, 2 * K, config.height, config.width, config.tf32 and "on" or "off", config.repeats))
-print("| task | cocola ms | PyTorch ms | PyTorch / cocola |")
-print("|---|---:|---:|---:|")
-local function row(name, ours, theirs)
-  if theirs then
-    print(string.format("| %s | %.1f | %.1f | %.2f |", name, ours, theirs, theirs / ours))
-  else
-    print(string.format("| %s | %.1f | n/a | n/a |", name, ours))
-  end
-end
-row("inference", inference, torch_result and torch_result.inference_ms)
-row("train step (fwd+bwd+Adam)", train, torch_result and torch_result.train_ms)
+require("cocola.recipe").print_ratio_table({
+  { "inference", inference, torch_result and torch_result.inference_ms },
+  { "train step (fwd+bwd+Adam)", train, torch_result and torch_result.train_ms },
+})
 print(string.format("train step GPU time (events) %.1f ms; loss %.4f; peak allocated %.0f MiB, reserved %.0f MiB, "
   .. "%d cudaMalloc calls for %d requests", gpu_ms, loss_value, stats.peak_allocated_bytes / 2 ^ 20,
   stats.peak_reserved_bytes / 2 ^ 20, stats.num_cuda_malloc, stats.num_alloc_requests))

@@ -74,15 +74,8 @@ end
 
 print(string.format("\nEfficientNet-B0-shaped network, input %dx%dx%dx%d, %d threads, median of %d",
   config.batch, config.channels, config.height, config.width, config.threads, config.repeats))
-print("| task | cocola ms | PyTorch ms | PyTorch / cocola |")
-print("|---|---:|---:|---:|")
-local function row(name, ours, theirs)
-  if theirs then
-    print(string.format("| %s | %.1f | %.1f | %.2f |", name, ours, theirs, theirs / ours))
-  else
-    print(string.format("| %s | %.1f | n/a | n/a |", name, ours))
-  end
-end
-row("inference", inference, torch_result and torch_result.inference_ms)
-row("train step (fwd+bwd+Adam)", train, torch_result and torch_result.train_ms)
+require("cocola.recipe").print_ratio_table({
+  { "inference", inference, torch_result and torch_result.inference_ms },
+  { "train step (fwd+bwd+Adam)", train, torch_result and torch_result.train_ms },
+})
 if torch_result then print("PyTorch " .. torch_result.torch) else print("PyTorch not available: ratio not measured") end

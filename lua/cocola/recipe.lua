@@ -100,6 +100,21 @@ function recipe.append_jsonl(path, record)
   f:close()
 end
 
+--- prints a benchmark table: rows {{task, cocola_ms, pytorch_ms or nil}, ...}, with the ratio
+-- PyTorch / cocola where PyTorch was measured
+function recipe.print_ratio_table(rows)
+  print("| task | cocola ms | PyTorch ms | PyTorch / cocola |")
+  print("|---|---:|---:|---:|")
+  for _, r in ipairs(rows) do
+    local name, ours, theirs = r[1], r[2], r[3]
+    if theirs then
+      print(string.format("| %s | %.1f | %.1f | %.2f |", name, ours, theirs, theirs / ours))
+    else
+      print(string.format("| %s | %.1f | n/a | n/a |", name, ours))
+    end
+  end
+end
+
 --- recipe.main(name, defaults, run, args) -> exit status: builds the config from args (key=value
 -- strings), calls run(cfg) and turns an error into one line "name: message" on stderr and status 1.
 function recipe.main(name, defaults, run, args)
