@@ -36,13 +36,19 @@ local function config(out, extra)
   return recipe.config(train.DEFAULTS, args)
 end
 
--- runs fn with the recipe's printing silenced (its log function and io.output)
-local function quietly(fn, cfg)
+-- pcall(fn, cfg) with the recipe's printing silenced (its log function and io.output)
+local function quiet_pcall(fn, cfg)
   local out = io.output()
   io.output(os.tmpname())
   local results = table.pack(pcall(fn, cfg, function() end))
   io.output():close()
   io.output(out)
+  return results
+end
+
+-- runs fn silenced, raising its error
+local function quietly(fn, cfg)
+  local results = quiet_pcall(fn, cfg)
   assert(results[1], results[2])
   return table.unpack(results, 2, results.n)
 end
@@ -119,6 +125,30 @@ describe("train_cocola", function()
     assert.are.equal(3, #one)
     assert.are.equal(2 * #one, #two)
     assert.are.equal(one[1].stems[1].path, two[#one + 1].stems[1].path)
+  end)
+
+  it("starts from given weights (init=) with a fresh optimizer and schedule", function()
+    local source = tmpdir()
+    quietly(train.run, config(source, { "max_steps=3" }))
+    local weights = cocola.load(source .. "/last/model.safetensors")
+    -- lr 0: the step changes nothing, so the saved model is exactly the initial one
+    local dir = tmpdir()
+    quietly(train.run, config(dir, { "max_steps=1", "lr=0", "init=" .. source .. "/last/model.safetensors" }))
+    local saved = cocola.load(dir .. "/last/model.safetensors")
+    local compared = 0
+    for name, w in pairs(weights) do
+      if name:match("weight$") then
+        assert.are.equal(0, (saved[name] - w):abs():max():item(), name)
+        compared = compared + 1
+      end
+    end
+    assert.is_true(compared > 50)
+    local state = cjson.decode(recipe.read(dir .. "/last/state.json"))
+    assert.are.equal(1, state.step)
+    -- a missing file is a clear error
+    local failed = quiet_pcall(train.run, config(tmpdir(), { "max_steps=1", "init=/nonexistent/model.safetensors" }))
+    assert.is_false(failed[1])
+    assert.truthy(tostring(failed[2]):find("nonexistent", 1, true))
   end)
 
   it("rejects unknown settings", function()

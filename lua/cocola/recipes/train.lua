@@ -8,6 +8,8 @@
 -- lr_similarity (0: same as lr) sets the bilinear W's own learning rate, and warmup_steps ramps both
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
+-- init=<weights> starts from a model's weights (a .safetensors state dict, e.g. <run>/last/model.safetensors,
+-- or a .ckpt), with a fresh optimizer, sampler and schedule: fine-tuning, or a new run on other data.
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
@@ -17,7 +19,7 @@ local lfs = require "lfs"
 
 local DEFAULTS = {
   layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
-  out = "runs/cocola", resume = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
+  out = "runs/cocola", resume = "", init = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
   dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
   silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, valid_batches = 20, checkpoint_every = 200,
   seed = 0, threads = 2,
@@ -140,6 +142,12 @@ function M.run(cfg, log)
     input = cfg.input, embedding_dim = cfg.embedding_dim, dropout = cfg.dropout,
     embedding_mode = cfg.input == "hpss" and cfg.embedding_mode or "both",
   }
+  if cfg.init ~= "" and cfg.resume == "" then
+    local weights = cocola.load(cfg.init)
+    if type(weights.state_dict) == "table" then weights = weights.state_dict end
+    model:load_state_dict(weights)
+    log("initial weights from " .. cfg.init)
+  end
   model:train()
   local encoder_params, similarity_params = {}, {}
   for _, np in ipairs(model:named_parameters()) do
