@@ -127,6 +127,23 @@ describe("train_cocola", function()
     assert.are.equal(one[1].stems[1].path, two[#one + 1].stems[1].path)
   end)
 
+  it("validates every valid_every steps too, and still resumes exactly", function()
+    local straight_dir = tmpdir()
+    local straight = quietly(train.run, config(straight_dir, { "max_steps=4", "valid_every=2", "bn_recalibration_batches=1" }))
+    local steps = {}
+    for line in io.lines(straight_dir .. "/metrics.jsonl") do
+      local m = cjson.decode(line)
+      if m.valid_loss then steps[#steps + 1] = m.step end
+    end
+    assert.are.same({ 2, 4 }, steps)
+    assert.is_true(fs.is_file(straight_dir .. "/best.safetensors"))
+    local dir = tmpdir()
+    quietly(train.run, config(dir, { "max_steps=3", "valid_every=2", "bn_recalibration_batches=1" }))
+    local rest = quietly(train.run, config(dir, { "max_steps=4", "valid_every=2", "bn_recalibration_batches=1",
+      "resume=" .. dir .. "/last" }))
+    assert.are.same({ straight[4] }, rest)
+  end)
+
   it("starts from given weights (init=) with a fresh optimizer and schedule", function()
     local source = tmpdir()
     quietly(train.run, config(source, { "max_steps=3" }))

@@ -8,6 +8,7 @@
 -- lr_similarity (0: same as lr) sets the bilinear W's own learning rate, and warmup_steps ramps both
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
+-- valid_every=N also validates every N steps (for epochs of thousands of batches).
 -- init=<weights> starts from a model's weights (a .safetensors state dict, e.g. <run>/last/model.safetensors,
 -- or a .ckpt), with a fresh optimizer, sampler and schedule: fine-tuning, or a new run on other data.
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
@@ -21,7 +22,7 @@ local DEFAULTS = {
   layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
   out = "runs/cocola", resume = "", init = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
   dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
-  silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, valid_batches = 20, checkpoint_every = 200,
+  silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
   seed = 0, threads = 2,
 }
 
@@ -175,27 +176,30 @@ function M.run(cfg, log)
   local metrics = cfg.out .. "/metrics.jsonl"
   local losses = {}
   local per_epoch = sampler:batches_per_epoch()
+  -- recalibrates BatchNorm if asked, validates, logs, and keeps the best model in <out>/best.safetensors
+  local function validate_and_keep_best()
+    if cfg.bn_recalibration_batches > 0 then
+      M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.input)
+    end
+    local vloss, vacc = validate(cfg, model, valid_sampler)
+    if not vloss then return end
+    recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, valid_loss = vloss, valid_accuracy = vacc })
+    log(string.format("\nepoch %d, step %d: valid loss %.4f, valid accuracy %.3f", state.epoch, state.step, vloss, vacc))
+    if not state.best_valid_loss or vloss < state.best_valid_loss then
+      state.best_valid_loss = vloss
+      cocola.save(cfg.out .. "/best.safetensors", model:state_dict(), {
+        metadata = { input = cfg.input, embedding_dim = tostring(cfg.embedding_dim), epoch = tostring(state.epoch),
+                     step = tostring(state.step), valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
+      })
+    end
+  end
   local t0 = cocola.wall_time()
   while state.epoch < cfg.epochs and (cfg.max_steps == 0 or state.step < cfg.max_steps) do
     local batch = sampler:next_batch()
     if not batch then
       -- end of an epoch: validate, keep the best, checkpoint
-      if cfg.bn_recalibration_batches > 0 then
-        M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.input)
-      end
-      local vloss, vacc = validate(cfg, model, valid_sampler)
       state.epoch = state.epoch + 1
-      if vloss then
-        recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, valid_loss = vloss, valid_accuracy = vacc })
-        log(string.format("\nepoch %d: valid loss %.4f, valid accuracy %.3f", state.epoch, vloss, vacc))
-        if not state.best_valid_loss or vloss < state.best_valid_loss then
-          state.best_valid_loss = vloss
-          cocola.save(cfg.out .. "/best.safetensors", model:state_dict(), {
-            metadata = { input = cfg.input, embedding_dim = tostring(cfg.embedding_dim), epoch = tostring(state.epoch),
-                         valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
-          })
-        end
-      end
+      validate_and_keep_best()
       save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
     else
       local a, p = batch_features(batch, cfg.input)
@@ -212,7 +216,10 @@ function M.run(cfg, log)
       local elapsed = cocola.wall_time() - t0
       recipe.progress(string.format("epoch %d", state.epoch + 1), math.min(sampler.position // cfg.batch_size, per_epoch), per_epoch,
         string.format("loss %.4f acc %.2f %.2f s/step", l, acc, elapsed / #losses))
-      if state.step % cfg.checkpoint_every == 0 then save_checkpoint(cfg.out .. "/last", model, opt, sampler, state) end
+      if cfg.valid_every > 0 and state.step % cfg.valid_every == 0 then
+        validate_and_keep_best()
+        save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
+      elseif state.step % cfg.checkpoint_every == 0 then save_checkpoint(cfg.out .. "/last", model, opt, sampler, state) end
     end
   end
   save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
