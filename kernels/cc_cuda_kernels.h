@@ -85,6 +85,10 @@ typedef struct {
 } cck_max_args;
 cudaError_t cck_max(const cck_max_args *a, cudaStream_t s);
 
+/* ---- bfloat16 autocast copies: n contiguous elements, bf16 as uint16_t bit patterns ---- */
+cudaError_t cck_float_to_bf16(void *dst, const void *src, int64_t n, cudaStream_t s);
+cudaError_t cck_bf16_to_float(void *dst, const void *src, int64_t n, cudaStream_t s);
+
 /* ---- conv helpers, padding, pooling (contiguous operands) ---- */
 /* y (N,O,HW) += b (O) */
 cudaError_t cck_bias_add(void *y, const void *b, int dtype, int64_t N, int64_t O, int64_t HW, cudaStream_t s);

@@ -7,6 +7,7 @@
 #define COCOLA_SCALAR_H
 
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__CUDACC__)
 #define CC_SCALAR_CXX 1
@@ -191,6 +192,67 @@ CC_HD double cc_random_at(uint64_t seed, uint64_t c0, int64_t k, int kind) {
   double u2 = cc_u32_to_unit(r.v[2 * pair + 1]);
   double radius = sqrt(-2.0 * log(u1));
   return radius * cos(6.283185307179586476925 * u2);
+}
+
+/* ---- 16-bit floats as bit patterns: bfloat16 (autocast on CUDA, BF16 files) and IEEE half (F16
+ * files, float16 exports); conversions from float round to nearest even ---- */
+CC_HD uint32_t cc_float_bits(float v) {
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  return u;
+}
+CC_HD float cc_bits_float(uint32_t u) {
+  float v;
+  memcpy(&v, &u, 4);
+  return v;
+}
+CC_HD float cc_bf16_to_float(uint16_t h) { return cc_bits_float((uint32_t)h << 16); }
+CC_HD uint16_t cc_float_to_bf16(float v) {
+  uint32_t u = cc_float_bits(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* NaN stays a (quiet) NaN */
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+CC_HD float cc_half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else { /* subnormal: normalise */
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400u)) {
+        mant <<= 1;
+        exp--;
+      }
+      mant &= 0x3ffu;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  }
+  return cc_bits_float(bits);
+}
+CC_HD uint16_t cc_float_to_half(float v) {
+  uint32_t x = cc_float_bits(v);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  int32_t exp = (int32_t)((x >> 23) & 0xffu) - 127 + 15;
+  uint32_t mant = x & 0x7fffffu;
+  if (((x >> 23) & 0xffu) == 0xffu) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0u));
+  if (exp >= 31) return (uint16_t)(sign | 0x7c00u);
+  if (exp <= 0) { /* subnormal or zero */
+    if (exp < -10) return (uint16_t)sign;
+    mant |= 0x800000u;
+    uint32_t shift = (uint32_t)(14 - exp);
+    uint32_t half = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+  }
+  uint32_t half = sign | ((uint32_t)exp << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++;
+  return (uint16_t)half;
 }
 
 #endif

@@ -6,19 +6,27 @@
 -- (recipes/reference/bench_cuda_torch.py builds the same network). Also the peak device memory.
 -- Without a usable GPU it says why and exits 0.
 -- Usage: lua5.4 recipes/bench_cuda.lua [K=32] [height=64] [width=501] [repeats=10] [warmup=3]
---        [tf32=false] [torch=true] [drop_connect=0] [seed=0]
+--        [tf32=false] [autocast=off|bf16] [torch=true] [drop_connect=0] [seed=0]
+-- autocast=bf16 runs GEMMs and convolutions in bfloat16 (cocola.cuda.set_autocast) and PyTorch under
+-- torch.autocast("cuda", dtype=torch.bfloat16).
 -- drop_connect (EfficientNet's stochastic depth, 0.2 when training COCOLA) is 0 by default because the
 -- PyTorch reference network has none; the comparison is then of the same computation.
 local cocola = require "cocola"
 
-local config = { K = 32, height = 64, width = 501, repeats = 10, warmup = 3, tf32 = false, torch = true,
-  drop_connect = 0, seed = 0 }
+local config = { K = 32, height = 64, width = 501, repeats = 10, warmup = 3, tf32 = false, autocast = "off",
+  torch = true, drop_connect = 0, seed = 0 }
 for _, a in ipairs(arg) do
   local k, v = a:match("^([%w_]+)=(.*)$")
   if not k or config[k] == nil then
-    error("unknown setting '" .. a .. "' (known: K, height, width, repeats, warmup, tf32, torch, drop_connect, seed)")
+    error("unknown setting '" .. a .. "' (known: K, height, width, repeats, warmup, tf32, autocast, torch, drop_connect, seed)")
   end
-  if type(config[k]) == "boolean" then config[k] = v == "true" else config[k] = math.tointeger(tonumber(v)) or tonumber(v) end
+  if type(config[k]) == "boolean" then
+    config[k] = v == "true"
+  elseif type(config[k]) == "string" then
+    config[k] = v
+  else
+    config[k] = math.tointeger(tonumber(v)) or tonumber(v) or error("setting " .. k .. " must be a number, got " .. v)
+  end
 end
 local keys = {}
 for k in pairs(config) do keys[#keys + 1] = k end
@@ -34,6 +42,7 @@ end
 print("device: " .. cuda.get_device_name())
 
 cuda.set_tf32(config.tf32)
+cuda.set_autocast(config.autocast)
 cocola.manual_seed(config.seed)
 local K = config.K
 local model = cocola.models.cocola { input = "hpss", embedding_dim = 512, dropout = 0.1,
@@ -92,8 +101,9 @@ if config.torch then
   cuda.synchronize()
   cuda.empty_cache()
   local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  local cmd = string.format("/usr/bin/python3 %s/reference/bench_cuda_torch.py %d %d %d %d %d %s 2>&1",
-    here, K, config.height, config.width, config.repeats, config.warmup, config.tf32 and "1" or "0")
+  local cmd = string.format("/usr/bin/python3 %s/reference/bench_cuda_torch.py %d %d %d %d %d %s %s 2>&1",
+    here, K, config.height, config.width, config.repeats, config.warmup, config.tf32 and "1" or "0",
+    cuda.get_autocast() == "bf16" and "1" or "0")
   local p = io.popen(cmd)
   local out = p and p:read("a") or ""
   if p then p:close() end
@@ -107,8 +117,8 @@ if config.torch then
   end
 end
 
-print(string.format("\nCOCOLA (EfficientNet-B0, HPSS) on the GPU: K=%d, encoder batch %dx2x%dx%d, TF32 %s, median of %d",
-  K, 2 * K, config.height, config.width, config.tf32 and "on" or "off", config.repeats))
+print(string.format("\nCOCOLA (EfficientNet-B0, HPSS) on the GPU: K=%d, encoder batch %dx2x%dx%d, TF32 %s, autocast %s, median of %d",
+  K, 2 * K, config.height, config.width, config.tf32 and "on" or "off", cuda.get_autocast() or "off", config.repeats))
 require("cocola.recipe").print_ratio_table({
   { "inference", inference, torch_result and torch_result.inference_ms },
   { "train step (fwd+bwd+Adam)", train, torch_result and torch_result.train_ms },

@@ -35,6 +35,10 @@ CC_CUDA_API void cc_cuda_empty_cache(void);
 /* TF32 tensor-core math for float32 GEMM and convolutions (off by default, for parity with the CPU) */
 CC_CUDA_API void cc_cuda_set_tf32(int enabled);
 CC_CUDA_API int cc_cuda_get_tf32(void);
+/* bf16 autocast: float32 GEMMs and convolutions take bfloat16 copies of their operands (tensor
+   cores, FP32 accumulation) and return float32 results; everything else stays float32 (off by default) */
+CC_CUDA_API void cc_cuda_set_autocast_bf16(int enabled);
+CC_CUDA_API int cc_cuda_get_autocast_bf16(void);
 /* conv algorithms cached so far (one per op and shape) */
 CC_CUDA_API int cc_cuda_conv_cache_size(void);
 

@@ -2,7 +2,7 @@
  * through a weak reference) registers the CUDA device and its kernels only when a device is usable,
  * and otherwise records the CUDA error that says why, for the Lua error of t:cuda(). Device setup
  * (context, the one stream) is lazy: requiring cocola on a GPU machine costs one device query.
- * Also the queries and settings of cc_cuda.h: synchronize, memory stats, TF32, timing events.
+ * Also the queries and settings of cc_cuda.h: synchronize, memory stats, TF32, bf16 autocast, timing events.
  *
  * One device (device 0) and one stream: every kernel, copy, cuBLAS and cuDNN call is queued on it,
  * which is what makes the caching allocator's immediate reuse of freed blocks safe.
@@ -24,6 +24,7 @@ static char ready_error[512];
 static cudaStream_t stream;
 
 static int tf32_enabled;
+static int autocast_bf16;
 
 int cc_cuda_fail(cudaError_t e, const char *what) {
   cc_set_error("CUDA error %s (%s) in %s", cudaGetErrorName(e), cudaGetErrorString(e), what);
@@ -128,6 +129,25 @@ void cc_cuda_empty_cache(void) {
 void cc_cuda_set_tf32(int enabled) { tf32_enabled = enabled != 0; }
 int cc_cuda_get_tf32(void) { return tf32_enabled; }
 int cc_cuda_tf32(void) { return tf32_enabled; }
+
+void cc_cuda_set_autocast_bf16(int enabled) { autocast_bf16 = enabled != 0; }
+int cc_cuda_get_autocast_bf16(void) { return autocast_bf16; }
+int cc_cuda_bf16(const cc_tensor *t) { return autocast_bf16 && t->dtype == CC_FLOAT32; }
+
+int cc_cuda_bf16_copy(const cc_tensor *t, void **copy) {
+  int64_t n = cc_numel(t);
+  if (t->dtype != CC_FLOAT32 || !cc_is_contiguous(t)) {
+    cc_set_error("bf16 autocast: internal error, operand not contiguous float32");
+    return -1;
+  }
+  if (cc_cuda_scratch((size_t)n * 2, copy)) return -1;
+  if (cc_cuda_check(cck_float_to_bf16(*copy, cc_data_ptr(t), n, cc_cuda_stream()), "bf16 autocast copy")) {
+    cc_cuda_scratch_free(*copy, (size_t)n * 2);
+    *copy = NULL;
+    return -1;
+  }
+  return 0;
+}
 
 /* ---- events ---- */
 #define MAX_EVENTS 1024

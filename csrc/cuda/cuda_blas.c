@@ -7,6 +7,8 @@
  * call when each operand's batch offsets are a multiple of one stride (0 for a broadcast batch);
  * an operand that fits none of this is copied to a contiguous temporary first, and an output through
  * a temporary. TF32 tensor-core math only when cocola.cuda.set_tf32(true) (off: plain FP32).
+ * bf16 autocast (cocola.cuda.set_autocast("bf16")): float32 operands are copied to bfloat16 (made
+ * contiguous first) and multiplied by cublasGemmEx with FP32 accumulation into the float32 output.
  */
 #include "cuda_internal.h"
 
@@ -134,10 +136,21 @@ static int gemm_cuda(const cc_call *c) {
   if (blas_handle()) return -1;
 
   cc_tensor *ac = NULL, *bc = NULL, *oc = NULL;
+  void *a16 = NULL, *b16 = NULL; /* bf16 autocast copies of a and b */
+  size_t a16_bytes = 0, b16_bytes = 0;
+  bool bf16 = cc_cuda_bf16(out);
   int rc = -1;
   cublasOperation_t op;
   int64_t ld, sa, sb, so;
-  /* operands cuBLAS cannot read are made contiguous */
+  /* operands cuBLAS cannot read (or, under autocast, any not contiguous) are made contiguous */
+  if (bf16 && !cc_is_contiguous(a)) {
+    if (!(ac = dense_copy(a))) goto done;
+    a = ac;
+  }
+  if (bf16 && !cc_is_contiguous(b)) {
+    if (!(bc = dense_copy(b))) goto done;
+    b = bc;
+  }
   if (!uniform_batch(a, &sa) ||
       !readable(a->shape[nd - 2], a->shape[nd - 1], a->stride[nd - 2], a->stride[nd - 1], &op, &ld)) {
     if (!(ac = dense_copy(a))) goto done;
@@ -160,6 +173,13 @@ static int gemm_cuda(const cc_call *c) {
   }
 
   mat A = op_mat(a, ta, sa), B = op_mat(b, tb, sb), C = op_mat(o, false, so);
+  if (bf16) { /* the same layout, in bfloat16 */
+    a16_bytes = (size_t)cc_numel(a) * 2;
+    b16_bytes = (size_t)cc_numel(b) * 2;
+    if (cc_cuda_bf16_copy(a, &a16) || cc_cuda_bf16_copy(b, &b16)) goto done;
+    A.base = a16;
+    B.base = b16;
+  }
   /* the column-major problem Z (m x n) = X (m x k) Y (k x n) */
   int64_t m = M, n = N, ldz;
   mat X = A, Y = B, Z = C;
@@ -182,7 +202,18 @@ static int gemm_cuda(const cc_call *c) {
   }
   cublasStatus_t st;
   cublasHandle_t h = handle;
-  if (o->dtype == CC_FLOAT32) {
+  if (bf16) {
+    float al = (float)alpha, be = (float)beta;
+    if (nbatch == 1)
+      rc = CC_CUBLAS_CHECK(cublasGemmEx(h, opx, opy, (int)m, (int)n, (int)K, &al, X.base, CUDA_R_16BF, (int)ldx, Y.base,
+                                        CUDA_R_16BF, (int)ldy, &be, (void *)Z.base, CUDA_R_32F, (int)ldz,
+                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    else
+      rc = CC_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opx, opy, (int)m, (int)n, (int)K, &al, X.base, CUDA_R_16BF,
+                                                      (int)ldx, X.bstride, Y.base, CUDA_R_16BF, (int)ldy, Y.bstride,
+                                                      &be, (void *)Z.base, CUDA_R_32F, (int)ldz, Z.bstride,
+                                                      (int)nbatch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  } else if (o->dtype == CC_FLOAT32) {
     float al = (float)alpha, be = (float)beta;
     if (nbatch == 1)
       rc = CC_CUBLAS_CHECK(cublasSgemm(h, opx, opy, (int)m, (int)n, (int)K, &al, (const float *)X.base, (int)ldx,
@@ -203,6 +234,8 @@ static int gemm_cuda(const cc_call *c) {
   }
   if (!rc && oc) rc = cc_run(CC_OP_COPY, out, 1, &oc, NULL, 0, NULL, 0);
 done:
+  if (a16) cc_cuda_scratch_free(a16, a16_bytes);
+  if (b16) cc_cuda_scratch_free(b16, b16_bytes);
   cc_release(ac);
   cc_release(bc);
   cc_release(oc);

@@ -8,6 +8,8 @@
  * With TF32 off (the default) float32 must match the CPU to 1e-5: the descriptors ask for
  * CUDNN_FMA_MATH (CUDNN_DEFAULT_MATH would allow TF32 on Ampere and later) and only the GEMM-like and
  * direct algorithms are accepted (FFT and Winograd round more). cocola.cuda.set_tf32(true) lifts both.
+ * bf16 autocast: float32 operands are copied to bfloat16, cuDNN runs the bfloat16 convolution with float
+ * compute on tensor cores (any algorithm), and the bfloat16 result is widened into the float32 output.
  */
 #include "cuda_internal.h"
 
@@ -49,7 +51,7 @@ static int dnn_handle(void) {
 
 /* ---- geometry and the algorithm cache ---- */
 typedef struct {
-  int op, dtype, tf32;
+  int op, dtype, tf32, bf16;
   int N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, groups;
 } conv_key;
 
@@ -87,7 +89,8 @@ static int make_key(int op, const cc_call *c, const cc_tensor *xs, const cc_tens
   }
   k->op = op;
   k->dtype = xs->dtype;
-  k->tf32 = xs->dtype == CC_FLOAT32 && cc_cuda_tf32();
+  k->bf16 = cc_cuda_bf16(xs);
+  k->tf32 = !k->bf16 && xs->dtype == CC_FLOAT32 && cc_cuda_tf32();
   k->N = (int)v[0], k->C = (int)v[1], k->H = (int)v[2], k->W = (int)v[3];
   k->O = (int)v[4], k->kh = (int)v[5], k->kw = (int)v[6], k->Ho = (int)v[7], k->Wo = (int)v[8];
   k->sh = (int)v[9], k->sw = (int)v[10], k->ph = (int)v[11], k->pw = (int)v[12];
@@ -107,8 +110,10 @@ static void entry_free(conv_entry *e) {
 static int make_descriptors(conv_entry *e) {
   const conv_key *k = &e->key;
   cudnnStatus_t st;
-  cudnnDataType_t dt = k->dtype == CC_FLOAT32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
-  cudnnMathType_t math = k->dtype == CC_FLOAT32 && !k->tf32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  cudnnDataType_t dt = k->bf16 ? CUDNN_DATA_BFLOAT16 : k->dtype == CC_FLOAT32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+  cudnnDataType_t compute = k->bf16 ? CUDNN_DATA_FLOAT : dt;
+  cudnnMathType_t math = k->bf16 ? CUDNN_TENSOR_OP_MATH
+                         : k->dtype == CC_FLOAT32 && !k->tf32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
   if (CC_CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->x)) || CC_CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->y)) ||
       CC_CUDNN_CHECK(cudnnCreateFilterDescriptor(&e->w)) ||
       CC_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&e->conv)))
@@ -117,7 +122,7 @@ static int make_descriptors(conv_entry *e) {
       CC_CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->y, CUDNN_TENSOR_NCHW, dt, k->N, k->O, k->Ho, k->Wo)) ||
       CC_CUDNN_CHECK(cudnnSetFilter4dDescriptor(e->w, dt, CUDNN_TENSOR_NCHW, k->O, k->C / k->groups, k->kh, k->kw)) ||
       CC_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(e->conv, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw,
-                                                     CUDNN_CROSS_CORRELATION, dt)) ||
+                                                     CUDNN_CROSS_CORRELATION, compute)) ||
       CC_CUDNN_CHECK(cudnnSetConvolutionGroupCount(e->conv, k->groups)) ||
       CC_CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, math)))
     return -1;
@@ -136,7 +141,7 @@ typedef struct {
    algorithms: no tensor-core math, no FFT or Winograd transforms (their rounding is larger). */
 static bool acceptable(const conv_key *k, const candidate *c, size_t limit) {
   if (c->status != CUDNN_STATUS_SUCCESS || c->memory > limit) return false;
-  if (k->tf32) return true;
+  if (k->tf32 || k->bf16) return true;
   if (c->math == CUDNN_TENSOR_OP_MATH || c->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
   switch (k->op) {
   case CONV_FWD:
@@ -265,22 +270,61 @@ static int check_operands(int op, const cc_call *c) {
   return 0;
 }
 
+/* the memory cuDNN works on: the tensors' own, or under bf16 autocast bfloat16 copies of the two inputs
+   and a bfloat16 buffer for the output, widened into it by unstage */
+typedef struct {
+  void *in[2], *out;
+  size_t in_bytes[2], out_bytes;
+  int bf16;
+} staged;
+
+static int stage(staged *s, const conv_key *k, const cc_tensor *in0, const cc_tensor *in1, const cc_tensor *out) {
+  memset(s, 0, sizeof *s);
+  s->bf16 = k->bf16;
+  if (!s->bf16) {
+    s->in[0] = cc_data_ptr(in0);
+    s->in[1] = cc_data_ptr(in1);
+    s->out = cc_data_ptr(out);
+    return 0;
+  }
+  s->in_bytes[0] = (size_t)cc_numel(in0) * 2;
+  s->in_bytes[1] = (size_t)cc_numel(in1) * 2;
+  s->out_bytes = (size_t)cc_numel(out) * 2;
+  if (cc_cuda_bf16_copy(in0, &s->in[0]) || cc_cuda_bf16_copy(in1, &s->in[1]) || cc_cuda_scratch(s->out_bytes, &s->out))
+    return -1;
+  return 0;
+}
+
+/* widens the bfloat16 result into out when rc is 0, frees the copies; returns rc or the widening's error */
+static int unstage(staged *s, cc_tensor *out, int rc) {
+  if (s->bf16) {
+    if (!rc && s->out)
+      rc = cc_cuda_check(cck_bf16_to_float(cc_data_ptr(out), s->out, cc_numel(out), cc_cuda_stream()), "bf16 autocast result");
+    for (int j = 0; j < 2; j++)
+      if (s->in[j]) cc_cuda_scratch_free(s->in[j], s->in_bytes[j]);
+    if (s->out) cc_cuda_scratch_free(s->out, s->out_bytes);
+  }
+  return rc;
+}
+
 /* in0 x, in1 w, in2 bias or NULL -> out y */
 static int conv2d_cuda(const cc_call *c) {
   if (check_operands(CONV_FWD, c)) return -1;
   cc_tensor *x = c->in[0], *w = c->in[1], *b = c->in[2], *y = c->out[0];
   if (x->shape[0] == 0 || y->shape[2] * y->shape[3] == 0 || x->shape[2] * x->shape[3] == 0) return 0; /* as the CPU */
   conv_key key;
+  staged m;
   if (make_key(CONV_FWD, c, x, w, y, &key) || dnn_handle()) return -1;
-  conv_entry *e = lookup(&key, cc_data_ptr(x), cc_data_ptr(w), NULL, cc_data_ptr(y));
-  if (!e) return -1;
+  if (stage(&m, &key, x, w, y)) return unstage(&m, y, -1);
+  conv_entry *e = lookup(&key, m.in[0], m.in[1], NULL, m.out);
   void *ws;
-  if (cc_cuda_scratch(e->workspace, &ws)) return -1;
+  if (!e || cc_cuda_scratch(e->workspace, &ws)) return unstage(&m, y, -1);
   cudnnStatus_t st;
-  int rc = CC_CUDNN_CHECK(cudnnConvolutionForward(handle, one(x->dtype), e->x, cc_data_ptr(x), e->w, cc_data_ptr(w),
-                                                  e->conv, (cudnnConvolutionFwdAlgo_t)e->algo, ws, e->workspace,
-                                                  zero(x->dtype), e->y, cc_data_ptr(y)));
+  int rc = CC_CUDNN_CHECK(cudnnConvolutionForward(handle, one(x->dtype), e->x, m.in[0], e->w, m.in[1], e->conv,
+                                                  (cudnnConvolutionFwdAlgo_t)e->algo, ws, e->workspace,
+                                                  zero(x->dtype), e->y, m.out));
   cc_cuda_scratch_free(ws, e->workspace);
+  rc = unstage(&m, y, rc);
   if (!rc && b)
     rc = cc_cuda_check(cck_bias_add(cc_data_ptr(y), cc_data_ptr(b), y->dtype, y->shape[0], y->shape[1],
                                     y->shape[2] * y->shape[3], cc_cuda_stream()),
@@ -295,17 +339,18 @@ static int conv2d_backward_input_cuda(const cc_call *c) {
   if (dx->shape[0] == 0 || dx->shape[2] * dx->shape[3] == 0) return 0;
   if (gy->shape[2] * gy->shape[3] == 0) return zero_fill(dx);
   conv_key key;
+  staged m;
   if (make_key(CONV_BWD_DATA, c, dx, w, gy, &key) || dnn_handle()) return -1;
-  conv_entry *e = lookup(&key, NULL, cc_data_ptr(w), cc_data_ptr(gy), cc_data_ptr(dx));
-  if (!e) return -1;
+  if (stage(&m, &key, gy, w, dx)) return unstage(&m, dx, -1);
+  conv_entry *e = lookup(&key, NULL, m.in[1], m.in[0], m.out);
   void *ws;
-  if (cc_cuda_scratch(e->workspace, &ws)) return -1;
+  if (!e || cc_cuda_scratch(e->workspace, &ws)) return unstage(&m, dx, -1);
   cudnnStatus_t st;
-  int rc = CC_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, one(dx->dtype), e->w, cc_data_ptr(w), e->y,
-                                                       cc_data_ptr(gy), e->conv, (cudnnConvolutionBwdDataAlgo_t)e->algo,
-                                                       ws, e->workspace, zero(dx->dtype), e->x, cc_data_ptr(dx)));
+  int rc = CC_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, one(dx->dtype), e->w, m.in[1], e->y, m.in[0], e->conv,
+                                                       (cudnnConvolutionBwdDataAlgo_t)e->algo, ws, e->workspace,
+                                                       zero(dx->dtype), e->x, m.out));
   cc_cuda_scratch_free(ws, e->workspace);
-  return rc;
+  return unstage(&m, dx, rc);
 }
 
 /* in0 grad_out, in1 x -> out dw */
@@ -314,18 +359,18 @@ static int conv2d_backward_weight_cuda(const cc_call *c) {
   cc_tensor *gy = c->in[0], *x = c->in[1], *dw = c->out[0];
   if (x->shape[0] == 0 || gy->shape[2] * gy->shape[3] == 0 || x->shape[2] * x->shape[3] == 0) return zero_fill(dw);
   conv_key key;
+  staged m;
   if (make_key(CONV_BWD_FILTER, c, x, dw, gy, &key) || dnn_handle()) return -1;
-  conv_entry *e = lookup(&key, cc_data_ptr(x), NULL, cc_data_ptr(gy), cc_data_ptr(dw));
-  if (!e) return -1;
+  if (stage(&m, &key, gy, x, dw)) return unstage(&m, dw, -1);
+  conv_entry *e = lookup(&key, m.in[1], NULL, m.in[0], m.out);
   void *ws;
-  if (cc_cuda_scratch(e->workspace, &ws)) return -1;
+  if (!e || cc_cuda_scratch(e->workspace, &ws)) return unstage(&m, dw, -1);
   cudnnStatus_t st;
-  int rc = CC_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, one(dw->dtype), e->x, cc_data_ptr(x), e->y,
-                                                         cc_data_ptr(gy), e->conv,
+  int rc = CC_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, one(dw->dtype), e->x, m.in[1], e->y, m.in[0], e->conv,
                                                          (cudnnConvolutionBwdFilterAlgo_t)e->algo, ws, e->workspace,
-                                                         zero(dw->dtype), e->w, cc_data_ptr(dw)));
+                                                         zero(dw->dtype), e->w, m.out));
   cc_cuda_scratch_free(ws, e->workspace);
-  return rc;
+  return unstage(&m, dw, rc);
 }
 
 void cc_cuda_register_dnn(void) {

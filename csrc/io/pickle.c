@@ -9,6 +9,7 @@
  * stack are bounded; values live in an arena freed at once (cycles are harmless). */
 #include "../internal.h"
 #include "torch_ckpt.h"
+#include "scalar.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -911,26 +912,6 @@ typedef struct {
   size_t n, cap;
 } load_ctx;
 
-static float half_to_float(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (mant == 0) bits = sign;
-    else {
-      exp = 127 - 15 + 1;
-      while (!(mant & 0x400)) {
-        mant <<= 1;
-        exp--;
-      }
-      mant &= 0x3ff;
-      bits = sign | (exp << 23) | (mant << 13);
-    }
-  } else if (exp == 31) bits = sign | 0x7f800000 | (mant << 13);
-  else bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
-  float out;
-  memcpy(&out, &bits, 4);
-  return out;
-}
-
 static cc_tensor *load_storage(void *vctx, const char *key, const char *type, int64_t numel) {
   load_ctx *c = vctx;
   const char *t = type;
@@ -1000,12 +981,8 @@ static cc_tensor *load_storage(void *vctx, const char *key, const char *type, in
     case 0: memcpy(&f[k], q, 4); break;
     case 1: memcpy((double *)d + k, q, 8); break;
     case 2: memcpy(&l[k], q, 8); break;
-    case 3: f[k] = half_to_float((uint16_t)(q[0] | (q[1] << 8))); break;
-    case 4: {
-      uint32_t bits = (uint32_t)(q[0] | (q[1] << 8)) << 16;
-      memcpy(&f[k], &bits, 4);
-      break;
-    }
+    case 3: f[k] = cc_half_to_float((uint16_t)(q[0] | (q[1] << 8))); break;
+    case 4: f[k] = cc_bf16_to_float((uint16_t)(q[0] | (q[1] << 8))); break;
     case 5: l[k] = (int32_t)le_int(q, 4); break;
     case 6: l[k] = (int16_t)le_int(q, 2); break;
     case 7: l[k] = (int8_t)q[0]; break;

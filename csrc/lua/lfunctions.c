@@ -5,6 +5,7 @@
 /* the optional CUDA backend, bound weakly: every symbol is NULL in a build without it */
 #define CC_CUDA_API __attribute__((weak))
 #include "cuda/cc_cuda.h"
+#include "scalar.h"
 
 #include <errno.h>
 #include <math.h>
@@ -389,51 +390,6 @@ static int f_st_header(lua_State *L) {
   return 3;
 }
 
-static float half_to_float(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (mant == 0) bits = sign;
-    else { /* subnormal */
-      exp = 127 - 15 + 1;
-      while (!(mant & 0x400)) {
-        mant <<= 1;
-        exp--;
-      }
-      mant &= 0x3ff;
-      bits = sign | (exp << 23) | (mant << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000 | (mant << 13);
-  } else {
-    bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
-  }
-  float out;
-  memcpy(&out, &bits, 4);
-  return out;
-}
-
-static uint16_t float_to_half(float v) { /* round to nearest even */
-  uint32_t x;
-  memcpy(&x, &v, 4);
-  uint32_t sign = (x >> 16) & 0x8000;
-  int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
-  uint32_t mant = x & 0x7fffff;
-  if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-  if (exp >= 31) return (uint16_t)(sign | 0x7c00);
-  if (exp <= 0) {
-    if (exp < -10) return (uint16_t)sign;
-    mant |= 0x800000;
-    uint32_t shift = (uint32_t)(14 - exp);
-    uint32_t half = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-    if (rem > mid || (rem == mid && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-  }
-  uint32_t half = sign | ((uint32_t)exp << 10) | (mant >> 13);
-  uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-  return (uint16_t)half;
-}
-
 /* read_tensor(path, dtype_name, shape, abs_begin, abs_end) */
 static int f_st_read(lua_State *L) {
   const char *path = luaL_checkstring(L, 1), *dt = luaL_checkstring(L, 2);
@@ -481,11 +437,9 @@ static int f_st_read(lua_State *L) {
     int64_t *oi = t->storage->data;
     const uint16_t *h = raw;
     for (int64_t k = 0; k < n; k++) {
-      if (!strcmp(dt, "F16")) o[k] = half_to_float(h[k]);
-      else if (!strcmp(dt, "BF16")) {
-        uint32_t bits = (uint32_t)h[k] << 16;
-        memcpy(&o[k], &bits, 4);
-      } else if (!strcmp(dt, "I32")) oi[k] = ((const int32_t *)raw)[k];
+      if (!strcmp(dt, "F16")) o[k] = cc_half_to_float(h[k]);
+      else if (!strcmp(dt, "BF16")) o[k] = cc_bf16_to_float(h[k]);
+      else if (!strcmp(dt, "I32")) oi[k] = ((const int32_t *)raw)[k];
       else if (!strcmp(dt, "I8")) oi[k] = ((const int8_t *)raw)[k];
       else oi[k] = ((const uint8_t *)raw)[k];
     }
@@ -526,7 +480,7 @@ static int f_st_write(lua_State *L) {
     int64_t m = cc_numel(cc);
     if (!strcmp(dt, "F16")) {
       for (int64_t i = 0; ok && i < m; i++) {
-        uint16_t h = float_to_half((float)cc_get_flat(cc, i));
+        uint16_t h = cc_float_to_half((float)cc_get_flat(cc, i));
         ok = fwrite(&h, 2, 1, f) == 1;
       }
     } else {
@@ -600,6 +554,15 @@ static int f_cuda_get_tf32(lua_State *L) {
   lua_pushboolean(L, cc_cuda_get_tf32 && cc_cuda_get_tf32());
   return 1;
 }
+static int f_cuda_set_autocast_bf16(lua_State *L) {
+  bool on = lua_toboolean(L, 1);
+  if (cc_cuda_set_autocast_bf16) cc_cuda_set_autocast_bf16(on);
+  return 0;
+}
+static int f_cuda_get_autocast_bf16(lua_State *L) {
+  lua_pushboolean(L, cc_cuda_get_autocast_bf16 && cc_cuda_get_autocast_bf16());
+  return 1;
+}
 static int f_cuda_conv_cache_size(lua_State *L) {
   lua_pushinteger(L, cc_cuda_conv_cache_size ? cc_cuda_conv_cache_size() : 0);
   return 1;
@@ -656,6 +619,7 @@ static const luaL_Reg cuda_functions[] = {
     {"_cuda_synchronize", f_cuda_synchronize}, {"_cuda_memory_stats", f_cuda_memory_stats},
     {"_cuda_reset_peak_memory_stats", f_cuda_reset_peak_memory_stats}, {"_cuda_empty_cache", f_cuda_empty_cache},
     {"_cuda_set_tf32", f_cuda_set_tf32}, {"_cuda_get_tf32", f_cuda_get_tf32},
+    {"_cuda_set_autocast_bf16", f_cuda_set_autocast_bf16}, {"_cuda_get_autocast_bf16", f_cuda_get_autocast_bf16},
     {"_cuda_conv_cache_size", f_cuda_conv_cache_size}, {"_cuda_ops", f_cuda_ops},
     {"_cuda_event_new", f_cuda_event_new},
     {"_cuda_event_record", f_cuda_event_record}, {"_cuda_event_synchronize", f_cuda_event_synchronize},

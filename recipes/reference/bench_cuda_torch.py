@@ -4,9 +4,10 @@ The COCOLA model as the Lua benchmark runs it, in PyTorch on the GPU with cuDNN:
 shaped encoder of bench_engine_torch.py (2 input channels, 1280 -> 512 head, dropout 0.1), LayerNorm,
 tanh and the bilinear similarity a W p^T over one encoder batch of 2K; the contrastive cross-entropy
 against the diagonal; Adam lr 1e-3. cudnn.benchmark on (an algorithm per shape, as cocola caches),
-TF32 as asked (off: plain FP32, as cocola's default). Prints JSON with the median wall-clock ms of
+TF32 as asked (off: plain FP32, as cocola's default), and with AUTOCAST 1 the forward under
+torch.autocast("cuda", dtype=torch.bfloat16) (cocola's autocast=bf16). Prints JSON with the median wall-clock ms of
 inference and of a training step (synchronised), or {"error": ...} when torch has no CUDA.
-Usage: /usr/bin/python3 bench_cuda_torch.py K HEIGHT WIDTH REPEATS WARMUP TF32(0|1)
+Usage: /usr/bin/python3 bench_cuda_torch.py K HEIGHT WIDTH REPEATS WARMUP TF32(0|1) [AUTOCAST(0|1)]
 """
 import json
 import os
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def main():
     k, h, w, repeats, warmup, tf32 = (int(a) for a in sys.argv[1:7])
+    autocast = len(sys.argv) > 7 and sys.argv[7] == "1"
     try:
         import torch
         import torch.nn as nn
@@ -69,9 +71,13 @@ def main():
 
     model.eval()
 
+    def forward():
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            return model(anchors, positives).float()
+
     def infer():
         with torch.no_grad():
-            model(anchors, positives)
+            forward()
 
     inference = median_ms(infer)
     model.train()
@@ -79,7 +85,7 @@ def main():
 
     def train_step():
         opt.zero_grad()
-        F.cross_entropy(model(anchors, positives), labels).backward()
+        F.cross_entropy(forward(), labels).backward()
         opt.step()
 
     train = median_ms(train_step)

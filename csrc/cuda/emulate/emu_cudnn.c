@@ -1,8 +1,12 @@
 /* emu_cudnn.c — a host stand-in for the cuDNN calls of csrc/cuda/cuda_dnn.c (COCOLA_CUDA=EMULATE
  * only): the three NCHW convolutions by definition (grouped, strided, padded, dilated; cross-correlation
  * or true convolution), descriptors that check their shapes against each other, one "algorithm" that
- * demands a workspace (so the workspace plumbing is exercised) and alpha/beta as documented. */
+ * demands a workspace (so the workspace plumbing is exercised) and alpha/beta as documented.
+ * Data float, double, or bfloat16 with float compute (bf16 autocast): bfloat16 operands widened, the
+ * result rounded to bfloat16. */
 #include <cudnn.h>
+
+#include "scalar.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,7 @@ struct cudnnFilterStruct {
 };
 struct cudnnConvolutionStruct {
   int ph, pw, sh, sw, dh, dw, groups;
+  cudnnDataType_t compute;
   cudnnConvolutionMode_t mode;
   cudnnMathType_t math;
   int set;
@@ -62,7 +67,7 @@ cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) {
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t format, cudnnDataType_t dt,
                                          int n, int c, int h, int w) {
   if (format != CUDNN_TENSOR_NCHW || n <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
-  if (dt != CUDNN_DATA_FLOAT && dt != CUDNN_DATA_DOUBLE) return CUDNN_STATUS_NOT_SUPPORTED;
+  if (dt != CUDNN_DATA_FLOAT && dt != CUDNN_DATA_DOUBLE && dt != CUDNN_DATA_BFLOAT16) return CUDNN_STATUS_NOT_SUPPORTED;
   *d = (struct cudnnTensorStruct){dt, n, c, h, w, 1};
   return CUDNN_STATUS_SUCCESS;
 }
@@ -94,9 +99,8 @@ cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) 
 }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw, int sh, int sw, int dh,
                                               int dw, cudnnConvolutionMode_t mode, cudnnDataType_t compute) {
-  (void)compute;
   if (ph < 0 || pw < 0 || sh <= 0 || sw <= 0 || dh <= 0 || dw <= 0) return CUDNN_STATUS_BAD_PARAM;
-  d->ph = ph, d->pw = pw, d->sh = sh, d->sw = sw, d->dh = dh, d->dw = dw, d->mode = mode;
+  d->ph = ph, d->pw = pw, d->sh = sh, d->sw = sw, d->dh = dh, d->dw = dw, d->mode = mode, d->compute = compute;
   d->set = 1;
   return CUDNN_STATUS_SUCCESS;
 }
@@ -115,6 +119,8 @@ static cudnnStatus_t check(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
                            cudnnTensorDescriptor_t y) {
   if (!x->set || !w->set || !cv->set || !y->set) return CUDNN_STATUS_BAD_PARAM;
   if (x->dt != w->dt || x->dt != y->dt) return CUDNN_STATUS_BAD_PARAM;
+  /* bfloat16 data computes in float (the only configuration cuDNN offers), the others in their own type */
+  if (cv->compute != (x->dt == CUDNN_DATA_BFLOAT16 ? CUDNN_DATA_FLOAT : x->dt)) return CUDNN_STATUS_NOT_SUPPORTED;
   if (w->c * cv->groups != x->c || w->k % cv->groups || y->c != w->k || y->n != x->n) return CUDNN_STATUS_BAD_PARAM;
   int ho = (x->h + 2 * cv->ph - (cv->dh * (w->h - 1) + 1)) / cv->sh + 1;
   int wo = (x->w + 2 * cv->pw - (cv->dw * (w->w - 1) + 1)) / cv->sw + 1;
@@ -151,30 +157,36 @@ static void visit(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnCon
 typedef struct {
   const void *a, *b;
   double *acc;
-  int dbl;
+  cudnnDataType_t dt;
 } mac_ctx;
-static double at(const void *p, long i, int dbl) { return dbl ? ((const double *)p)[i] : ((const float *)p)[i]; }
+static double at(const void *p, long i, cudnnDataType_t dt) {
+  if (dt == CUDNN_DATA_DOUBLE) return ((const double *)p)[i];
+  if (dt == CUDNN_DATA_BFLOAT16) return cc_bf16_to_float(((const uint16_t *)p)[i]);
+  return ((const float *)p)[i];
+}
 static void mac_fwd(void *v, long xi, long wi, long yi) {
   mac_ctx *c = v;
-  c->acc[yi] += at(c->a, xi, c->dbl) * at(c->b, wi, c->dbl);
+  c->acc[yi] += at(c->a, xi, c->dt) * at(c->b, wi, c->dt);
 }
 static void mac_bwd_data(void *v, long xi, long wi, long yi) {
   mac_ctx *c = v; /* a = w, b = dy */
-  c->acc[xi] += at(c->a, wi, c->dbl) * at(c->b, yi, c->dbl);
+  c->acc[xi] += at(c->a, wi, c->dt) * at(c->b, yi, c->dt);
 }
 static void mac_bwd_filter(void *v, long xi, long wi, long yi) {
   mac_ctx *c = v; /* a = x, b = dy */
-  c->acc[wi] += at(c->a, xi, c->dbl) * at(c->b, yi, c->dbl);
+  c->acc[wi] += at(c->a, xi, c->dt) * at(c->b, yi, c->dt);
 }
 
-/* out = alpha * acc + beta * out */
-static void blend(void *out, const double *acc, long n, const void *alpha, const void *beta, int dbl) {
+/* out = alpha * acc + beta * out (alpha and beta are double for double data, float otherwise) */
+static void blend(void *out, const double *acc, long n, const void *alpha, const void *beta, cudnnDataType_t dt) {
+  int dbl = dt == CUDNN_DATA_DOUBLE;
   double al = dbl ? *(const double *)alpha : *(const float *)alpha;
   double be = dbl ? *(const double *)beta : *(const float *)beta;
   for (long i = 0; i < n; i++) {
-    double old = be == 0 ? 0 : at(out, i, dbl);
+    double old = be == 0 ? 0 : at(out, i, dt);
     double v = al * acc[i] + be * old;
     if (dbl) ((double *)out)[i] = v;
+    else if (dt == CUDNN_DATA_BFLOAT16) ((uint16_t *)out)[i] = cc_float_to_bf16((float)v);
     else ((float *)out)[i] = (float)v;
   }
 }
@@ -192,9 +204,9 @@ static cudnnStatus_t run(int kind, const void *alpha, cudnnTensorDescriptor_t x,
   long n = kind == 0 ? tsize(y) : kind == 1 ? tsize(x) : fsize(w);
   double *acc = calloc((size_t)n + 1, sizeof *acc);
   if (!acc) return CUDNN_STATUS_ALLOC_FAILED;
-  mac_ctx c = {a, b, acc, x->dt == CUDNN_DATA_DOUBLE};
+  mac_ctx c = {a, b, acc, x->dt};
   visit(x, w, cv, y, kind == 0 ? mac_fwd : kind == 1 ? mac_bwd_data : mac_bwd_filter, &c);
-  blend(out, acc, n, alpha, beta, c.dbl);
+  blend(out, acc, n, alpha, beta, c.dt);
   free(acc);
   return CUDNN_STATUS_SUCCESS;
 }
