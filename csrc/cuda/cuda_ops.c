@@ -19,6 +19,18 @@ _Static_assert(CCK_MAX_DIMS == CC_MAX_DIMS, "kernels/cc_cuda_kernels.h: CCK_MAX_
 
 static int launched(cudaError_t e, const char *what) { return cc_cuda_check(e, what); }
 
+/* returns from the op: runs `launch` (an expression that may use `scratch`) with `bytes` of scratch
+   memory, then frees it; the op's status is the launch's */
+#define RETURN_LAUNCHED_WITH_SCRATCH(bytes, launch, what)                                          \
+  do {                                                                                             \
+    size_t scratch_bytes_ = (bytes);                                                               \
+    void *scratch;                                                                                 \
+    if (cc_cuda_scratch(scratch_bytes_, &scratch)) return -1;                                      \
+    int rc_ = launched((launch), (what));                                                          \
+    cc_cuda_scratch_free(scratch, scratch_bytes_);                                                 \
+    return rc_;                                                                                    \
+  } while (0)
+
 void cc_cuda_make_iter(int nops, cc_tensor *const *ops, cck_iter *it) {
   memset(it, 0, sizeof *it);
   const cc_tensor *t0 = ops[0];
@@ -164,12 +176,7 @@ static int sum_cuda(const cc_call *c) {
   }
   r.n_out = cc_numel(out);
   if (r.n_out == 0) return 0;
-  size_t bytes = cck_sum_scratch(&r);
-  void *scratch;
-  if (cc_cuda_scratch(bytes, &scratch)) return -1;
-  int rc = launched(cck_sum(&r, scratch, S()), "sum");
-  cc_cuda_scratch_free(scratch, bytes);
-  return rc;
+  RETURN_LAUNCHED_WITH_SCRATCH(cck_sum_scratch(&r), cck_sum(&r, scratch, S()), "sum");
 }
 
 static int max_cuda(const cc_call *c) {
@@ -275,12 +282,7 @@ static int batch_norm_cuda(const cc_call *c) {
     return -1;
   }
   if (a.C == 0) return 0;
-  size_t bytes = cck_batch_norm_scratch(&a);
-  void *scratch;
-  if (cc_cuda_scratch(bytes, &scratch)) return -1;
-  int rc = launched(cck_batch_norm(&a, scratch, S()), "batch_norm");
-  cc_cuda_scratch_free(scratch, bytes);
-  return rc;
+  RETURN_LAUNCHED_WITH_SCRATCH(cck_batch_norm_scratch(&a), cck_batch_norm(&a, scratch, S()), "batch_norm");
 }
 
 /* in0 dy, in1 x, in2 mean, in3 invstd, in4 w -> out0 dx, out1 dw, out2 db (each may be NULL); i0 train */
@@ -299,12 +301,8 @@ static int batch_norm_backward_cuda(const cc_call *c) {
   a.dtype = c->in[1]->dtype;
   a.training = (int)c->i[0];
   if (a.C == 0) return 0;
-  size_t bytes = cck_batch_norm_backward_scratch(&a);
-  void *scratch;
-  if (cc_cuda_scratch(bytes, &scratch)) return -1;
-  int rc = launched(cck_batch_norm_backward(&a, scratch, S()), "batch_norm backward");
-  cc_cuda_scratch_free(scratch, bytes);
-  return rc;
+  RETURN_LAUNCHED_WITH_SCRATCH(cck_batch_norm_backward_scratch(&a), cck_batch_norm_backward(&a, scratch, S()),
+                               "batch_norm backward");
 }
 
 static void ln_dims(const cc_tensor *x, int nnorm, int64_t *R, int64_t *D) {
@@ -343,12 +341,8 @@ static int layer_norm_backward_cuda(const cc_call *c) {
   a.dw = PTR(c->out[1]);
   a.db = PTR(c->out[2]);
   a.dtype = c->in[1]->dtype;
-  size_t bytes = cck_layer_norm_backward_scratch(&a);
-  void *scratch;
-  if (cc_cuda_scratch(bytes, &scratch)) return -1;
-  int rc = launched(cck_layer_norm_backward(&a, scratch, S()), "layer_norm backward");
-  cc_cuda_scratch_free(scratch, bytes);
-  return rc;
+  RETURN_LAUNCHED_WITH_SCRATCH(cck_layer_norm_backward_scratch(&a), cck_layer_norm_backward(&a, scratch, S()),
+                               "layer_norm backward");
 }
 
 /* ======================================================================= softmax, nll ====== */
