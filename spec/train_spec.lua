@@ -69,10 +69,20 @@ describe("train_cocola", function()
     local dir = tmpdir()
     local first = quietly(train.run, config(dir, { "max_steps=2" }))
     assert.are.same({ straight[1], straight[2] }, first)
+    -- a run killed after logging step 3 but before checkpointing it
+    recipe.append_jsonl(dir .. "/metrics.jsonl", { epoch = 0, step = 3, loss = 99, accuracy = 0 })
     local rest = quietly(train.run, config(dir, { "max_steps=4", "resume=" .. dir .. "/last" }))
     assert.are.equal(2, #rest)
     assert.are.equal(straight[3], rest[1])
     assert.are.equal(straight[4], rest[2])
+    -- the metrics log has each step once, with the resumed run's values
+    local logged_steps = {}
+    for line in io.lines(dir .. "/metrics.jsonl") do
+      local m = cjson.decode(line)
+      if m.loss then logged_steps[#logged_steps + 1] = m.step end
+      if m.step == 3 and m.loss then assert.is_true(math.abs(m.loss - straight[3]) < 1e-9 * straight[3]) end
+    end
+    assert.are.same({ 1, 2, 3, 4 }, logged_steps)
   end)
 
   it("validates at the end of an epoch and keeps the best model", function()

@@ -174,6 +174,25 @@ function M.run(cfg, log)
     log(string.format("resumed from %s at step %d (epoch %d)", cfg.resume, state.step, state.epoch))
   end
   local metrics = cfg.out .. "/metrics.jsonl"
+  if cfg.resume ~= "" then
+    -- a run killed after its last checkpoint logged steps that are now run again: drop them
+    local text = recipe.read(metrics)
+    if text then
+      local kept, dropped = {}, 0
+      for line in text:gmatch("[^\n]+") do
+        local ok, record = pcall(cjson.decode, line)
+        if ok and type(record) == "table" and (record.step or 0) > state.step then
+          dropped = dropped + 1
+        elseif ok then
+          kept[#kept + 1] = line
+        end
+      end
+      if dropped > 0 then
+        recipe.write_atomic(metrics, #kept > 0 and table.concat(kept, "\n") .. "\n" or "")
+        log(string.format("%d metric lines after step %d dropped (they are run again)", dropped, state.step))
+      end
+    end
+  end
   local losses = {}
   local per_epoch = sampler:batches_per_epoch()
   -- recalibrates BatchNorm if asked, validates, logs, and keeps the best model in <out>/best.safetensors
