@@ -154,6 +154,22 @@ describe("train_cocola", function()
     assert.are.same({ straight[4] }, rest)
   end)
 
+  it("says when a resume changes the data or the batches", function()
+    local dir = tmpdir()
+    quietly(train.run, config(dir, { "max_steps=1" }))
+    local lines = {}
+    local out = io.output()
+    io.output(os.tmpname())
+    local ok, err = pcall(train.run, config(dir, { "max_steps=2", "batch_size=3", "resume=" .. dir .. "/last" }),
+      function(line) lines[#lines + 1] = line end)
+    io.output():close()
+    io.output(out)
+    assert(ok, err)
+    local text = table.concat(lines, "\n")
+    assert.truthy(text:find("note: batch_size changed since the last start (2 -> 3)", 1, true), text)
+    assert.falsy(text:find("note: root", 1, true))
+  end)
+
   it("starts from given weights (init=) with a fresh optimizer and schedule", function()
     local source = tmpdir()
     quietly(train.run, config(source, { "max_steps=3" }))

@@ -120,7 +120,21 @@ function M.run(cfg, log)
   cocola.manual_seed(cfg.seed)
   lfs.mkdir(cfg.out)
   -- the settings of every start or resume, for the record
+  local previous = recipe.read(cfg.out .. "/config.jsonl")
+  local function shown(v) return (math.type(v) == "float" and v == math.floor(v)) and string.format("%d", v) or tostring(v) end
   recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
+  if cfg.resume ~= "" and previous then
+    -- a resume on other data or batches continues the run, but not exactly: say so
+    local last = cjson.decode(previous:match("([^\n]+)\n?$"))
+    for _, key in ipairs({ "layout", "root", "train_split", "batch_size", "window", "max_overlap", "seed", "input" }) do
+      local before, now = last[key], cfg[key]
+      local same = before == nil or before == now or (tonumber(before) and tonumber(before) == tonumber(now))
+      if not same then
+        log(string.format("note: %s changed since the last start (%s -> %s): the resumed run is not an exact continuation",
+          key, shown(before), shown(now)))
+      end
+    end
+  end
   local train_tracks = M.open_split(cfg.layout, cfg.root, cfg.train_split)
   local valid_tracks = M.open_split(cfg.layout, cfg.root, cfg.valid_split)
   log(string.format("%d training tracks, %d validation tracks", #train_tracks, #valid_tracks))
