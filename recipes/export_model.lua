@@ -33,7 +33,7 @@ local function run(cfg)
   local full = cocola.models.cocola.from_checkpoint(source)
   if cfg.recalibrate_batches > 0 then
     local Sampler = require "cocola.data.sampler"
-    local tracks = cocola.data.open(cfg.layout, cfg.root, "train")
+    local tracks = require("cocola.recipes.train").open_split(cfg.layout, cfg.root, "train") -- root may be "a,b"
     local sampler = Sampler.new(tracks, { batch_size = cfg.batch_size, seed = cfg.seed + 2 })
     require("cocola.recipes.train").recalibrate_batchnorm(full, sampler, cfg.recalibrate_batches, cfg.input)
     meta.batchnorm_recalibrated = string.format("%d batches of %d", cfg.recalibrate_batches, cfg.batch_size)
@@ -49,6 +49,8 @@ local function run(cfg)
   -- a training checkpoint folder knows its own step (metrics.jsonl may run past it)
   local state_text = recipe.read(fs.join(cfg.run, (cfg.from:match("^(.*)/[^/]+$") or "."), "state.json"))
   if state_text then steps = math.tointeger(require("cjson").decode(state_text).step) or steps end
+  -- so does the best model (the step of its validation)
+  if meta.step then steps = math.tointeger(tonumber(meta.step)) or steps end
   meta.source = source
   meta.steps_at_export = tostring(steps)
   if cfg.note ~= "" then meta.note = cfg.note end

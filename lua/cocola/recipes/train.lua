@@ -221,8 +221,8 @@ function M.run(cfg, log)
     if not state.best_valid_loss or vloss < state.best_valid_loss then
       state.best_valid_loss = vloss
       cocola.save(cfg.out .. "/best.safetensors", model:state_dict(), {
-        metadata = { input = cfg.input, embedding_dim = tostring(cfg.embedding_dim), epoch = tostring(state.epoch),
-                     step = tostring(state.step), valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
+        metadata = { input = cfg.input, embedding_dim = tostring(cfg.embedding_dim),
+                     epoch = string.format("%d", state.epoch), step = string.format("%d", state.step), valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
       })
     end
   end
