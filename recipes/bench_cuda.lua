@@ -12,27 +12,11 @@
 -- drop_connect (EfficientNet's stochastic depth, 0.2 when training COCOLA) is 0 by default because the
 -- PyTorch reference network has none; the comparison is then of the same computation.
 local cocola = require "cocola"
+local recipe = require "cocola.recipe"
 
-local config = { K = 32, height = 64, width = 501, repeats = 10, warmup = 3, tf32 = false, autocast = "off",
-  torch = true, drop_connect = 0, seed = 0 }
-for _, a in ipairs(arg) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k or config[k] == nil then
-    error("unknown setting '" .. a .. "' (known: K, height, width, repeats, warmup, tf32, autocast, torch, drop_connect, seed)")
-  end
-  if type(config[k]) == "boolean" then
-    config[k] = v == "true"
-  elseif type(config[k]) == "string" then
-    config[k] = v
-  else
-    config[k] = math.tointeger(tonumber(v)) or tonumber(v) or error("setting " .. k .. " must be a number, got " .. v)
-  end
-end
-local keys = {}
-for k in pairs(config) do keys[#keys + 1] = k end
-table.sort(keys)
-for _, k in ipairs(keys) do io.write(string.format("%s=%s ", k, tostring(config[k]))) end
-io.write("\n")
+local config = recipe.config({ K = 32, height = 64, width = 501, repeats = 10, warmup = 3, tf32 = false,
+  autocast = "off", torch = true, drop_connect = 0, seed = 0 }, arg)
+recipe.log_config(config)
 
 local cuda = cocola.cuda
 if not cuda.is_available() then
@@ -119,7 +103,7 @@ end
 
 print(string.format("\nCOCOLA (EfficientNet-B0, HPSS) on the GPU: K=%d, encoder batch %dx2x%dx%d, TF32 %s, autocast %s, median of %d",
   K, 2 * K, config.height, config.width, config.tf32 and "on" or "off", cuda.get_autocast() or "off", config.repeats))
-require("cocola.recipe").print_ratio_table({
+recipe.print_ratio_table({
   { "inference", inference, torch_result and torch_result.inference_ms },
   { "train step (fwd+bwd+Adam)", train, torch_result and torch_result.train_ms },
 })

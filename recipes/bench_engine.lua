@@ -6,18 +6,11 @@
 local cocola = require "cocola"
 local nn = require "cocola.nn"
 local EfficientNet = require "cocola.models.efficientnet.EfficientNet"
+local recipe = require "cocola.recipe"
 
-local config = { batch = 32, channels = 1, height = 64, width = 501, threads = 2, repeats = 5, torch = true, seed = 0 }
-for _, a in ipairs(arg) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k or config[k] == nil then error("unknown setting '" .. a .. "' (known: batch, channels, height, width, threads, repeats, torch, seed)") end
-  if type(config[k]) == "boolean" then config[k] = v == "true" else config[k] = math.tointeger(tonumber(v)) or tonumber(v) end
-end
-local keys = {}
-for k in pairs(config) do keys[#keys + 1] = k end
-table.sort(keys)
-for _, k in ipairs(keys) do io.write(string.format("%s=%s ", k, tostring(config[k]))) end
-io.write("\n")
+local config = recipe.config({ batch = 32, channels = 1, height = 64, width = 501, threads = 2, repeats = 5,
+  torch = true, seed = 0 }, arg)
+recipe.log_config(config)
 
 cocola.set_num_threads(config.threads)
 cocola.manual_seed(config.seed)
@@ -74,7 +67,7 @@ end
 
 print(string.format("\nEfficientNet-B0-shaped network, input %dx%dx%dx%d, %d threads, median of %d",
   config.batch, config.channels, config.height, config.width, config.threads, config.repeats))
-require("cocola.recipe").print_ratio_table({
+recipe.print_ratio_table({
   { "inference", inference, torch_result and torch_result.inference_ms },
   { "train step (fwd+bwd+Adam)", train, torch_result and torch_result.train_ms },
 })

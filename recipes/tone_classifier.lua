@@ -6,18 +6,10 @@
 local cocola = require "cocola"
 local nn = require "cocola.nn"
 local F = require "cocola.nn.functional"
+local recipe = require "cocola.recipe"
 
-local config = { steps = 60, batch = 64, seed = 0, threads = 2, length = 256, lr = 3e-3 }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k or config[k] == nil then error("unknown setting '" .. a .. "'") end
-  config[k] = tonumber(v)
-end
-local names = {}
-for k in pairs(config) do names[#names + 1] = k end
-table.sort(names)
-for _, k in ipairs(names) do io.write(k, "=", tostring(config[k]), " ") end
-io.write("\n")
+local config = recipe.config({ steps = 60, batch = 64, seed = 0, threads = 2, length = 256, lr = 3e-3 }, arg)
+recipe.log_config(config)
 cocola.manual_seed(config.seed)
 cocola.set_num_threads(config.threads)
 
