@@ -234,8 +234,8 @@ static int gemm_cuda(const cc_call *c) {
   }
   if (!rc && oc) rc = cc_run(CC_OP_COPY, out, 1, &oc, NULL, 0, NULL, 0);
 done:
-  if (a16) cc_cuda_scratch_free(a16, a16_bytes);
-  if (b16) cc_cuda_scratch_free(b16, b16_bytes);
+  cc_cuda_scratch_free(a16, a16_bytes); /* both accept NULL */
+  cc_cuda_scratch_free(b16, b16_bytes);
   cc_release(ac);
   cc_release(bc);
   cc_release(oc);

@@ -300,9 +300,8 @@ static int unstage(staged *s, cc_tensor *out, int rc) {
   if (s->bf16) {
     if (!rc && s->out)
       rc = cc_cuda_check(cck_bf16_to_float(cc_data_ptr(out), s->out, cc_numel(out), cc_cuda_stream()), "bf16 autocast result");
-    for (int j = 0; j < 2; j++)
-      if (s->in[j]) cc_cuda_scratch_free(s->in[j], s->in_bytes[j]);
-    if (s->out) cc_cuda_scratch_free(s->out, s->out_bytes);
+    for (int j = 0; j < 2; j++) cc_cuda_scratch_free(s->in[j], s->in_bytes[j]); /* NULL where not made */
+    cc_cuda_scratch_free(s->out, s->out_bytes);
   }
   return rc;
 }

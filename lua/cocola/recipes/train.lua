@@ -222,7 +222,8 @@ function M.run(cfg, log)
       state.best_valid_loss = vloss
       cocola.save(cfg.out .. "/best.safetensors", model:state_dict(), {
         metadata = { input = cfg.input, embedding_dim = tostring(cfg.embedding_dim),
-                     epoch = string.format("%d", state.epoch), step = string.format("%d", state.step), valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
+                     epoch = string.format("%d", state.epoch), step = string.format("%d", state.step),
+                     valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
       })
     end
   end
@@ -249,10 +250,11 @@ function M.run(cfg, log)
       local elapsed = cocola.wall_time() - t0
       recipe.progress(string.format("epoch %d", state.epoch + 1), math.min(sampler.position // cfg.batch_size, per_epoch), per_epoch,
         string.format("loss %.4f acc %.2f %.2f s/step", l, acc, elapsed / #losses))
-      if cfg.valid_every > 0 and state.step % cfg.valid_every == 0 then
-        validate_and_keep_best()
+      local validating = cfg.valid_every > 0 and state.step % cfg.valid_every == 0
+      if validating then validate_and_keep_best() end
+      if validating or state.step % cfg.checkpoint_every == 0 then
         save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
-      elseif state.step % cfg.checkpoint_every == 0 then save_checkpoint(cfg.out .. "/last", model, opt, sampler, state) end
+      end
     end
   end
   save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
