@@ -101,9 +101,11 @@ typedef struct {
   double value;
 } cck_pad_args;
 cudaError_t cck_pad(const cck_pad_args *a, cudaStream_t s);
-/* planes of (H,W) <-> (oh,ow), torch's adaptive bins */
+/* planes of (H,W) <-> (oh,ow), torch's adaptive bins; the forward takes cck_avg_pool_scratch bytes of
+   device scratch (partial sums of global pooling over large planes; 0: none needed) */
+size_t cck_avg_pool_scratch(int64_t planes, int64_t H, int64_t W, int64_t oh, int64_t ow);
 cudaError_t cck_avg_pool(const void *x, void *y, int dtype, int64_t planes, int64_t H, int64_t W, int64_t oh,
-                         int64_t ow, cudaStream_t s);
+                         int64_t ow, void *scratch, cudaStream_t s);
 cudaError_t cck_avg_pool_backward(const void *gy, void *dx, int dtype, int64_t planes, int64_t H, int64_t W,
                                   int64_t oh, int64_t ow, cudaStream_t s);
 

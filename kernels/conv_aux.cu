@@ -24,8 +24,8 @@ template <typename T> struct PadF {
     int64_t rem = i, xoff = 0, xstride = 1;
     bool inside = true;
     for (int d = a.ndim - 1; d >= 0; d--) {
-      int64_t q = rem / a.yshape[d], yi = rem - q * a.yshape[d];
-      rem = q;
+      int64_t yi;
+      rem = cck_divmod(rem, a.yshape[d], &yi);
       int64_t xi = yi - a.lo[d];
       if (xi < 0 || xi >= a.xshape[d]) inside = false;
       xoff += xi * xstride;
@@ -61,9 +61,68 @@ template <typename T> struct PoolF {
   }
 };
 
+/* global pooling (one bin) of large planes: 32 items per plane each sum every 32nd value (eight loads
+   in flight), then one item per plane adds the 32 partial sums */
+#define POOL_LANES 32
+static inline bool pool_by_lanes(int64_t H, int64_t W, int64_t oh, int64_t ow) {
+  return oh == 1 && ow == 1 && H * W >= 16 * POOL_LANES;
+}
+
+template <typename T> struct PoolLanesF {
+  const T *x;
+  double *partial;
+  int64_t L;
+  __device__ void operator()(int64_t t) const {
+    int64_t plane = t / POOL_LANES, lane = t - plane * POOL_LANES;
+    const T *xp = x + plane * L;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t k = lane;
+    for (; k + 7 * POOL_LANES < L; k += 8 * POOL_LANES) {
+#pragma unroll
+      for (int u = 0; u < 8; u++) acc[u] += (double)xp[k + u * POOL_LANES];
+    }
+    for (; k < L; k += POOL_LANES) acc[0] += (double)xp[k];
+    partial[t] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  }
+};
+
+template <typename T> struct PoolLanesFinishF {
+  const double *partial;
+  T *y;
+  int64_t L;
+  __device__ void operator()(int64_t plane) const {
+    double acc[4] = {0, 0, 0, 0};
+    const double *pp = partial + plane * POOL_LANES;
+#pragma unroll
+    for (int k = 0; k < POOL_LANES; k += 4) {
+      acc[0] += pp[k];
+      acc[1] += pp[k + 1];
+      acc[2] += pp[k + 2];
+      acc[3] += pp[k + 3];
+    }
+    y[plane] = (T)(((acc[0] + acc[1]) + (acc[2] + acc[3])) / (double)L);
+  }
+};
+
+extern "C" size_t cck_avg_pool_scratch(int64_t planes, int64_t H, int64_t W, int64_t oh, int64_t ow) {
+  return pool_by_lanes(H, W, oh, ow) ? (size_t)(planes * POOL_LANES) * sizeof(double) : 0;
+}
+
+template <typename T>
+static cudaError_t avg_pool_typed(const T *x, T *y, int64_t planes, int64_t H, int64_t W, int64_t oh, int64_t ow,
+                                  double *scratch, cudaStream_t s) {
+  if (pool_by_lanes(H, W, oh, ow)) {
+    cudaError_t e = cck_launch(planes * POOL_LANES, PoolLanesF<T>{x, scratch, H * W}, s);
+    if (e == cudaSuccess) e = cck_launch(planes, PoolLanesFinishF<T>{scratch, y, H * W}, s);
+    return e;
+  }
+  return cck_launch(planes * oh * ow, PoolF<T>{x, y, H, W, oh, ow}, s);
+}
+
 extern "C" cudaError_t cck_avg_pool(const void *x, void *y, int dtype, int64_t planes, int64_t H, int64_t W,
-                                    int64_t oh, int64_t ow, cudaStream_t s) {
-  CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(planes * oh * ow, (PoolF<T>{(const T *)x, (T *)y, H, W, oh, ow}), s));
+                                    int64_t oh, int64_t ow, void *scratch, cudaStream_t s) {
+  CCK_DISPATCH_FLOAT(dtype, T,
+                     return avg_pool_typed<T>((const T *)x, (T *)y, planes, H, W, oh, ow, (double *)scratch, s));
 }
 
 /* backward: one item per input element (plane p, h, w), adding the share of every bin that covers
@@ -94,8 +153,23 @@ template <typename T> struct PoolBwF {
   }
 };
 
+/* backward of global pooling: every element of plane p gets gy[p] / L (32-bit division where it fits) */
+template <typename T, typename I> struct PoolBwGlobalF {
+  const T *gy;
+  T *dx;
+  int64_t L;
+  __device__ void operator()(int64_t t) const {
+    dx[t] = (T)((double)gy[(int64_t)((I)t / (I)L)] / (double)L);
+  }
+};
+
 extern "C" cudaError_t cck_avg_pool_backward(const void *gy, void *dx, int dtype, int64_t planes, int64_t H,
                                              int64_t W, int64_t oh, int64_t ow, cudaStream_t s) {
-  CCK_DISPATCH_FLOAT(dtype, T,
-                     return cck_launch(planes * H * W, (PoolBwF<T>{(const T *)gy, (T *)dx, H, W, oh, ow}), s));
+  int64_t n = planes * H * W;
+  if (oh == 1 && ow == 1) {
+    if (n < ((int64_t)1 << 32))
+      CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(n, (PoolBwGlobalF<T, uint32_t>{(const T *)gy, (T *)dx, H * W}), s));
+    CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(n, (PoolBwGlobalF<T, uint64_t>{(const T *)gy, (T *)dx, H * W}), s));
+  }
+  CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(n, (PoolBwF<T>{(const T *)gy, (T *)dx, H, W, oh, ow}), s));
 }

@@ -37,6 +37,18 @@ template <class F> static inline cudaError_t cck_launch(int64_t n, const F &f, c
 #endif
 
 /* ---- strided indexing: offsets (in elements) of item i in each of N operands ---- */
+/* q = i / size, r = i - q * size; in 32 bits where both fit */
+__device__ __forceinline__ int64_t cck_divmod(int64_t i, int64_t size, int64_t *r) {
+  if (((uint64_t)i | (uint64_t)size) <= 0xFFFFFFFFu) {
+    uint32_t q = (uint32_t)i / (uint32_t)size;
+    *r = (int64_t)((uint32_t)i - q * (uint32_t)size);
+    return (int64_t)q;
+  }
+  int64_t q = i / size;
+  *r = i - q * size;
+  return q;
+}
+
 template <int N> __device__ __forceinline__ void cck_offsets(const cck_iter &it, int64_t i, int64_t (&off)[N]) {
   if (it.ndim == 1) { /* the common case after coalescing: no division */
 #pragma unroll
@@ -46,9 +58,8 @@ template <int N> __device__ __forceinline__ void cck_offsets(const cck_iter &it,
 #pragma unroll
   for (int k = 0; k < N; k++) off[k] = 0;
   for (int d = it.ndim - 1; d >= 0; d--) {
-    int64_t size = it.shape[d];
-    int64_t q = i / size, r = i - q * size;
-    i = q;
+    int64_t r;
+    i = cck_divmod(i, it.shape[d], &r);
 #pragma unroll
     for (int k = 0; k < N; k++) off[k] += r * it.stride[k][d];
   }
@@ -56,11 +67,12 @@ template <int N> __device__ __forceinline__ void cck_offsets(const cck_iter &it,
 
 /* offset of the row-major index i over (shape, stride) of n dims */
 __device__ __forceinline__ int64_t cck_offset(int64_t i, int n, const int64_t *shape, const int64_t *stride) {
+  if (n == 1) return i * stride[0]; /* i < shape[0]: no division */
   int64_t off = 0;
   for (int d = n - 1; d >= 0; d--) {
-    int64_t q = i / shape[d];
-    off += (i - q * shape[d]) * stride[d];
-    i = q;
+    int64_t r;
+    i = cck_divmod(i, shape[d], &r);
+    off += r * stride[d];
   }
   return off;
 }

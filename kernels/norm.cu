@@ -1,67 +1,126 @@
 /* norm.cu — batch_norm and layer_norm, forward and backward, as the CPU kernels of csrc/ops/norm.c:
  * statistics accumulate in double, the same roundings to the element type at the same places.
- * Batch norm reduces over N*S values per channel in two passes (partial sums, then one item per
- * channel); layer norm runs one item per row for the row statistics and one per column for dw, db. */
+ * Batch norm reduces over N*S values per channel in one pass of partial (sum, sum of squares) pairs,
+ * folded, then one item per channel; layer norm runs one item per row for the row statistics and one per column for dw, db. */
 #include "cuda_common.cuh"
 
 /* ======================================================================= batch norm ====== */
-/* x (N,C,S): value r (0 <= r < N*S) of channel c is x[((r / S) * C + c) * S + r % S] */
-__device__ __forceinline__ int64_t bn_index(int64_t r, int64_t c, int64_t C, int64_t S) {
-  int64_t n = r / S;
-  return (n * C + c) * S + (r - n * S);
+/* x (N,C,S): the N*S values of channel c are x[(n * C + c) * S + s]. Statistics are one pass of
+ * (sum, sum of squares) pairs in double, each value taken relative to the channel's first value
+ * (the shifted-data form of the variance, exact where a two-pass sum is and as robust in practice);
+ * item (c, p) of `parts` per channel sums every parts-th value (adjacent items read adjacent values,
+ * eight loads in flight each), then one item per group of partial pairs folds them and one item per
+ * channel finishes. No division per value: the position (n, s) advances by (parts / S, parts % S). */
+struct BnWalk {
+  int64_t n, s, dn, ds, S;
+  __device__ BnWalk(int64_t p, int64_t parts, int64_t S_) : n(p / S_), s(p % S_), dn(parts / S_), ds(parts % S_), S(S_) {}
+  __device__ void next() {
+    n += dn;
+    s += ds;
+    if (s >= S) {
+      s -= S;
+      n++;
+    }
+  }
+};
+
+#define BN_UNROLL 8
+
+/* parts per channel (each item sums at least 32 values; ~512K items in all, at most 4096 per channel) */
+static inline int64_t bn_parts(int64_t N, int64_t C, int64_t S) {
+  int64_t count = N * S, parts = (int64_t)524288 / (C > 0 ? C : 1);
+  if (parts > 4096) parts = 4096;
+  if (parts > count / 32) parts = count / 32;
+  return parts < 1 ? 1 : parts;
 }
+/* partial pairs folded per item, and the folded pairs per channel (at most 32) */
+static inline int64_t bn_group(int64_t parts) { return parts > 0 ? (parts + 31) / 32 : 1; }
+static inline int64_t bn_folded(int64_t parts) { return (parts + bn_group(parts) - 1) / bn_group(parts); }
 
-/* scratch layout (doubles): partial[C * parts (* 2 in backward)], then per-channel coefficients */
-static inline int64_t bn_parts(int64_t N, int64_t C, int64_t S) { return cck_parts(C, N * S); }
-
-/* pass 1 (training): partial sums of x, or of (x - mean)^2 when mean is given */
+/* pass 1, training: per item, the sums of d and d^2 with d = x - x[channel's first value] */
 template <typename T> struct BnPartsF {
   const T *x;
-  const double *mean; /* NULL: plain sums */
-  double *partial;
+  double *partial; /* (C, parts, 2) */
   int64_t C, S, count, parts;
   __device__ void operator()(int64_t t) const {
     int64_t c = t / parts, p = t - c * parts;
-    double acc = 0;
-    if (mean) {
-      double mu = mean[c];
-      for (int64_t r = p; r < count; r += parts) {
-        double d = (double)x[bn_index(r, c, C, S)] - mu;
-        acc += d * d;
+    const T *xc = x + c * S;
+    double shift = (double)xc[0], s1 = 0, s2 = 0;
+    BnWalk w(p, parts, S);
+    int64_t r = p;
+    for (; r + (BN_UNROLL - 1) * parts < count; r += BN_UNROLL * parts) {
+      double v[BN_UNROLL];
+#pragma unroll
+      for (int u = 0; u < BN_UNROLL; u++) {
+        v[u] = (double)xc[w.n * C * S + w.s];
+        w.next();
       }
-    } else {
-      for (int64_t r = p; r < count; r += parts) acc += (double)x[bn_index(r, c, C, S)];
+#pragma unroll
+      for (int u = 0; u < BN_UNROLL; u++) {
+        double d = v[u] - shift;
+        s1 += d;
+        s2 += d * d;
+      }
     }
-    partial[t] = acc;
+    for (; r < count; r += parts) {
+      double d = (double)xc[w.n * C * S + w.s] - shift;
+      s1 += d;
+      s2 += d * d;
+      w.next();
+    }
+    partial[2 * t] = s1;
+    partial[2 * t + 1] = s2;
   }
 };
 
-struct BnMeanF {
-  const double *partial;
-  double *mean;
-  int64_t count, parts;
-  __device__ void operator()(int64_t c) const {
-    double s = 0;
-    for (int64_t p = 0; p < parts; p++) s += partial[c * parts + p];
-    mean[c] = s / (double)count;
+/* folds `group` consecutive partial pairs of a channel into one pair: in (C, parts, 2) -> out (C, folded, 2) */
+struct BnFoldF {
+  const double *in;
+  double *out;
+  int64_t parts, group, folded;
+  __device__ void operator()(int64_t t) const {
+    int64_t c = t / folded, q = t - c * folded;
+    int64_t p0 = q * group, p1 = p0 + group < parts ? p0 + group : parts;
+    double a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+    const double *src = in + 2 * c * parts;
+    int64_t p = p0;
+    for (; p + 3 < p1; p += 4) {
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        a[u] += src[2 * (p + u)];
+        b[u] += src[2 * (p + u) + 1];
+      }
+    }
+    for (; p < p1; p++) {
+      a[0] += src[2 * p];
+      b[0] += src[2 * p + 1];
+    }
+    out[2 * t] = (a[0] + a[1]) + (a[2] + a[3]);
+    out[2 * t + 1] = (b[0] + b[1]) + (b[2] + b[3]);
   }
 };
 
-/* per channel: invstd, running stats, the saved mean/invstd, and y = x * scale + shift */
+/* per channel: mean, invstd, running stats, the saved mean/invstd, and y = x * scale + shift */
 template <typename T> struct BnFinishF {
   cck_bn_args a;
-  const double *partial; /* training: the squared deviations */
-  double *mean, *scale, *shift;
-  int64_t parts;
+  const double *folded_sums; /* training: (C, folded, 2) sums of d and d^2 */
+  double *scale, *shift;
+  int64_t folded;
   __device__ void operator()(int64_t c) const {
     T *rm = (T *)a.rm, *rv = (T *)a.rv;
     const T *w = (const T *)a.w, *b = (const T *)a.b;
     int64_t count = a.N * a.S;
     double mu, invstd;
     if (a.training) {
-      double sq = 0;
-      for (int64_t p = 0; p < parts; p++) sq += partial[c * parts + p];
-      mu = mean[c];
+      double s1 = 0, s2 = 0;
+      for (int64_t q = 0; q < folded; q++) {
+        s1 += folded_sums[2 * (c * folded + q)];
+        s2 += folded_sums[2 * (c * folded + q) + 1];
+      }
+      double d_mean = s1 / (double)count;
+      double sq = s2 - s1 * d_mean; /* sum of (x - mean)^2 */
+      if (sq < 0) sq = 0;
+      mu = (double)((const T *)a.x)[c * a.S] + d_mean;
       invstd = 1.0 / sqrt(sq / (double)count + a.eps);
       if (rm) rm[c] = (T)(a.momentum * mu + (1 - a.momentum) * (double)rm[c]);
       if (rv) rv[c] = (T)(a.momentum * sq / (double)(count - 1) + (1 - a.momentum) * (double)rv[c]);
@@ -77,35 +136,53 @@ template <typename T> struct BnFinishF {
   }
 };
 
-template <typename T> struct BnApplyF {
+/* the channel of element i of (N,C,S): 32-bit division where the sizes allow (I = uint32_t) */
+template <typename I> __device__ __forceinline__ int64_t bn_channel(int64_t i, int64_t C, int64_t S) {
+  return (int64_t)(((I)i / (I)S) % (I)C);
+}
+
+template <typename T, typename I> struct BnApplyF {
   const T *x;
   T *y;
   const double *scale, *shift;
   int64_t C, S;
   __device__ void operator()(int64_t i) const {
-    int64_t c = (i / S) % C;
+    int64_t c = bn_channel<I>(i, C, S);
     if (S == 1) y[i] = (T)((double)x[i] * scale[c] + shift[c]);
     else y[i] = x[i] * (T)scale[c] + (T)shift[c];
   }
 };
 
+/* launches an elementwise functor over n items with 32-bit index math when n fits */
+template <template <typename, typename> class Fn, typename T, typename... Args>
+static cudaError_t bn_launch_elements(int64_t n, cudaStream_t s, Args... args) {
+  if (n < ((int64_t)1 << 32)) return cck_launch(n, Fn<T, uint32_t>{args...}, s);
+  return cck_launch(n, Fn<T, uint64_t>{args...}, s);
+}
+
+/* scratch (doubles): partial pairs (C, parts, 2), folded pairs (C, folded, 2), then 3 per channel */
+static inline size_t bn_scratch_doubles(int64_t C, int64_t parts) {
+  return (size_t)(2 * C * parts + 2 * C * bn_folded(parts) + 3 * C);
+}
+
 extern "C" size_t cck_batch_norm_scratch(const cck_bn_args *a) {
-  int64_t parts = a->training ? bn_parts(a->N, a->C, a->S) : 0;
-  return (size_t)(a->C * parts + 3 * a->C) * sizeof(double);
+  return bn_scratch_doubles(a->C, a->training ? bn_parts(a->N, a->C, a->S) : 0) * sizeof(double);
 }
 
 template <typename T> static cudaError_t bn_typed(const cck_bn_args *a, double *scratch, cudaStream_t s) {
   int64_t C = a->C, count = a->N * a->S, parts = a->training ? bn_parts(a->N, C, a->S) : 0;
-  double *partial = scratch, *mean = scratch + C * parts, *scale = mean + C, *shift = scale + C;
+  int64_t group = parts ? bn_group(parts) : 1, folded = parts ? bn_folded(parts) : 0;
+  double *partial = scratch, *folded_sums = partial + 2 * C * parts, *scale = folded_sums + 2 * C * folded,
+         *shift = scale + C;
   cudaError_t e = cudaSuccess;
   if (a->training) {
-    e = cck_launch(C * parts, BnPartsF<T>{(const T *)a->x, (const double *)0, partial, C, a->S, count, parts}, s);
-    if (e == cudaSuccess) e = cck_launch(C, BnMeanF{partial, mean, count, parts}, s);
-    if (e == cudaSuccess)
-      e = cck_launch(C * parts, BnPartsF<T>{(const T *)a->x, mean, partial, C, a->S, count, parts}, s);
+    e = cck_launch(C * parts, BnPartsF<T>{(const T *)a->x, partial, C, a->S, count, parts}, s);
+    if (e == cudaSuccess) e = cck_launch(C * folded, BnFoldF{partial, folded_sums, parts, group, folded}, s);
   }
-  if (e == cudaSuccess) e = cck_launch(C, BnFinishF<T>{*a, partial, mean, scale, shift, parts}, s);
-  if (e == cudaSuccess) e = cck_launch(a->N * C * a->S, BnApplyF<T>{(const T *)a->x, (T *)a->y, scale, shift, C, a->S}, s);
+  if (e == cudaSuccess) e = cck_launch(C, BnFinishF<T>{*a, folded_sums, scale, shift, folded}, s);
+  if (e == cudaSuccess)
+    e = bn_launch_elements<BnApplyF, T>(a->N * C * a->S, s, (const T *)a->x, (T *)a->y, (const double *)scale,
+                                         (const double *)shift, C, a->S);
   return e;
 }
 
@@ -121,11 +198,30 @@ template <typename T> struct BnBwPartsF {
   int64_t C, S, count, parts;
   __device__ void operator()(int64_t t) const {
     int64_t c = t / parts, p = t - c * parts;
+    const T *dyc = dy + c * S, *xc = x + c * S;
     double mu = (double)mean[c], sdy = 0, dot = 0;
-    for (int64_t r = p; r < count; r += parts) {
-      int64_t k = bn_index(r, c, C, S);
-      sdy += (double)dy[k];
-      dot += (double)dy[k] * ((double)x[k] - mu);
+    BnWalk w(p, parts, S);
+    int64_t r = p;
+    for (; r + (BN_UNROLL - 1) * parts < count; r += BN_UNROLL * parts) {
+      double g[BN_UNROLL], v[BN_UNROLL];
+#pragma unroll
+      for (int u = 0; u < BN_UNROLL; u++) {
+        int64_t k = w.n * C * S + w.s;
+        g[u] = (double)dyc[k];
+        v[u] = (double)xc[k];
+        w.next();
+      }
+#pragma unroll
+      for (int u = 0; u < BN_UNROLL; u++) {
+        sdy += g[u];
+        dot += g[u] * (v[u] - mu);
+      }
+    }
+    for (; r < count; r += parts) {
+      int64_t k = w.n * C * S + w.s;
+      sdy += (double)dyc[k];
+      dot += (double)dyc[k] * ((double)xc[k] - mu);
+      w.next();
     }
     partial[2 * t] = sdy;
     partial[2 * t + 1] = dot;
@@ -135,14 +231,14 @@ template <typename T> struct BnBwPartsF {
 /* per channel: dw, db and the coefficients of dx = (dy - (x - mean) k - gm) a */
 template <typename T> struct BnBwFinishF {
   cck_bn_bw_args a;
-  const double *partial;
-  double *coef; /* a, k, gm per channel */
-  int64_t parts;
+  const double *folded_sums; /* (C, folded, 2) */
+  double *coef;              /* a, k, gm per channel */
+  int64_t folded;
   __device__ void operator()(int64_t c) const {
     double sdy = 0, dot = 0;
-    for (int64_t p = 0; p < parts; p++) {
-      sdy += partial[2 * (c * parts + p)];
-      dot += partial[2 * (c * parts + p) + 1];
+    for (int64_t q = 0; q < folded; q++) {
+      sdy += folded_sums[2 * (c * folded + q)];
+      dot += folded_sums[2 * (c * folded + q) + 1];
     }
     int64_t count = a.N * a.S;
     double is = (double)((const T *)a.invstd)[c];
@@ -154,13 +250,13 @@ template <typename T> struct BnBwFinishF {
   }
 };
 
-template <typename T> struct BnBwApplyF {
+template <typename T, typename I> struct BnBwApplyF {
   const T *dy, *x, *mean;
   T *dx;
   const double *coef;
   int64_t C, S;
   __device__ void operator()(int64_t i) const {
-    int64_t c = (i / S) % C;
+    int64_t c = bn_channel<I>(i, C, S);
     double mu = (double)mean[c], aa = coef[3 * c], kk = coef[3 * c + 1], gm = coef[3 * c + 2];
     if (S == 1) {
       dx[i] = (T)(((double)dy[i] - ((double)x[i] - mu) * kk - gm) * aa);
@@ -172,17 +268,19 @@ template <typename T> struct BnBwApplyF {
 };
 
 extern "C" size_t cck_batch_norm_backward_scratch(const cck_bn_bw_args *a) {
-  int64_t parts = bn_parts(a->N, a->C, a->S);
-  return (size_t)(2 * a->C * parts + 3 * a->C) * sizeof(double);
+  return bn_scratch_doubles(a->C, bn_parts(a->N, a->C, a->S)) * sizeof(double);
 }
 
 template <typename T> static cudaError_t bn_bw_typed(const cck_bn_bw_args *a, double *scratch, cudaStream_t s) {
   int64_t C = a->C, count = a->N * a->S, parts = bn_parts(a->N, C, a->S);
-  double *partial = scratch, *coef = scratch + 2 * C * parts;
+  int64_t group = bn_group(parts), folded = bn_folded(parts);
+  double *partial = scratch, *folded_sums = partial + 2 * C * parts, *coef = folded_sums + 2 * C * folded;
   const T *dy = (const T *)a->dy, *x = (const T *)a->x, *mean = (const T *)a->mean;
   cudaError_t e = cck_launch(C * parts, BnBwPartsF<T>{dy, x, mean, partial, C, a->S, count, parts}, s);
-  if (e == cudaSuccess) e = cck_launch(C, BnBwFinishF<T>{*a, partial, coef, parts}, s);
-  if (e == cudaSuccess && a->dx) e = cck_launch(a->N * C * a->S, BnBwApplyF<T>{dy, x, mean, (T *)a->dx, coef, C, a->S}, s);
+  if (e == cudaSuccess) e = cck_launch(C * folded, BnFoldF{partial, folded_sums, parts, group, folded}, s);
+  if (e == cudaSuccess) e = cck_launch(C, BnBwFinishF<T>{*a, folded_sums, coef, folded}, s);
+  if (e == cudaSuccess && a->dx)
+    e = bn_launch_elements<BnBwApplyF, T>(a->N * C * a->S, s, dy, x, mean, (T *)a->dx, (const double *)coef, C, a->S);
   return e;
 }
 

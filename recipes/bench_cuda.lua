@@ -2,11 +2,11 @@
 -- positives of HPSS features 2 x 64 x 501 through one encoder batch of 2K, the K x K bilinear
 -- similarity, the contrastive cross-entropy, backward, Adam) and inference (the same forward in eval
 -- mode without gradients), median wall-clock ms per step on the GPU (synchronised), beside PyTorch +
--- cuDNN on the same GPU in the same run when /usr/bin/python3 has a CUDA build of torch
+-- cuDNN on the same GPU in the same run when `python` (default /usr/bin/python3) has a CUDA build of torch
 -- (recipes/reference/bench_cuda_torch.py builds the same network). Also the peak device memory.
 -- Without a usable GPU it says why and exits 0.
 -- Usage: lua5.4 recipes/bench_cuda.lua [K=32] [height=64] [width=501] [repeats=10] [warmup=3]
---        [tf32=false] [autocast=off|bf16] [torch=true] [drop_connect=0] [seed=0]
+--        [tf32=false] [autocast=off|bf16] [torch=true] [python=/usr/bin/python3] [drop_connect=0] [seed=0]
 -- autocast=bf16 runs GEMMs and convolutions in bfloat16 (cocola.cuda.set_autocast) and PyTorch under
 -- torch.autocast("cuda", dtype=torch.bfloat16).
 -- drop_connect (EfficientNet's stochastic depth, 0.2 when training COCOLA) is 0 by default because the
@@ -15,7 +15,7 @@ local cocola = require "cocola"
 local recipe = require "cocola.recipe"
 
 local config = recipe.config({ K = 32, height = 64, width = 501, repeats = 10, warmup = 3, tf32 = false,
-  autocast = "off", torch = true, drop_connect = 0, seed = 0 }, arg)
+  autocast = "off", torch = true, python = "/usr/bin/python3", drop_connect = 0, seed = 0 }, arg)
 recipe.log_config(config)
 
 local cuda = cocola.cuda
@@ -85,8 +85,8 @@ if config.torch then
   cuda.synchronize()
   cuda.empty_cache()
   local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  local cmd = string.format("/usr/bin/python3 %s/reference/bench_cuda_torch.py %d %d %d %d %d %s %s 2>&1",
-    here, K, config.height, config.width, config.repeats, config.warmup, config.tf32 and "1" or "0",
+  local cmd = string.format("'%s' %s/reference/bench_cuda_torch.py %d %d %d %d %d %s %s 2>&1",
+    config.python:gsub("'", ""), here, K, config.height, config.width, config.repeats, config.warmup, config.tf32 and "1" or "0",
     cuda.get_autocast() == "bf16" and "1" or "0")
   local p = io.popen(cmd)
   local out = p and p:read("a") or ""
@@ -97,7 +97,7 @@ if config.torch then
     local decoded = cjson.decode(json)
     if decoded.error then torch_note = decoded.error else torch_result = decoded end
   else
-    torch_note = "no result from /usr/bin/python3 (" .. (out:match("[^\n]*\n?$") or "") .. ")"
+    torch_note = "no result from " .. config.python .. " (" .. (out:match("[^\n]*\n?$") or "") .. ")"
   end
 end
 

@@ -174,9 +174,25 @@ describe("cocola.cuda", function()
         assert.is_false(ok)
         assert.matches("CUDA is not available", tostring(err))
       end)
+
+      it("the profiler capture range needs a device", function()
+        for _, fn in ipairs({ cuda.profiler_start, cuda.profiler_stop }) do
+          local ok, err = pcall(fn)
+          assert.is_false(ok)
+          assert.is_truthy(tostring(err):find("CUDA is not available", 1, true) or tostring(err):find("no CUDA backend", 1, true), tostring(err))
+        end
+      end)
     end)
   else
     describe("with a CUDA device", function()
+      it("opens and closes a profiler capture range around queued work", function()
+        local x = cocola.randn({ 256, 256 }):cuda()
+        cuda.profiler_start()
+        local y = x:matmul(x)
+        cuda.profiler_stop()
+        assert.near(x:cpu():matmul(x:cpu()):sum():item(), y:sum():item(), 1e-2 * y:abs():sum():item())
+      end)
+
       it("moves tensors and modules there and back", function()
         local t = cocola.randn({ 2, 3 })
         local g = t:cuda()

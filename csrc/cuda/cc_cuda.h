@@ -25,6 +25,9 @@ CC_CUDA_API int cc_cuda_device_count(void);
 CC_CUDA_API const char *cc_cuda_device_name(void);
 /* waits for all queued work; -1 and cc_last_error() when the device reports an error */
 CC_CUDA_API int cc_cuda_synchronize(void);
+/* starts / stops the capture of an external profiler started with capture off (ncu
+   --profile-from-start off, nsys --capture-range=cudaProfilerApi); -1 and cc_last_error() on error */
+CC_CUDA_API int cc_cuda_profiler(int start);
 
 /* caching allocator statistics: fills up to max (name, value) pairs, returns how many */
 CC_CUDA_API int cc_cuda_memory_stats(const char **names, int64_t *values, int max);

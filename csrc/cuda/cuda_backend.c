@@ -9,6 +9,7 @@
  */
 #include "cuda_internal.h"
 
+#include <cuda_profiler_api.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,15 @@ const char *cc_cuda_device_name(void) {
 int cc_cuda_synchronize(void) {
   if (!registered) return 0;
   return cuda_sync();
+}
+
+int cc_cuda_profiler(int start) {
+  if (!registered) {
+    cc_set_error("cuda profiler: CUDA is not available (%s)", cc_cuda_init_error());
+    return -1;
+  }
+  if (cuda_sync()) return -1; /* the capture range holds exactly the work queued in between */
+  return CC_CUDA_CHECK(start ? cudaProfilerStart() : cudaProfilerStop());
 }
 
 int cc_cuda_memory_stats(const char **names, int64_t *values, int max) {

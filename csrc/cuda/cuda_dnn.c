@@ -9,7 +9,8 @@
  * CUDNN_FMA_MATH (CUDNN_DEFAULT_MATH would allow TF32 on Ampere and later) and only the GEMM-like and
  * direct algorithms are accepted (FFT and Winograd round more). cocola.cuda.set_tf32(true) lifts both.
  * bf16 autocast: float32 operands are copied to bfloat16, cuDNN runs the bfloat16 convolution with float
- * compute on tensor cores (any algorithm), and the bfloat16 result is widened into the float32 output.
+ * compute on tensor cores (any algorithm), and the bfloat16 result is widened into the float32 output;
+ * depthwise convolutions stay float32 (memory-bound: the copies would cost more than they save).
  */
 #include "cuda_internal.h"
 
@@ -89,12 +90,14 @@ static int make_key(int op, const cc_call *c, const cc_tensor *xs, const cc_tens
   }
   k->op = op;
   k->dtype = xs->dtype;
-  k->bf16 = cc_cuda_bf16(xs);
-  k->tf32 = !k->bf16 && xs->dtype == CC_FLOAT32 && cc_cuda_tf32();
   k->N = (int)v[0], k->C = (int)v[1], k->H = (int)v[2], k->W = (int)v[3];
   k->O = (int)v[4], k->kh = (int)v[5], k->kw = (int)v[6], k->Ho = (int)v[7], k->Wo = (int)v[8];
   k->sh = (int)v[9], k->sw = (int)v[10], k->ph = (int)v[11], k->pw = (int)v[12];
   k->dh = (int)v[13], k->dw = (int)v[14], k->groups = (int)v[15];
+  /* depthwise convolutions (one input channel per group) stay float32 under autocast: they are bound by
+     memory traffic, which the bfloat16 copies add to, not by the tensor-core math they cannot use */
+  k->bf16 = cc_cuda_bf16(xs) && !(k->groups > 1 && k->groups == k->C);
+  k->tf32 = !k->bf16 && xs->dtype == CC_FLOAT32 && cc_cuda_tf32();
   return 0;
 }
 
@@ -204,7 +207,9 @@ static int find_algo(conv_entry *e, const void *xp, const void *wp, const void *
     if (acceptable(k, &cand[j], limit)) {
       e->algo = cand[j].algo;
       e->workspace = cand[j].memory;
-      return 0;
+      /* the math type the algorithm was timed with is the one it runs with (cuDNN may report another
+         than the descriptor's, e.g. FMA for a bfloat16 algorithm without tensor cores) */
+      return CC_CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, cand[j].math));
     }
   cc_set_error("%s: cuDNN offers no suitable algorithm for this shape (N=%d C=%d H=%d W=%d O=%d kernel %dx%d "
                "groups %d)",

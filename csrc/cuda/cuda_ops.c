@@ -174,6 +174,35 @@ static int sum_cuda(const cc_call *c) {
       r.nk++;
     }
   }
+  /* neighbours in either list that step as one dim (e.g. H and W of a contiguous tensor) become one,
+     so that the kernels index them without divisions */
+  int nr = 0;
+  for (int d = 0; d < r.nr; d++) {
+    if (nr > 0 && r.rstride[nr - 1] == r.rshape[d] * r.rstride[d]) {
+      r.rshape[nr - 1] *= r.rshape[d];
+      r.rstride[nr - 1] = r.rstride[d];
+    } else {
+      r.rshape[nr] = r.rshape[d];
+      r.rstride[nr] = r.rstride[d];
+      nr++;
+    }
+  }
+  r.nr = nr;
+  int nk = 0;
+  for (int d = 0; d < r.nk; d++) {
+    if (nk > 0 && r.kstride_in[nk - 1] == r.kshape[d] * r.kstride_in[d] &&
+        r.kstride_out[nk - 1] == r.kshape[d] * r.kstride_out[d]) {
+      r.kshape[nk - 1] *= r.kshape[d];
+      r.kstride_in[nk - 1] = r.kstride_in[d];
+      r.kstride_out[nk - 1] = r.kstride_out[d];
+    } else {
+      r.kshape[nk] = r.kshape[d];
+      r.kstride_in[nk] = r.kstride_in[d];
+      r.kstride_out[nk] = r.kstride_out[d];
+      nk++;
+    }
+  }
+  r.nk = nk;
   r.n_out = cc_numel(out);
   if (r.n_out == 0) return 0;
   RETURN_LAUNCHED_WITH_SCRATCH(cck_sum_scratch(&r), cck_sum(&r, scratch, S()), "sum");
@@ -234,8 +263,9 @@ static int avg_pool_cuda(const cc_call *c) {
   if (H * W == 0) return 0;
   int64_t planes = cc_numel(x) / (H * W), oh = y->shape[nd - 2], ow = y->shape[nd - 1];
   if (planes == 0) return 0;
-  return launched(cck_avg_pool(cc_data_ptr(x), cc_data_ptr(y), x->dtype, planes, H, W, oh, ow, S()),
-                  "adaptive_avg_pool2d");
+  RETURN_LAUNCHED_WITH_SCRATCH(cck_avg_pool_scratch(planes, H, W, oh, ow),
+                               cck_avg_pool(cc_data_ptr(x), cc_data_ptr(y), x->dtype, planes, H, W, oh, ow, scratch, S()),
+                               "adaptive_avg_pool2d");
 }
 
 /* in0 grad_out (..,oh,ow) -> out dx (..,H,W) */

@@ -522,6 +522,12 @@ static int f_cuda_synchronize(lua_State *L) {
   if (cc_cuda_synchronize && cc_cuda_synchronize()) return lc_error(L);
   return 0;
 }
+static int f_cuda_profiler(lua_State *L) {
+  int start = lua_toboolean(L, 1);
+  if (!cc_cuda_profiler) return luaL_error(L, "cuda profiler: this build has no CUDA backend");
+  if (cc_cuda_profiler(start)) return lc_error(L);
+  return 0;
+}
 static int f_cuda_memory_stats(lua_State *L) {
   const char *names[32];
   int64_t values[32];
@@ -616,7 +622,7 @@ static int f_cuda_event_free(lua_State *L) {
 static const luaL_Reg cuda_functions[] = {
     {"_cuda_built", f_cuda_built}, {"_cuda_init_error", f_cuda_init_error},
     {"_cuda_device_count", f_cuda_device_count}, {"_cuda_device_name", f_cuda_device_name},
-    {"_cuda_synchronize", f_cuda_synchronize}, {"_cuda_memory_stats", f_cuda_memory_stats},
+    {"_cuda_synchronize", f_cuda_synchronize}, {"_cuda_profiler", f_cuda_profiler}, {"_cuda_memory_stats", f_cuda_memory_stats},
     {"_cuda_reset_peak_memory_stats", f_cuda_reset_peak_memory_stats}, {"_cuda_empty_cache", f_cuda_empty_cache},
     {"_cuda_set_tf32", f_cuda_set_tf32}, {"_cuda_get_tf32", f_cuda_get_tf32},
     {"_cuda_set_autocast_bf16", f_cuda_set_autocast_bf16}, {"_cuda_get_autocast_bf16", f_cuda_get_autocast_bf16},

@@ -32,6 +32,12 @@ function cuda.unavailable_reason() return core._cuda_init_error() end
 --- waits until all queued GPU work is done (raises when the device reported an error)
 function cuda.synchronize() core._cuda_synchronize() end
 
+--- marks the work an external profiler captures when started with capture off (`ncu
+-- --profile-from-start off`, `nsys profile --capture-range=cudaProfilerApi`): the GPU is synchronised,
+-- then capture starts (cudaProfilerStart); profiler_stop() synchronises and ends it. Raises without a device.
+function cuda.profiler_start() core._cuda_profiler(true) end
+function cuda.profiler_stop() core._cuda_profiler(false) end
+
 local STAT_KEYS = {
   "allocated_bytes", "cached_bytes", "reserved_bytes", "peak_allocated_bytes", "peak_reserved_bytes",
   "num_cuda_malloc", "num_cuda_free", "num_alloc_requests", "num_cache_hits", "pinned_bytes", "live_bytes",
@@ -64,7 +70,8 @@ function cuda.set_tf32(enabled) core._cuda_set_tf32(enabled and true or false) e
 function cuda.get_tf32() return core._cuda_get_tf32() end
 
 --- bf16 autocast: float32 GEMMs (matmul, linear, bilinear) and convolutions on the GPU take bfloat16
--- copies of their operands (tensor cores, FP32 accumulation) and give float32 results; weights,
+-- copies of their operands (tensor cores, FP32 accumulation) and give float32 results (depthwise
+-- convolutions excepted: memory-bound, they stay float32); weights,
 -- gradients, optimiser state and every other op stay float32 (fp32 master weights). mode: "bf16", or
 -- false / nil / "off" for plain float32 (the default). About 1e-2 relative error per GEMM or conv.
 -- CPU ops are not affected.

@@ -35,6 +35,10 @@ def main():
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
     torch.backends.cudnn.allow_tf32 = bool(tf32)
+    # torch >= 2.9 also has per-backend precision settings: state them, so fp32 is IEEE fp32 there too
+    for backend in (getattr(torch.backends.cudnn, "conv", None), getattr(torch.backends.cuda, "matmul", None)):
+        if backend is not None and hasattr(backend, "fp32_precision"):
+            backend.fp32_precision = "tf32" if tf32 else "ieee"
     dev = torch.device("cuda")
 
     class Cocola(nn.Module):

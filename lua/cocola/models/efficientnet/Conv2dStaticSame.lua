@@ -23,11 +23,19 @@ function Conv2dStaticSame:init(in_channels, out_channels, kernel_size, opts)
   local left, right = same_pads(size, self.kernel_size[2], self.stride[2], self.dilation[2])
   self.static_padding = { left, right, top, bottom }
   self.has_padding = left + right + top + bottom > 0
+  -- equal pads on both sides (stride 1, or an odd nominal size) are the convolution's own padding:
+  -- the same result without a padded copy of the input
+  self.symmetric_padding = left == right and top == bottom
 end
 
 function Conv2dStaticSame:forward(x)
-  if self.has_padding then x = F.pad(x, self.static_padding) end
-  return F.conv2d(x, self.weight, self.bias, { stride = self.stride, groups = self.groups })
+  local opts = { stride = self.stride, groups = self.groups }
+  if self.symmetric_padding then
+    opts.padding = { self.static_padding[3], self.static_padding[1] }
+  elseif self.has_padding then
+    x = F.pad(x, self.static_padding)
+  end
+  return F.conv2d(x, self.weight, self.bias, opts)
 end
 
 function Conv2dStaticSame:extra_repr()
