@@ -194,6 +194,48 @@ describe("train_cocola", function()
     assert.truthy(tostring(failed[2]):find("nonexistent", 1, true))
   end)
 
+  it("names the problem with the device settings", function()
+    for _, case in ipairs({
+      { { "device=tpu", "max_steps=1" }, "device must be cpu or cuda, got 'tpu'" },
+      { { "autocast=bf16", "max_steps=1" }, "autocast=bf16 needs device=cuda" },
+    }) do
+      local results = quiet_pcall(train.run, config(tmpdir(), case[1]))
+      assert.is_false(results[1])
+      assert.truthy(tostring(results[2]):find(case[2], 1, true), tostring(results[2]))
+    end
+    if not cocola.cuda.is_available() then
+      local results = quiet_pcall(train.run, config(tmpdir(), { "device=cuda", "max_steps=1" }))
+      assert.is_false(results[1])
+      assert.truthy(tostring(results[2]):find("device=cuda, but CUDA is not available", 1, true), tostring(results[2]))
+    end
+  end)
+
+  -- #cuda: the same run on the GPU; checkpoints move between devices. Only losses computed from the
+  -- same weights are compared (the first step; a step resumed from the other device's checkpoint):
+  -- after an Adam step the two devices' trajectories part by more than rounding (the tiny set's
+  -- losses are large and Adam normalises near-zero gradients)
+  if cocola.cuda.is_available() then
+    it("trains on the GPU as on the CPU, and resumes across devices #cuda", function()
+      local function near(a, b, what)
+        assert.is_true(math.abs(a - b) <= 1e-3 * math.abs(b), string.format("%s: GPU %.6f, CPU %.6f", what, a, b))
+      end
+      local cpu_run = quietly(train.run, config(tmpdir(), { "max_steps=3" }))
+      local dir = tmpdir()
+      local gpu_first = quietly(train.run, config(dir, { "max_steps=2", "device=cuda" }))
+      near(gpu_first[1], cpu_run[1], "step 1")
+      local cpu_after_gpu = quietly(train.run, config(dir, { "max_steps=3", "resume=" .. dir .. "/last" }))
+      assert.equals(1, #cpu_after_gpu)
+      assert.is_true(cpu_after_gpu[1] == cpu_after_gpu[1] and cpu_after_gpu[1] > 0)
+      local sd = cocola.load(dir .. "/last/model.safetensors")
+      assert.equals("cpu", sd["similarity.w"]:device())
+      -- the CPU's first two steps, the third on the GPU: the CPU's third loss
+      local dir2 = tmpdir()
+      quietly(train.run, config(dir2, { "max_steps=2" }))
+      local gpu_after_cpu = quietly(train.run, config(dir2, { "max_steps=3", "device=cuda", "resume=" .. dir2 .. "/last" }))
+      near(gpu_after_cpu[1], cpu_run[3], "step 3 resumed on the GPU")
+    end)
+  end
+
   it("rejects unknown settings", function()
     local ok, err = pcall(recipe.config, train.DEFAULTS, { "bogus=1" })
     assert.is_false(ok)

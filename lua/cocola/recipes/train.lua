@@ -9,6 +9,9 @@
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
 -- valid_every=N also validates every N steps (for epochs of thousands of batches).
+-- device=cuda trains on the GPU (features are computed on the CPU threads and moved over; checkpoints
+-- are the same files as on the CPU, so a run may resume on either device); autocast=bf16 adds
+-- cocola.cuda's bf16 autocast there.
 -- init=<weights> starts from a model's weights (a .safetensors state dict, e.g. <run>/last/model.safetensors,
 -- or a .ckpt), with a fresh optimizer, sampler and schedule: fine-tuning, or a new run on other data.
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
@@ -23,7 +26,7 @@ local DEFAULTS = {
   out = "runs/cocola", resume = "", init = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
   dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
   silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
-  seed = 0, threads = 2,
+  seed = 0, threads = 2, device = "cpu", autocast = "off",
 }
 
 local M = {}
@@ -45,16 +48,18 @@ local function save_checkpoint(dir, model, opt, sampler, state)
   os.execute(string.format("rm -rf '%s.old'", dir))
 end
 
--- the anchor and positive features of a sampler batch
-local function batch_features(batch, input)
-  return cocola.audio.cocola_features(batch.anchor, { mode = input }),
-    cocola.audio.cocola_features(batch.positive, { mode = input })
+-- the anchor and positive features of a sampler batch, on `device` (default the CPU)
+local function batch_features(batch, input, device)
+  local a = cocola.audio.cocola_features(batch.anchor, { mode = input })
+  local p = cocola.audio.cocola_features(batch.positive, { mode = input })
+  if device and device ~= "cpu" then return a:to(device), p:to(device) end
+  return a, p
 end
 
 --- Re-estimates every BatchNorm's running statistics from `batches` batches of the sampler (its
 -- state is restored afterwards): cumulative averages over the batches with the rest of the model in
 -- eval mode. The model is left in eval mode.
-function M.recalibrate_batchnorm(model, sampler, batches, input)
+function M.recalibrate_batchnorm(model, sampler, batches, input, device)
   local saved = sampler:state()
   local norms = {}
   for _, m in ipairs(model:modules()) do
@@ -72,7 +77,7 @@ function M.recalibrate_batchnorm(model, sampler, batches, input)
     local batch = sampler:next_batch()
     if not batch then break end
     cocola.no_grad(function()
-      local a, p = batch_features(batch, input)
+      local a, p = batch_features(batch, input, device)
       model:embed_pairs(a, p)
     end)
   end
@@ -91,7 +96,7 @@ local function validate(cfg, model, sampler)
     local batch = sampler:next_batch()
     if not batch then break end
     local sim = cocola.no_grad(function()
-      local a, p = batch_features(batch, cfg.input)
+      local a, p = batch_features(batch, cfg.input, cfg.device)
       return model(a, p)
     end)
     loss_sum = loss_sum + cocola.metrics.contrastive_loss(sim):item()
@@ -116,6 +121,15 @@ end
 function M.run(cfg, log)
   log = log or print
   recipe.log_config(cfg)
+  if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
+    error(string.format("train: device must be cpu or cuda, got '%s'", tostring(cfg.device)), 0)
+  end
+  if cfg.device == "cuda" and not cocola.cuda.is_available() then
+    error("train: device=cuda, but CUDA is not available (" .. tostring(cocola.cuda.unavailable_reason()) .. ")", 0)
+  end
+  if cfg.autocast ~= "off" and cfg.device ~= "cuda" then
+    error("train: autocast=" .. tostring(cfg.autocast) .. " needs device=cuda", 0)
+  end
   cocola.set_num_threads(cfg.threads)
   cocola.manual_seed(cfg.seed)
   lfs.mkdir(cfg.out)
@@ -162,6 +176,10 @@ function M.run(cfg, log)
     if type(weights.state_dict) == "table" then weights = weights.state_dict end
     model:load_state_dict(weights)
     log("initial weights from " .. cfg.init)
+  end
+  if cfg.device ~= "cpu" then
+    model:to(cfg.device)
+    cocola.cuda.set_autocast(cfg.autocast)
   end
   model:train()
   local encoder_params, similarity_params = {}, {}
@@ -212,7 +230,7 @@ function M.run(cfg, log)
   -- recalibrates BatchNorm if asked, validates, logs, and keeps the best model in <out>/best.safetensors
   local function validate_and_keep_best()
     if cfg.bn_recalibration_batches > 0 then
-      M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.input)
+      M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.input, cfg.device)
     end
     local vloss, vacc = validate(cfg, model, valid_sampler)
     if not vloss then return end
@@ -236,7 +254,7 @@ function M.run(cfg, log)
       validate_and_keep_best()
       save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
     else
-      local a, p = batch_features(batch, cfg.input)
+      local a, p = batch_features(batch, cfg.input, cfg.device)
       opt:zero_grad()
       set_learning_rates(state.step + 1)
       local sim = model(a, p)
