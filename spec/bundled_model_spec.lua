@@ -38,14 +38,23 @@ describe("the bundled model", function()
     local ok, out = sh([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = "./build/?.so;" .. package.cpath' recipes/demo.lua threads=2]])
     assert.is_true(ok, out)
-    local rows = 0
+    local rows, scores = 0, {}
     for name, score in out:gmatch("\n(%a+_%d)%s+(%-?[%d.]+)") do
       rows = rows + 1
-      assert.truthy(tonumber(score), name)
+      scores[name] = tonumber(score)
+      assert.truthy(scores[name], name)
     end
     assert.are.equal(9, rows, out)
     for _, kind in ipairs({ "coherent", "shifted", "incoherent" }) do
       assert.truthy(out:find("mean " .. kind, 1, true), out)
     end
+    -- what the bundled model is for: each coherent pair above its incoherent and shifted counterparts
+    for i = 1, 3 do
+      for _, other in ipairs({ "incoherent_", "shifted_" }) do
+        assert.is_true(scores["coherent_" .. i] > scores[other .. i],
+          string.format("coherent_%d %.2f vs %s%d %.2f", i, scores["coherent_" .. i], other, i, scores[other .. i]))
+      end
+    end
+    assert.truthy(out:find("in 6 of 6 comparisons", 1, true), out)
   end)
 end)
