@@ -153,23 +153,21 @@ template <typename T> struct PoolBwF {
   }
 };
 
-/* backward of global pooling: every element of plane p gets gy[p] / L (32-bit division where it fits) */
-template <typename T, typename I> struct PoolBwGlobalF {
+/* backward of global pooling: every element of plane p gets gy[p] / L */
+template <typename T> struct PoolBwGlobalF {
   const T *gy;
   T *dx;
   int64_t L;
   __device__ void operator()(int64_t t) const {
-    dx[t] = (T)((double)gy[(int64_t)((I)t / (I)L)] / (double)L);
+    int64_t r;
+    dx[t] = (T)((double)gy[cck_divmod(t, L, &r)] / (double)L);
   }
 };
 
 extern "C" cudaError_t cck_avg_pool_backward(const void *gy, void *dx, int dtype, int64_t planes, int64_t H,
                                              int64_t W, int64_t oh, int64_t ow, cudaStream_t s) {
   int64_t n = planes * H * W;
-  if (oh == 1 && ow == 1) {
-    if (n < ((int64_t)1 << 32))
-      CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(n, (PoolBwGlobalF<T, uint32_t>{(const T *)gy, (T *)dx, H * W}), s));
-    CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(n, (PoolBwGlobalF<T, uint64_t>{(const T *)gy, (T *)dx, H * W}), s));
-  }
+  if (oh == 1 && ow == 1)
+    CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(n, (PoolBwGlobalF<T>{(const T *)gy, (T *)dx, H * W}), s));
   CCK_DISPATCH_FLOAT(dtype, T, return cck_launch(n, (PoolBwF<T>{(const T *)gy, (T *)dx, H, W, oh, ow}), s));
 }

@@ -100,6 +100,15 @@ struct BnFoldF {
   }
 };
 
+/* the sums of the n folded (a, b) pairs of channel c */
+__device__ __forceinline__ void bn_sum_folded(const double *folded_sums, int64_t c, int64_t n, double *a, double *b) {
+  *a = 0, *b = 0;
+  for (int64_t q = 0; q < n; q++) {
+    *a += folded_sums[2 * (c * n + q)];
+    *b += folded_sums[2 * (c * n + q) + 1];
+  }
+}
+
 /* per channel: mean, invstd, running stats, the saved mean/invstd, and y = x * scale + shift */
 template <typename T> struct BnFinishF {
   cck_bn_args a;
@@ -112,11 +121,8 @@ template <typename T> struct BnFinishF {
     int64_t count = a.N * a.S;
     double mu, invstd;
     if (a.training) {
-      double s1 = 0, s2 = 0;
-      for (int64_t q = 0; q < folded; q++) {
-        s1 += folded_sums[2 * (c * folded + q)];
-        s2 += folded_sums[2 * (c * folded + q) + 1];
-      }
+      double s1, s2;
+      bn_sum_folded(folded_sums, c, folded, &s1, &s2);
       double d_mean = s1 / (double)count;
       double sq = s2 - s1 * d_mean; /* sum of (x - mean)^2 */
       if (sq < 0) sq = 0;
@@ -136,29 +142,24 @@ template <typename T> struct BnFinishF {
   }
 };
 
-/* the channel of element i of (N,C,S): 32-bit division where the sizes allow (I = uint32_t) */
-template <typename I> __device__ __forceinline__ int64_t bn_channel(int64_t i, int64_t C, int64_t S) {
-  return (int64_t)(((I)i / (I)S) % (I)C);
+/* the channel of element i of (N,C,S) (32-bit divisions where the sizes allow) */
+__device__ __forceinline__ int64_t bn_channel(int64_t i, int64_t C, int64_t S) {
+  int64_t s, c;
+  cck_divmod(cck_divmod(i, S, &s), C, &c);
+  return c;
 }
 
-template <typename T, typename I> struct BnApplyF {
+template <typename T> struct BnApplyF {
   const T *x;
   T *y;
   const double *scale, *shift;
   int64_t C, S;
   __device__ void operator()(int64_t i) const {
-    int64_t c = bn_channel<I>(i, C, S);
+    int64_t c = bn_channel(i, C, S);
     if (S == 1) y[i] = (T)((double)x[i] * scale[c] + shift[c]);
     else y[i] = x[i] * (T)scale[c] + (T)shift[c];
   }
 };
-
-/* launches an elementwise functor over n items with 32-bit index math when n fits */
-template <template <typename, typename> class Fn, typename T, typename... Args>
-static cudaError_t bn_launch_elements(int64_t n, cudaStream_t s, Args... args) {
-  if (n < ((int64_t)1 << 32)) return cck_launch(n, Fn<T, uint32_t>{args...}, s);
-  return cck_launch(n, Fn<T, uint64_t>{args...}, s);
-}
 
 /* scratch (doubles): partial pairs (C, parts, 2), folded pairs (C, folded, 2), then 3 per channel */
 static inline size_t bn_scratch_doubles(int64_t C, int64_t parts) {
@@ -181,8 +182,7 @@ template <typename T> static cudaError_t bn_typed(const cck_bn_args *a, double *
   }
   if (e == cudaSuccess) e = cck_launch(C, BnFinishF<T>{*a, folded_sums, scale, shift, folded}, s);
   if (e == cudaSuccess)
-    e = bn_launch_elements<BnApplyF, T>(a->N * C * a->S, s, (const T *)a->x, (T *)a->y, (const double *)scale,
-                                         (const double *)shift, C, a->S);
+    e = cck_launch(a->N * C * a->S, BnApplyF<T>{(const T *)a->x, (T *)a->y, scale, shift, C, a->S}, s);
   return e;
 }
 
@@ -235,11 +235,8 @@ template <typename T> struct BnBwFinishF {
   double *coef;              /* a, k, gm per channel */
   int64_t folded;
   __device__ void operator()(int64_t c) const {
-    double sdy = 0, dot = 0;
-    for (int64_t q = 0; q < folded; q++) {
-      sdy += folded_sums[2 * (c * folded + q)];
-      dot += folded_sums[2 * (c * folded + q) + 1];
-    }
+    double sdy, dot;
+    bn_sum_folded(folded_sums, c, folded, &sdy, &dot);
     int64_t count = a.N * a.S;
     double is = (double)((const T *)a.invstd)[c];
     if (a.dw) ((T *)a.dw)[c] = (T)(dot * is);
@@ -250,13 +247,13 @@ template <typename T> struct BnBwFinishF {
   }
 };
 
-template <typename T, typename I> struct BnBwApplyF {
+template <typename T> struct BnBwApplyF {
   const T *dy, *x, *mean;
   T *dx;
   const double *coef;
   int64_t C, S;
   __device__ void operator()(int64_t i) const {
-    int64_t c = bn_channel<I>(i, C, S);
+    int64_t c = bn_channel(i, C, S);
     double mu = (double)mean[c], aa = coef[3 * c], kk = coef[3 * c + 1], gm = coef[3 * c + 2];
     if (S == 1) {
       dx[i] = (T)(((double)dy[i] - ((double)x[i] - mu) * kk - gm) * aa);
@@ -280,7 +277,7 @@ template <typename T> static cudaError_t bn_bw_typed(const cck_bn_bw_args *a, do
   if (e == cudaSuccess) e = cck_launch(C * folded, BnFoldF{partial, folded_sums, parts, group, folded}, s);
   if (e == cudaSuccess) e = cck_launch(C, BnBwFinishF<T>{*a, folded_sums, coef, folded}, s);
   if (e == cudaSuccess && a->dx)
-    e = bn_launch_elements<BnBwApplyF, T>(a->N * C * a->S, s, dy, x, mean, (T *)a->dx, (const double *)coef, C, a->S);
+    e = cck_launch(a->N * C * a->S, BnBwApplyF<T>{dy, x, mean, (T *)a->dx, coef, C, a->S}, s);
   return e;
 }
 

@@ -4,12 +4,7 @@
 -- recipes/demo.lua (`make demo`) scores every example pair.
 local cocola = require "cocola"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local sh = require("helpers.files").sh
 
 describe("the bundled model", function()
   it("loads as an HPSS COCOLA model in eval mode with finite weights", function()

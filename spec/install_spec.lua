@@ -1,12 +1,7 @@
 -- install_spec.lua — the rock installed by `make` into ./.rocks works as users use it: after
 -- `eval "$(luarocks --lua-version=5.4 --tree .rocks path)"`, plain lua5.4 requires cocola from any
 -- directory and computes with it.
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local sh = require("helpers.files").sh
 
 describe("the installed rock", function()
   local root = io.popen("pwd"):read("l")

@@ -144,15 +144,17 @@ void cc_cuda_set_autocast_bf16(int enabled) { autocast_bf16 = enabled != 0; }
 int cc_cuda_get_autocast_bf16(void) { return autocast_bf16; }
 int cc_cuda_bf16(const cc_tensor *t) { return autocast_bf16 && t->dtype == CC_FLOAT32; }
 
-int cc_cuda_bf16_copy(const cc_tensor *t, void **copy) {
+int cc_cuda_bf16_copy(const cc_tensor *t, void **copy, size_t *bytes) {
   int64_t n = cc_numel(t);
+  *copy = NULL;
+  *bytes = (size_t)n * 2;
   if (t->dtype != CC_FLOAT32 || !cc_is_contiguous(t)) {
     cc_set_error("bf16 autocast: internal error, operand not contiguous float32");
     return -1;
   }
-  if (cc_cuda_scratch((size_t)n * 2, copy)) return -1;
+  if (cc_cuda_scratch(*bytes, copy)) return -1;
   if (cc_cuda_check(cck_float_to_bf16(*copy, cc_data_ptr(t), n, cc_cuda_stream()), "bf16 autocast copy")) {
-    cc_cuda_scratch_free(*copy, (size_t)n * 2);
+    cc_cuda_scratch_free(*copy, *bytes);
     *copy = NULL;
     return -1;
   }

@@ -174,9 +174,7 @@ static int gemm_cuda(const cc_call *c) {
 
   mat A = op_mat(a, ta, sa), B = op_mat(b, tb, sb), C = op_mat(o, false, so);
   if (bf16) { /* the same layout, in bfloat16 */
-    a16_bytes = (size_t)cc_numel(a) * 2;
-    b16_bytes = (size_t)cc_numel(b) * 2;
-    if (cc_cuda_bf16_copy(a, &a16) || cc_cuda_bf16_copy(b, &b16)) goto done;
+    if (cc_cuda_bf16_copy(a, &a16, &a16_bytes) || cc_cuda_bf16_copy(b, &b16, &b16_bytes)) goto done;
     A.base = a16;
     B.base = b16;
   }

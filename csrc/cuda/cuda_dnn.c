@@ -292,10 +292,9 @@ static int stage(staged *s, const conv_key *k, const cc_tensor *in0, const cc_te
     s->out = cc_data_ptr(out);
     return 0;
   }
-  s->in_bytes[0] = (size_t)cc_numel(in0) * 2;
-  s->in_bytes[1] = (size_t)cc_numel(in1) * 2;
   s->out_bytes = (size_t)cc_numel(out) * 2;
-  if (cc_cuda_bf16_copy(in0, &s->in[0]) || cc_cuda_bf16_copy(in1, &s->in[1]) || cc_cuda_scratch(s->out_bytes, &s->out))
+  if (cc_cuda_bf16_copy(in0, &s->in[0], &s->in_bytes[0]) || cc_cuda_bf16_copy(in1, &s->in[1], &s->in_bytes[1]) ||
+      cc_cuda_scratch(s->out_bytes, &s->out))
     return -1;
   return 0;
 }

@@ -45,9 +45,9 @@ int cc_cuda_tf32(void);
 /* ---- bf16 autocast (cuda_backend.c) ---- */
 /* whether a float32 GEMM or convolution runs in bfloat16 now */
 int cc_cuda_bf16(const cc_tensor *t);
-/* a bfloat16 copy of the contiguous float32 tensor t in scratch memory (cc_numel(t) * 2 bytes, released
-   with cc_cuda_scratch_free); 0, or -1 and the error */
-int cc_cuda_bf16_copy(const cc_tensor *t, void **copy);
+/* a bfloat16 copy of the contiguous float32 tensor t in scratch memory, its size in *bytes (release with
+   cc_cuda_scratch_free(*copy, *bytes)); 0, or -1 and the error (*copy NULL) */
+int cc_cuda_bf16_copy(const cc_tensor *t, void **copy, size_t *bytes);
 
 /* a strided walk over same-shaped operands (size-1 dims dropped, mergeable dims coalesced) */
 void cc_cuda_make_iter(int nops, cc_tensor *const *ops, cck_iter *it);

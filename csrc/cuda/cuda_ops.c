@@ -31,6 +31,26 @@ static int launched(cudaError_t e, const char *what) { return cc_cuda_check(e, w
     return rc_;                                                                                    \
   } while (0)
 
+/* merges dims d-1 and d of (shape, each of the nstrides stride arrays) where every array steps over them
+   as one dim, in place; returns the number of dims left */
+static int coalesce_dims(int nd, int64_t *shape, int nstrides, int64_t *const *strides) {
+  if (nd <= 1) return nd;
+  int merged = 0;
+  for (int d = 1; d < nd; d++) {
+    bool ok = true;
+    for (int k = 0; k < nstrides; k++)
+      if (strides[k][merged] != strides[k][d] * shape[d]) ok = false;
+    if (ok) {
+      shape[merged] *= shape[d];
+    } else {
+      merged++;
+      shape[merged] = shape[d];
+    }
+    for (int k = 0; k < nstrides; k++) strides[k][merged] = strides[k][d];
+  }
+  return merged + 1;
+}
+
 void cc_cuda_make_iter(int nops, cc_tensor *const *ops, cck_iter *it) {
   memset(it, 0, sizeof *it);
   const cc_tensor *t0 = ops[0];
@@ -53,22 +73,9 @@ void cc_cuda_make_iter(int nops, cc_tensor *const *ops, cck_iter *it) {
     for (int k = 0; k < nops; k++) it->stride[k][0] = 0;
     nd = 1;
   }
-  /* coalesce dims d-1 and d when every operand steps over them as one */
-  int merged = 0;
-  for (int d = 1; d < nd; d++) {
-    bool ok = true;
-    for (int k = 0; k < nops; k++)
-      if (it->stride[k][merged] != it->stride[k][d] * it->shape[d]) ok = false;
-    if (ok) {
-      it->shape[merged] *= it->shape[d];
-      for (int k = 0; k < nops; k++) it->stride[k][merged] = it->stride[k][d];
-    } else {
-      merged++;
-      it->shape[merged] = it->shape[d];
-      for (int k = 0; k < nops; k++) it->stride[k][merged] = it->stride[k][d];
-    }
-  }
-  it->ndim = merged + 1;
+  int64_t *strides[CCK_MAX_OPS];
+  for (int k = 0; k < nops; k++) strides[k] = it->stride[k];
+  it->ndim = coalesce_dims(nd, it->shape, nops, strides);
 }
 
 static int same_shapes(const char *op, int n, cc_tensor *const *ts) {
@@ -176,33 +183,9 @@ static int sum_cuda(const cc_call *c) {
   }
   /* neighbours in either list that step as one dim (e.g. H and W of a contiguous tensor) become one,
      so that the kernels index them without divisions */
-  int nr = 0;
-  for (int d = 0; d < r.nr; d++) {
-    if (nr > 0 && r.rstride[nr - 1] == r.rshape[d] * r.rstride[d]) {
-      r.rshape[nr - 1] *= r.rshape[d];
-      r.rstride[nr - 1] = r.rstride[d];
-    } else {
-      r.rshape[nr] = r.rshape[d];
-      r.rstride[nr] = r.rstride[d];
-      nr++;
-    }
-  }
-  r.nr = nr;
-  int nk = 0;
-  for (int d = 0; d < r.nk; d++) {
-    if (nk > 0 && r.kstride_in[nk - 1] == r.kshape[d] * r.kstride_in[d] &&
-        r.kstride_out[nk - 1] == r.kshape[d] * r.kstride_out[d]) {
-      r.kshape[nk - 1] *= r.kshape[d];
-      r.kstride_in[nk - 1] = r.kstride_in[d];
-      r.kstride_out[nk - 1] = r.kstride_out[d];
-    } else {
-      r.kshape[nk] = r.kshape[d];
-      r.kstride_in[nk] = r.kstride_in[d];
-      r.kstride_out[nk] = r.kstride_out[d];
-      nk++;
-    }
-  }
-  r.nk = nk;
+  int64_t *rstrides[1] = {r.rstride}, *kstrides[2] = {r.kstride_in, r.kstride_out};
+  r.nr = coalesce_dims(r.nr, r.rshape, 1, rstrides);
+  r.nk = coalesce_dims(r.nk, r.kshape, 2, kstrides);
   r.n_out = cc_numel(out);
   if (r.n_out == 0) return 0;
   RETURN_LAUNCHED_WITH_SCRATCH(cck_sum_scratch(&r), cck_sum(&r, scratch, S()), "sum");

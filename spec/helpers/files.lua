@@ -1,5 +1,5 @@
--- spec/helpers/files.lua — small file helpers the specs share: a fresh temporary directory and
--- flattening nested tables of values (totable() results) into one list.
+-- spec/helpers/files.lua — small helpers the specs share: a fresh temporary directory, flattening
+-- nested tables of values (totable() results) into one list, and running a shell command.
 local fs = require "cocola.data.fs"
 
 local M = {}
@@ -10,6 +10,14 @@ function M.tmpdir()
   os.remove(path)
   fs.mkdir_p(path)
   return path
+end
+
+--- runs a shell command; returns whether it succeeded and its output (stdout and stderr)
+function M.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
 end
 
 --- the leaves of a nested table, in order
