@@ -1,6 +1,6 @@
 -- cocola — tensors with autograd (C core), exposed to Lua 5.4. This file assembles the module:
 -- the C functions of cocola.core, the Lua-side tensor methods, grad-mode helpers, safetensors
--- I/O, and lazily loaded submodules (nn, optim, ...).
+-- I/O, and lazily loaded submodules (nn, optim, models, baselines, ...).
 local core = require "cocola.core"
 
 local cocola = {}
@@ -43,6 +43,7 @@ cocola.save = serialize.save
 local lazy = {
   nn = "cocola.nn", optim = "cocola.optim", cuda = "cocola.cuda", audio = "cocola.audio",
   data = "cocola.data", models = "cocola.models", metrics = "cocola.metrics",
+  baselines = "cocola.baselines",
 }
 setmetatable(cocola, {
   __index = function(t, key)

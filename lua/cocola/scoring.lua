@@ -9,8 +9,10 @@
 --
 -- Score order. The paper defines CCS(y, x~) = sim(h_y, h_x~) = h_y^T W h_x~ with y the
 -- conditioning input and x~ the generated output; W is not symmetric, so the order matters. Each
--- window's score is model:score(features(cond_w), features(gen_w)) (model:score(y, x) computes
--- sim(embed(y), embed(x))).
+-- window's score is model:score(model:features(cond_w), model:features(gen_w)) (model:score(y, x)
+-- computes sim(embed(y), embed(x))). Any object with features(waves), embed(features, mode),
+-- score(y, x, mode), parameters(), eval() / train() and the fields input, embedding_mode, training
+-- can stand for the model: a non-learned baseline of cocola.baselines works unchanged.
 --
 -- Windows. Audio is mono 16 kHz, cut into windows of `window` = 5 s every `hop` (default: the
 -- window, no overlap) over the part both waves share. The last, partial window is kept, zero-padded
@@ -195,15 +197,17 @@ local function window_batch(wave, starts, i, j, win, n)
   return cocola.cat(rows, 1):contiguous()
 end
 
+-- the model's input features of a (B, window) batch (model:features), on the model's device
 local function features(model, batch, device)
-  local f = audio.cocola_features(batch, { mode = model.input })
+  local f = model:features(batch)
   if device ~= "cpu" then f = f:to(device) end
   return f
 end
 
 local function check_model(model, what)
-  if type(model) ~= "table" or type(model.score) ~= "function" or type(model.embed) ~= "function" then
-    fail("%s: expected a COCOLA model (cocola.models.cocola)", what)
+  if type(model) ~= "table" or type(model.score) ~= "function" or type(model.embed) ~= "function"
+    or type(model.features) ~= "function" then
+    fail("%s: expected a COCOLA model (cocola.models.cocola) or a baseline (cocola.baselines)", what)
   end
 end
 
@@ -397,7 +401,8 @@ end
 --   windows = (sum W_i, D) all window embeddings, window_file = (sum W_i) int64 (0-based file index),
 --   window_start = (sum W_i) float32 (s),
 --   mean = (N, D) per-file mean over its windows (unless opts.mean == false) }
--- Embeddings are tanh(LayerNorm(f(x))), the vectors the bilinear similarity compares.
+-- Embeddings are model:embed's: tanh(LayerNorm(f(x))) for a COCOLA model, the vectors its bilinear
+-- similarity compares (a baseline's own embeddings otherwise).
 function scoring.embed_files(model, paths, opts)
   opts = opts or {}
   check_model(model, "embed_files")
