@@ -14,8 +14,12 @@
 -- Silent parts (RMS below silence_db dBFS) keep their MIDI with audio_rendered: false; tracks with
 -- fewer than min_stems audible stems are skipped (noted in <output>/.state/TrackNNNNN.skip).
 -- Splits are by file: files are found recursively (*.mid, *.midi, *.kar), sorted by path, de-duplicated
--- by content, numbered in that order, then shuffled with `seed` and cut by `split`; max_files takes the
--- first files of the shuffled order, so a small run samples every split.
+-- by content, numbered in that order, then shuffled with `seed` and cut by `split`; `splits` keeps the
+-- files of the named splits only (their TrackNNNNN numbers and splits are those of the full run);
+-- max_files then takes the first of them in the shuffled order, so a small run samples every split.
+-- Cross-sound test sets: the test split alone, rendered with another soundfont into its own folder,
+-- holds the same songs under the same track names as the default rendering's test split, e.g.
+--   lua5.4 recipes/make_midi_stems.lua splits=test soundfont=/usr/share/sounds/sf2/TimGM6mb.sf2 output=data/midi_stems_timgm
 -- Stems are scaled by one stem_gain per track (< 1 only when a part would clip) and saved as PCM16;
 -- the mix is the sum of the saved stems times mix_scale (< 1 only when the sum would clip).
 --
@@ -34,6 +38,7 @@ M.defaults = {
   output = "data/midi_stems",
   seed = 0,
   split = "0.8,0.1,0.1", -- train, validation, test
+  splits = "train,validation,test", -- the splits to render (the others are left out, numbering unchanged)
   soundfont = "/usr/share/sounds/sf2/FluidR3_GM.sf2",
   fluidsynth = "fluidsynth",
   jobs = 2, -- fluidsynth processes at once
@@ -129,11 +134,22 @@ function M.config(args)
     error("make_midi_stems: split must be 3 non-negative fractions, e.g. 0.8,0.1,0.1", 0)
   end
   c.fractions = fr
+  c.wanted = {}
+  for _, name in ipairs(list(c.splits)) do
+    local known = false
+    for _, sp in ipairs(SPLITS) do known = known or sp == name end
+    if not known then
+      error("make_midi_stems: splits: unknown split '" .. name .. "' (known: " .. table.concat(SPLITS, ", ") .. ")", 0)
+    end
+    c.wanted[name] = true
+  end
+  if not next(c.wanted) then error("make_midi_stems: splits: name at least one of " .. table.concat(SPLITS, ", "), 0) end
   c.jobs = math.max(1, math.floor(c.jobs))
   return c
 end
 
---- files(config) -> list of {path, bytes hash, index (track number), split}, in processing order.
+--- files(config) -> list of {path, uuid (content hash), index (track number), split}, in processing order:
+-- the files of the wanted splits (setting `splits`), at most max_files of them.
 function M.files(c)
   local paths = {}
   for _, dir in ipairs(list(c.input)) do
@@ -162,12 +178,11 @@ function M.files(c)
   for k, f in ipairs(order) do
     f.split = k <= n_train and "train" or (k <= n_train + n_val and "validation" or "test")
   end
-  if c.max_files > 0 then
-    local cut = {}
-    for k = 1, math.min(c.max_files, #order) do cut[k] = order[k] end
-    order = cut
+  local chosen = {}
+  for _, f in ipairs(order) do
+    if c.wanted[f.split] and (c.max_files <= 0 or #chosen < c.max_files) then chosen[#chosen + 1] = f end
   end
-  return order, #files, #paths
+  return chosen, #files, #paths
 end
 
 local function yaml_str(s) return '"' .. tostring(s):gsub('\\', '\\\\'):gsub('"', '\\"') .. '"' end

@@ -225,6 +225,56 @@ describe("recipes/make_midi_stems.lua", function()
     os.execute("rm -rf '" .. root .. "'")
   end)
 
+  it("renders one split alone (splits=test) with the full run's track numbers, e.g. with another soundfont", function()
+    if not have_fs then return pending("fluidsynth not installed (apt-get install fluidsynth)") end
+    local function readable(path)
+      local h = io.open(path, "rb")
+      if h then h:close() end
+      return h ~= nil
+    end
+    local sf = readable("/usr/share/sounds/sf2/TimGM6mb.sf2") and "/usr/share/sounds/sf2/TimGM6mb.sf2" or SF
+    if not readable(sf) then return pending(sf .. " missing (apt-get install fluid-soundfont-gm)") end
+    local recipe = dofile("recipes/make_midi_stems.lua")
+    local root = tmpdir()
+    assert(os.execute("mkdir -p '" .. root .. "/in'"))
+    -- 10 distinct songs of two parts (a piano note, a kick), 0.25 s long
+    for k = 1, 10 do
+      midi.write_file(string.format("%s/in/song%02d.mid", root, k), {
+        { tick = 0, kind = "meta", meta = 0x51, data = string.pack(">I3", 500000) },
+        { tick = 0, kind = "program", channel = 1, a = 0 },
+        { tick = 0, kind = "note_on", channel = 1, a = 50 + k, b = 100 },
+        { tick = 0, kind = "note_on", channel = 10, a = 36, b = 100 },
+        { tick = 24, kind = "note_off", channel = 10, a = 36, b = 0 },
+        { tick = 48, kind = "note_off", channel = 1, a = 50 + k, b = 0 },
+      }, 96)
+    end
+    local full = recipe.files(recipe.config({ input = root .. "/in", seed = 5 }))
+    local test = {}
+    for _, f in ipairs(full) do if f.split == "test" then test[#test + 1] = f end end
+    assert.are.equal(1, #test)
+    local only = recipe.files(recipe.config({ input = root .. "/in", seed = 5, splits = "test" }))
+    assert.are.equal(1, #only)
+    assert.are.same({ test[1].path, test[1].index, "test" }, { only[1].path, only[1].index, only[1].split })
+    local s = recipe.run({ input = root .. "/in", output = root .. "/out", seed = 5, splits = "test", soundfont = sf,
+                           tail_beats = 0.5, quiet = true })
+    assert.are.equal(1, s.tracks)
+    assert.are.same({ train = 0, validation = 0, test = 1 }, s.by_split)
+    local dir = string.format("%s/out/test/Track%05d", root, test[1].index)
+    local done = io.open(dir .. "/.done", "rb")
+    assert.truthy(done, dir .. " rendered")
+    done:close()
+    local mh = io.open(dir .. "/metadata.yaml")
+    local meta = mh:read("a")
+    mh:close()
+    assert.truthy(meta:find('soundfont: "' .. sf .. '"', 1, true))
+    assert.are.equal(2, #cocola.data.open("slakh", root .. "/out", "test")[1].stems)
+    assert.is_nil(io.open(root .. "/out/train", "rb"))
+    local ok, err = pcall(recipe.config, { splits = "test,bogus" })
+    assert.is_false(ok)
+    assert.truthy(err:find("unknown split 'bogus'", 1, true))
+    os.execute("rm -rf '" .. root .. "'")
+  end)
+
   it("splits files deterministically by seed", function()
     local recipe = dofile("recipes/make_midi_stems.lua")
     local root = tmpdir()

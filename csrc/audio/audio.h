@@ -67,6 +67,8 @@ int cc_stft_1d(const float *x, int64_t n, const cc_stft_opts *o, const float *wi
 void cc_hann_padded(int n_fft, int win_length, float *win);
 cc_tensor *cc_audio_stft(cc_tensor *x, const cc_stft_opts *o);                 /* (..., n) -> (..., F, T, 2) */
 cc_tensor *cc_audio_istft(cc_tensor *X, const cc_stft_opts *o, int64_t length); /* length < 0: natural */
+/* phase vocoder (phase_vocoder.c): (..., F, T, 2) -> (..., F, ceil(T / rate), 2), librosa.phase_vocoder */
+cc_tensor *cc_audio_phase_vocoder(cc_tensor *X, double rate, int hop);
 
 /* ---- HPSS ---- */
 /* scipy.ndimage.median_filter along one axis of a row-major (rows x cols) image, mode 'reflect';

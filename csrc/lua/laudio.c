@@ -71,6 +71,11 @@ static int a_istft(lua_State *L) {
   return lc_push(L, cc_audio_istft(lc_check(L, 1), &o, (int64_t)luaL_optinteger(L, 7, -1)));
 }
 
+/* audio_phase_vocoder(X, rate, hop) */
+static int a_phase_vocoder(lua_State *L) {
+  return lc_push(L, cc_audio_phase_vocoder(lc_check(L, 1), luaL_checknumber(L, 2), (int)luaL_checkinteger(L, 3)));
+}
+
 /* audio_hpss(mag, kernel_h, kernel_p, power, margin) -> harmonic, percussive magnitudes */
 static int a_hpss(lua_State *L) {
   cc_tensor *p = NULL;
@@ -272,7 +277,8 @@ static void open_prefetch_metatable(lua_State *L) {
 
 static const luaL_Reg audio_functions[] = {
     {"audio_info", a_info}, {"audio_load", a_load}, {"audio_save", a_save}, {"audio_resample", a_resample},
-    {"audio_to_mono", a_to_mono}, {"audio_stft", a_stft}, {"audio_istft", a_istft}, {"audio_hpss", a_hpss},
+    {"audio_to_mono", a_to_mono}, {"audio_stft", a_stft}, {"audio_istft", a_istft},
+    {"audio_phase_vocoder", a_phase_vocoder}, {"audio_hpss", a_hpss},
     {"audio_median_filter", a_median_filter}, {"audio_mel_filterbank", a_mel_filterbank},
     {"audio_power_to_db", a_power_to_db}, {"audio_amplitude_to_db", a_amplitude_to_db},
     {"audio_cocola_features", a_cocola_features}, {"audio_audioldm_mel", a_audioldm_mel},

@@ -125,4 +125,51 @@ end
 -- (16 kHz, n_fft 1024, hop 160, reflect padding, magnitude, Slaney mel 64 over 0-8000 Hz, log(max(x, 1e-5))).
 function audio.audioldm_mel(wave) return core.audio_audioldm_mel(wave) end
 
+-- round half to even, as Python's round()
+local function round_half_even(x)
+  local r = math.floor(x)
+  local frac = x - r
+  if frac > 0.5 or (frac == 0.5 and r % 2 == 1) then r = r + 1 end
+  return r
+end
+
+--- pitch_shift(wave (samples) or (B, samples), sr, n_steps, {bins_per_octave = 12, n_fft = 2048,
+-- hop_length = n_fft // 4}) -> the wave shifted by n_steps steps (semitones; fractional allowed), same
+-- shape. librosa.effects.pitch_shift 0.10.1 (res_type "soxr_hq", scale false): time-stretch by rate =
+-- 2^(-n_steps / bins_per_octave) with a phase vocoder (STFT with a periodic Hann, zero centre padding;
+-- istft to round(samples / rate) samples), resample from sr / rate to sr (soxr HQ), then cut or
+-- zero-pad to the input's length. Batches are shifted row by row, all by the same n_steps.
+function audio.pitch_shift(wave, sr, n_steps, o)
+  if not core.is_tensor(wave) or wave:dtype() ~= "float32" or wave:dim() < 1 or wave:dim() > 2 then
+    error("audio.pitch_shift: expected a float32 wave (samples) or batch (B, samples)", 2)
+  end
+  if type(sr) ~= "number" or not (sr > 0) or sr == math.huge then
+    error("audio.pitch_shift: sr must be a positive number, got " .. tostring(sr), 2)
+  end
+  if type(n_steps) ~= "number" or n_steps ~= n_steps or math.abs(n_steps) == math.huge then
+    error("audio.pitch_shift: n_steps must be a finite number, got " .. tostring(n_steps), 2)
+  end
+  local per_octave = opt(o, "bins_per_octave", 12)
+  if math.type(per_octave) ~= "integer" or per_octave < 1 then
+    error("audio.pitch_shift: bins_per_octave must be a positive integer, got " .. tostring(per_octave), 2)
+  end
+  local n_fft = opt(o, "n_fft", 2048)
+  local hop = opt(o, "hop_length", n_fft // 4)
+  if math.type(n_fft) ~= "integer" or n_fft < 2 or math.type(hop) ~= "integer" or hop < 1 then
+    error("audio.pitch_shift: n_fft and hop_length must be positive integers", 2)
+  end
+  local samples = wave:size(-1)
+  if samples < 1 then error("audio.pitch_shift: the wave has no samples", 2) end
+  if (wave - wave):ne(0):sum():item() > 0 then error("audio.pitch_shift: the wave has NaN or infinite samples", 2) end
+  local rate = 2.0 ^ (-n_steps / per_octave)
+  local spec = core.audio_stft(wave, n_fft, hop, n_fft, true, false)
+  local stretched = core.audio_phase_vocoder(spec, rate, hop)
+  local y = core.audio_istft(stretched, n_fft, hop, n_fft, true, false, round_half_even(samples / rate))
+  y = core.audio_resample(y, sr / rate, sr)
+  local n = y:size(-1)
+  if n > samples then return y:narrow(-1, 1, samples):contiguous() end
+  if n < samples then return core.pad(y, { 0, samples - n }) end
+  return y
+end
+
 return audio

@@ -1,70 +1,124 @@
--- cocola.recipes.eval — the paper's Table 2 and Table 3 (Ground Truth / Random rows) for one or more
--- COCOLA models on one or more test splits. Run as lua5.4 recipes/eval_cocola.lua or `cocola eval`.
+-- cocola.recipes.eval — coherence accuracy (the paper's Table 2, and harder protocols that only
+-- coherence can pass) and the ground-truth / random COCOLA scores (Table 3), for COCOLA models and a
+-- non-learned baseline side by side, on one or more test splits. Run as lua5.4 recipes/eval_cocola.lua
+-- or `cocola eval`.
 --
--- For every window of the split (5 s on the training grid, windows overlapping at most max_overlap,
--- visited in a seeded order) the sampler draws the anchor / positive sub-mixes exactly as in
--- training (noise off by default). Every anchor and positive is embedded once; then:
+-- For every window of the split (`window` seconds on the training grid, windows overlapping at most
+-- max_overlap, visited in a seeded order) the sampler draws the anchor / positive sub-mixes exactly as
+-- in training (noise off by default). Every model embeds each anchor and positive once, in chunks of
+-- `batch`, through model:features(waves) and model:embed(features, mode); then, for each K of `ks`:
 --  * protocol "paper": consecutive groups of K windows form a K x K similarity matrix (rows anchors,
---    columns positives; negatives are the other windows of the group, mostly other songs); accuracy
---    is the fraction of rows whose maximum is the diagonal (Eq. 8), over the whole split.
---  * protocol "same_track" (harder): each anchor is set against its own positive and K - 1
---    negatives made of the same stems of the same track at least `min_distance` seconds away (same
---    key, tempo and instruments; silent candidates are passed over); accuracy as above.
---  * scores: COCOLA score of ground-truth pairs (anchor, own positive) and of random pairs (anchor,
---    the positive of a window of another track), mean and standard deviation.
--- Output: Markdown tables on stdout, <out>/results.csv (one row per model, dataset, protocol, K) and
--- <out>/results.json.
--- Settings: models = comma list of checkpoints (files or training folders; "default" = the bundled
--- model); datasets = comma list of layout:root (e.g. slakh:data/midi_stems); split; ks = comma list.
+--    columns positives; negatives are the other windows of the group, mostly other songs); a row is a
+--    hit when its maximum is the diagonal (Eq. 8; ties go to the first column). This partly measures
+--    song identity: a positive from another song differs in key, tempo and sound.
+--  * protocol "same_track": each anchor against its own positive and K - 1 negatives made of the same
+--    stems of the same track at least `min_distance` seconds away (same key, tempo and instruments;
+--    silent candidates are passed over).
+--  * protocol "shifted": each anchor against its own positive and K - 1 negatives that are the same
+--    positive stems read from their files at offset + f * beat, f drawn per anchor (a seeded order)
+--    from `shift_beats` (fractions of a beat: same content, same sound, out of time). The beat is a
+--    quarter note at the MIDI tempo in force at the window's start when the track has MIDI (Slakh
+--    layout: <track>/all_src.mid, else <track>/MIDI/S00.mid; a file without tempo events is 120 bpm),
+--    else `shift_seconds`. A shift that would run past the end of the track is read backwards
+--    (offset - f * beat) when that fits; silent reads are passed over.
+--  * protocol "transposed": each anchor against its own positive and K - 1 negatives that are the
+--    positive pitch-shifted (cocola.audio.pitch_shift, librosa's phase vocoder) by semitones drawn per
+--    anchor (a seeded order) from `transpose_semitones` (non-zero, at most 6 either way): same rhythm,
+--    wrong key.
+--    In the three protocols above an anchor is a hit when its positive scores strictly above every
+--    negative; an anchor without K - 1 usable negatives is left out (the `anchors` column says how many
+--    were counted). K = 2 uses the first negative of the anchor's draw, K = 8 the first seven.
+--  * every accuracy p over n anchors has two standard errors: the naive one sqrt(p (1 - p) / n), and
+--    the cluster standard error by track, sqrt(G / (G - 1) * sum_g (h_g - p n_g)^2) / n over the G
+--    tracks (h_g hits of n_g anchors in track g), which accounts for windows of one song being
+--    correlated. Tables show "accuracy ± cluster standard error"; the CSV and JSON have both.
+--  * scores: COCOLA score of ground-truth pairs (anchor, own positive) and of random pairs (anchor, the
+--    positive of a window of another track), mean and standard deviation, and their separation
+--    (mean_gt - mean_random) / pooled standard deviation.
+-- Output: Markdown tables on stdout and in <out>/results.md, <out>/results.csv (one row per model,
+-- dataset, protocol, K) and <out>/results.json.
+-- Settings: models = comma list: "default" (the bundled model), a baseline name of cocola.baselines,
+-- or a checkpoint (file or training folder); baseline = comma list of baselines added beside the
+-- models ("" for none); datasets = comma list of layout:root (e.g. slakh:data/midi_stems); split;
+-- ks; protocols; shift_beats, shift_seconds, transpose_semitones as above.
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
 local Sampler = require "cocola.data.sampler"
 local Rng = require "cocola.data.rng"
+local midi = require "cocola.data.midi"
 local cjson = require "cjson"
 local lfs = require "lfs"
 
 local DEFAULTS = {
-  models = "default", datasets = "slakh:data/midi_stems", split = "test", ks = "2",
-  protocols = "paper,same_track", out = "runs/eval", window = 5.0, max_overlap = 0.5, noise = 0.0,
-  silence_rms = 1e-4, min_distance = 10.0, mode = "both", max_windows = 0, batch = 32, seed = 0,
-  threads = 2,
+  models = "default", baseline = "chroma-onset", datasets = "slakh:data/midi_stems", split = "test", ks = "2,8",
+  protocols = "paper,same_track,shifted,transposed", out = "runs/eval", window = 5.0, max_overlap = 0.5,
+  noise = 0.0, silence_rms = 1e-4, min_distance = 10.0, shift_beats = "0.25,0.5,0.75,1.25,1.5,1.75,2.5",
+  shift_seconds = 0.5, transpose_semitones = "1,2,3,4,5,6,-1,-2,-3,-4,-5,-6", mode = "both", max_windows = 0,
+  batch = 32, seed = 0, threads = 2,
 }
 
 local M = { DEFAULTS = DEFAULTS }
 
 local RATE = 16000
-local PROTOCOLS = { paper = true, same_track = true }
+local PROTOCOL_ORDER = { "paper", "same_track", "shifted", "transposed" }
+local PROTOCOLS = { paper = true, same_track = true, shifted = true, transposed = true }
+local MAX_SEMITONES = 6
 
 local function list(text, what)
   local out = {}
-  for item in tostring(text):gmatch("[^,]+") do out[#out + 1] = item:match("^%s*(.-)%s*$") end
+  for item in tostring(text):gmatch("[^,]+") do
+    local v = item:match("^%s*(.-)%s*$")
+    if v ~= "" then out[#out + 1] = v end
+  end
   if #out == 0 then error(what .. ": empty list", 0) end
+  return out
+end
+
+local function numbers(text, what)
+  local out = {}
+  for _, item in ipairs(list(text, what)) do
+    local v = tonumber(item)
+    if not v or v ~= v or math.abs(v) == math.huge then error(what .. ": '" .. item .. "' is not a number", 0) end
+    out[#out + 1] = v
+  end
   return out
 end
 
 local function basename(path) return (path:gsub("/+$", ""):match("([^/]+)$") or path) end
 
-local function load_model(spec)
-  local Cocola = cocola.models.cocola
-  local model
-  if spec == "default" then
-    model = Cocola.default()
-  else
-    model = Cocola.from_checkpoint(spec)
+-- cocola.baselines when it is installed (errors inside it are raised, not hidden)
+local function baselines_module()
+  if package.loaded["cocola.baselines"] or package.searchpath("cocola.baselines", package.path) then
+    return require "cocola.baselines"
   end
-  model:eval()
-  return model
+  return nil
 end
 
--- embeddings (N, D) of a list of (samples) waves, in chunks of `batch`
-local function embed_all(model, waves, cfg, mode)
+--- load_model(spec) -> model, name: "default", a baseline name, or a checkpoint; in eval mode
+function M.load_model(spec)
+  local baselines = baselines_module()
+  local model, name
+  if spec == "default" then
+    model, name = cocola.models.cocola.default(), "default"
+  elseif baselines and baselines.is_baseline(spec) then
+    model, name = baselines.load(spec), spec
+  else
+    model = cocola.models.cocola.from_checkpoint(spec)
+    name = basename(spec):gsub("%.safetensors$", ""):gsub("%.ckpt$", "")
+    -- a training run's generic file names are told apart by their run's folder: runs/x/best -> x/best
+    local parent = spec:gsub("/+$", ""):match("([^/]+)/[^/]+$")
+    if parent and (name == "best" or name == "model" or name == "last") then name = parent .. "/" .. name end
+  end
+  model:eval()
+  return model, name
+end
+
+--- embeddings (N, D) of a list of (samples) waves, in chunks of `batch`, through model:features
+function M.embed_all(model, waves, batch, mode)
   local parts = {}
-  for first = 1, #waves, cfg.batch do
-    local chunk = table.move(waves, first, math.min(#waves, first + cfg.batch - 1), 1, {})
-    parts[#parts + 1] = cocola.no_grad(function()
-      local f = cocola.audio.cocola_features(cocola.stack(chunk, 1), { mode = model.input })
-      return model:embed(f, mode)
-    end)
+  for first = 1, #waves, batch do
+    local chunk = table.move(waves, first, math.min(#waves, first + batch - 1), 1, {})
+    parts[#parts + 1] = cocola.no_grad(function() return model:embed(model:features(cocola.stack(chunk, 1)), mode) end)
   end
   return cocola.cat(parts, 1)
 end
@@ -79,6 +133,43 @@ local function mean_std(xs)
   return m, math.sqrt(v / math.max(1, n - 1))
 end
 
+--- standard_errors(hits, clusters) -> accuracy, naive SE, cluster SE, number of clusters.
+-- hits: list of booleans (one per anchor); clusters: the anchor's cluster (its track), same length.
+-- naive = sqrt(p (1 - p) / n); cluster = sqrt(G / (G - 1) * sum_g (h_g - p n_g)^2) / n (NaN when G < 2).
+function M.standard_errors(hits, clusters)
+  local n = #hits
+  if n == 0 then return 0 / 0, 0 / 0, 0 / 0, 0 end
+  local total, by = 0, {}
+  local order = {}
+  for i, h in ipairs(hits) do
+    local g = clusters[i]
+    if not by[g] then by[g] = { hits = 0, n = 0 }; order[#order + 1] = g end
+    by[g].n = by[g].n + 1
+    if h then
+      by[g].hits = by[g].hits + 1
+      total = total + 1
+    end
+  end
+  local p = total / n
+  local naive = math.sqrt(p * (1 - p) / n)
+  local G = #order
+  if G < 2 then return p, naive, 0 / 0, G end
+  local ss = 0
+  for _, g in ipairs(order) do ss = ss + (by[g].hits - p * by[g].n) ^ 2 end
+  return p, naive, math.sqrt(G / (G - 1) * ss) / n, G
+end
+
+--- separation(gt, random) -> (mean_gt - mean_random) / pooled standard deviation
+function M.separation(gt, random)
+  local m1, s1 = mean_std(gt)
+  local m2, s2 = mean_std(random)
+  local n1, n2 = #gt, #random
+  if n1 + n2 < 3 or n1 == 0 or n2 == 0 then return 0 / 0 end
+  local pooled = math.sqrt(((n1 - 1) * s1 ^ 2 + (n2 - 1) * s2 ^ 2) / (n1 + n2 - 2))
+  if pooled == 0 then return 0 / 0 end
+  return (m1 - m2) / pooled
+end
+
 local function sum_stems(track, picks, offset, window)
   local s
   for _, i in ipairs(picks) do
@@ -88,8 +179,20 @@ local function sum_stems(track, picks, offset, window)
   return s
 end
 
---- the windows of a split with their sub-mixes: {anchor, positive, track_index, offset, info}
-local function draw_pairs(tracks, cfg, log)
+local function rms(w) return math.sqrt((w * w):mean():item()) end
+
+-- Gaussian noise of std cfg.noise from its own seeded stream (the engine's generator is left as it was)
+local function with_noise(w, cfg, ...)
+  if cfg.noise <= 0 then return w end
+  local gen_seed, gen_offset = cocola.get_rng_state()
+  cocola.set_rng_state(Rng.new(cfg.seed, ...):next(), 0)
+  local out = w + cocola.randn(w.shape) * cfg.noise
+  cocola.set_rng_state(gen_seed, gen_offset)
+  return out
+end
+
+--- the windows of a split with their sub-mixes: {anchor, positive, track (index), offset, info}
+function M.draw_pairs(tracks, cfg, log)
   local sampler = Sampler.new(tracks, {
     batch_size = 2, window = cfg.window, max_overlap = cfg.max_overlap, seed = cfg.seed,
     silence_rms = cfg.silence_rms, noise = 0, shuffle = true,
@@ -97,54 +200,166 @@ local function draw_pairs(tracks, cfg, log)
   local pairs_ = {}
   local total = #sampler.order
   if cfg.max_windows > 0 then total = math.min(total, cfg.max_windows) end
-  local gen_seed, gen_offset = cocola.get_rng_state()
   for pos = 1, total do
     local idx = sampler.order[pos]
     local a, p, info = sampler:pair(idx)
     if a then
-      if cfg.noise > 0 then
-        cocola.set_rng_state(Rng.new(cfg.seed, idx, 11):next(), 0)
-        p = p + cocola.randn(p.shape) * cfg.noise
-      end
+      p = with_noise(p, cfg, idx, 11)
       pairs_[#pairs_ + 1] = { anchor = a, positive = p, track = sampler.windows[idx][1], offset = sampler.windows[idx][2], info = info }
     end
     recipe.progress("  windows", pos, total)
   end
-  cocola.set_rng_state(gen_seed, gen_offset)
   log(string.format("  %d windows with at least two active stems (of %d)", #pairs_, total))
   return pairs_
 end
 
--- for each pair, up to `count` offsets of the same track at least min_distance away whose positive
--- stems are not silent there: {{pair_index, wave}, ...}; pairs without enough candidates are dropped
-local function same_track_negatives(tracks, pairs_, count, cfg)
-  local out = {}
-  for pi, pr in ipairs(pairs_) do
-    local track = tracks[pr.track]
-    local hop = cfg.window * (1 - cfg.max_overlap)
-    local offsets = {}
-    local t = 0
-    while t < track.duration - 1e-9 do
-      if math.abs(t - pr.offset) >= cfg.min_distance - 1e-9 then offsets[#offsets + 1] = t end
-      t = t + hop
-    end
-    local rng = Rng.new(cfg.seed, pi, 13)
-    local found = {}
-    for _, off in ipairs(rng:shuffled(offsets)) do
-      if #found == count then break end
-      local w = sum_stems(track, pr.info.positive, off, cfg.window)
-      local rms = math.sqrt((w * w):mean():item())
-      if rms > cfg.silence_rms then found[#found + 1] = w end
-    end
-    if #found == count then out[#out + 1] = { pair = pi, waves = found } end
-    recipe.progress("  negatives", pi, #pairs_)
+-- the MIDI file of a Slakh-layout track (<track>/stems/SNN.flac): all_src.mid, else MIDI/S00.mid
+local function midi_file_of(track)
+  local dir = track.stems[1] and track.stems[1].path:match("^(.*)/stems/[^/]+$")
+  if not dir then return nil end
+  for _, candidate in ipairs({ dir .. "/all_src.mid", dir .. "/MIDI/S00.mid" }) do
+    if lfs.attributes(candidate, "mode") == "file" then return candidate end
   end
+  return nil
+end
+
+-- {events (merged, sorted), division} of a track's MIDI, or false when it has none (or it is unreadable)
+local function tempo_source(track, cache)
+  if cache[track] ~= nil then return cache[track] end
+  local src = false
+  local path = midi_file_of(track)
+  if path then
+    local ok, song = pcall(midi.read, path)
+    if ok and song.division < 0x8000 then src = { events = midi.merge(song), division = song.division } end
+  end
+  cache[track] = src
+  return src
+end
+
+--- beat_seconds(track, offset, cfg, cache?) -> the length of a beat (a quarter note) at `offset`
+-- seconds and where it came from ("midi" or "shift_seconds")
+function M.beat_seconds(track, offset, cfg, cache)
+  local src = tempo_source(track, cache or {})
+  if not src then return cfg.shift_seconds, "shift_seconds" end
+  local tick = midi.tick_at(src.events, src.division, offset)
+  local tempo = 500000 -- microseconds per quarter until the first tempo event (the MIDI default)
+  for _, ev in ipairs(src.events) do
+    if tick and ev.tick > tick then break end
+    if ev.kind == "meta" and ev.meta == 0x51 and #ev.data == 3 then tempo = string.unpack(">I3", ev.data) end
+  end
+  return tempo / 1e6, "midi"
+end
+
+-- negatives of each protocol: fn(tracks, pairs_, pair_index, count, cfg, ctx) -> waves, what (one
+-- value per wave: an offset in seconds or a number of semitones), or nil when fewer than count exist
+local NEGATIVES = {}
+
+-- the same stems of the same track at least min_distance away, not silent
+function NEGATIVES.same_track(tracks, pairs_, pi, count, cfg)
+  local pr = pairs_[pi]
+  local track = tracks[pr.track]
+  local hop = cfg.window * (1 - cfg.max_overlap)
+  local offsets = {}
+  local t = 0
+  while t < track.duration - 1e-9 do
+    if math.abs(t - pr.offset) >= cfg.min_distance - 1e-9 then offsets[#offsets + 1] = t end
+    t = t + hop
+  end
+  local rng = Rng.new(cfg.seed, pi, 13)
+  local found, where = {}, {}
+  for _, off in ipairs(rng:shuffled(offsets)) do
+    if #found == count then break end
+    local w = sum_stems(track, pr.info.positive, off, cfg.window)
+    if rms(w) > cfg.silence_rms then
+      found[#found + 1] = with_noise(w, cfg, pi, 13, #found + 1)
+      where[#where + 1] = off
+    end
+  end
+  if #found < count then return nil end
+  return found, where
+end
+
+-- the positive's stems read at offset + f * beat (f from shift_beats, in a seeded order per anchor)
+function NEGATIVES.shifted(tracks, pairs_, pi, count, cfg, ctx)
+  local pr = pairs_[pi]
+  local track = tracks[pr.track]
+  local beat = M.beat_seconds(track, pr.offset, cfg, ctx.tempo_cache)
+  local found, where = {}, {}
+  for _, f in ipairs(Rng.new(cfg.seed, pi, 19):shuffled(ctx.shift_beats)) do
+    if #found == count then break end
+    local shift = f * beat
+    local off = pr.offset + shift
+    if off + cfg.window > track.duration + 1e-9 and pr.offset - shift >= 0 then off = pr.offset - shift end
+    local w = sum_stems(track, pr.info.positive, off, cfg.window)
+    if rms(w) > cfg.silence_rms then
+      found[#found + 1] = with_noise(w, cfg, pi, 19, #found + 1)
+      where[#where + 1] = off
+    end
+  end
+  if #found < count then return nil end
+  return found, where
+end
+
+-- the positive pitch-shifted by semitones from transpose_semitones (in a seeded order per anchor)
+function NEGATIVES.transposed(_, pairs_, pi, count, cfg, ctx)
+  local steps = Rng.new(cfg.seed, pi, 23):shuffled(ctx.transpose_semitones)
+  if #steps < count then return nil end
+  local found, what = {}, {}
+  for c = 1, count do
+    found[c] = cocola.audio.pitch_shift(pairs_[pi].positive, RATE, steps[c])
+    what[c] = steps[c]
+  end
+  return found, what
+end
+
+M.NEGATIVES = NEGATIVES
+
+-- embeds every anchor's negatives with every model, in chunks of about cfg.batch waves; returns
+-- {anchors = {pair indices with enough negatives}, what = {per pair: offsets / semitones},
+--  scores = {per model: {per pair: {sim(anchor, negative_c)}}}}
+local function score_negatives(protocol, models, embeddings, tracks, pairs_, count, cfg, ctx)
+  local out = { anchors = {}, what = {}, scores = {} }
+  for mi = 1, #models do out.scores[mi] = {} end
+  local pending, owners = {}, {}
+  local function flush()
+    if #pending == 0 then return end
+    local rows, row_of = {}, {}
+    for _, pi in ipairs(owners) do
+      if not row_of[pi] then rows[#rows + 1] = pi; row_of[pi] = #rows end
+    end
+    for mi, model in ipairs(models) do
+      local en = M.embed_all(model, pending, cfg.batch, cfg.mode)
+      local ea_rows = {}
+      for r, pi in ipairs(rows) do ea_rows[r] = embeddings[mi].anchors:select(1, pi) end
+      local sim = cocola.no_grad(function() return model.similarity(cocola.stack(ea_rows, 1), en) end):totable()
+      for j, pi in ipairs(owners) do
+        local list_ = out.scores[mi][pi] or {}
+        list_[#list_ + 1] = sim[row_of[pi]][j]
+        out.scores[mi][pi] = list_
+      end
+    end
+    pending, owners = {}, {}
+  end
+  for pi = 1, #pairs_ do
+    local waves, what = NEGATIVES[protocol](tracks, pairs_, pi, count, cfg, ctx)
+    if waves then
+      out.anchors[#out.anchors + 1] = pi
+      out.what[pi] = what
+      for _, w in ipairs(waves) do
+        pending[#pending + 1] = w
+        owners[#owners + 1] = pi
+      end
+      if #pending >= cfg.batch then flush() end
+    end
+    recipe.progress("  " .. protocol, pi, #pairs_)
+  end
+  flush()
   return out
 end
 
--- K x K groups of consecutive windows: fraction of rows whose diagonal is the maximum
-local function paper_accuracy(sim, n, k)
-  local hits, rows = 0, 0
+-- K x K groups of consecutive windows: per row, whether its diagonal is the maximum (first on ties)
+local function paper_hits(sim, n, k)
+  local hits, anchors = {}, {}
   for g = 0, n // k - 1 do
     for r = 1, k do
       local i = g * k + r
@@ -153,70 +368,94 @@ local function paper_accuracy(sim, n, k)
         local v = sim[i][g * k + c]
         if v > best then best, arg = v, c end
       end
-      if arg == r then hits = hits + 1 end
-      rows = rows + 1
+      hits[#hits + 1] = arg == r
+      anchors[#anchors + 1] = i
     end
   end
-  return rows > 0 and hits / rows or 0 / 0, rows
+  return hits, anchors
 end
 
-local function evaluate(model, name, dataset, tracks, pairs_, cfg, ks, protocols, log)
+local function accuracy_row(model, dataset, protocol, k, hits, anchors, pairs_)
+  local clusters = {}
+  for i, pi in ipairs(anchors) do clusters[i] = pairs_[pi].track end
+  local acc, naive, cluster, groups = M.standard_errors(hits, clusters)
+  return { model = model, dataset = dataset, protocol = protocol, k = k, accuracy = acc, se_naive = naive,
+           se_cluster = cluster, tracks = groups, anchors = #hits }
+end
+
+-- every model and protocol on one dataset: accuracy rows, score rows, and the per-anchor outcomes
+local function evaluate(models, names, dataset, tracks, pairs_, cfg, ks, protocols, ctx, log)
+  local n = #pairs_
   local anchors, positives = {}, {}
   for i, pr in ipairs(pairs_) do anchors[i], positives[i] = pr.anchor, pr.positive end
-  local ea = embed_all(model, anchors, cfg, cfg.mode)
-  local ep = embed_all(model, positives, cfg, cfg.mode)
-  local sim = cocola.no_grad(function() return model.similarity(ea, ep) end):totable()
-  local n = #pairs_
-  local rows = {}
+  local embeddings, sims = {}, {}
+  for mi, model in ipairs(models) do
+    local ea = M.embed_all(model, anchors, cfg.batch, cfg.mode)
+    local ep = M.embed_all(model, positives, cfg.batch, cfg.mode)
+    embeddings[mi] = { anchors = ea, positives = ep }
+    sims[mi] = cocola.no_grad(function() return model.similarity(ea, ep) end):totable()
+    recipe.progress("  embeddings", mi, #models)
+  end
+  local rows, scores, details = {}, {}, { negatives = {} }
   -- Table 3: ground-truth pairs against random pairs (a positive of another track)
-  local gt, random = {}, {}
-  local rng = Rng.new(cfg.seed, 17)
-  for i = 1, n do
-    gt[i] = sim[i][i]
-    for _ = 1, 20 do
-      local j = rng:int(1, n)
-      if pairs_[j].track ~= pairs_[i].track then
-        random[#random + 1] = sim[i][j]
-        break
-      end
-    end
-  end
-  local gt_mean, gt_std = mean_std(gt)
-  local rnd_mean, rnd_std = mean_std(random)
-  local scores = { model = name, dataset = dataset, windows = n, ground_truth_mean = gt_mean, ground_truth_std = gt_std,
-                   random_mean = rnd_mean, random_std = rnd_std }
-  if protocols.paper then
-    for _, k in ipairs(ks) do
-      local acc, count = paper_accuracy(sim, n, k)
-      rows[#rows + 1] = { model = name, dataset = dataset, protocol = "paper", k = k, accuracy = acc, anchors = count }
-    end
-  end
-  if protocols.same_track then
-    local kmax = 0
-    for _, k in ipairs(ks) do kmax = math.max(kmax, k) end
-    local negs = same_track_negatives(tracks, pairs_, kmax - 1, cfg)
-    local waves = {}
-    for _, ng in ipairs(negs) do table.move(ng.waves, 1, #ng.waves, #waves + 1, waves) end
-    local en = #waves > 0 and embed_all(model, waves, cfg, cfg.mode) or nil
-    local neg_sim = en and cocola.no_grad(function() return model.similarity(ea, en) end):totable() or {}
-    for _, k in ipairs(ks) do
-      local hits = 0
-      for gi, ng in ipairs(negs) do
-        local i = ng.pair
-        local ok = true
-        for c = 1, k - 1 do
-          if neg_sim[i][(gi - 1) * (kmax - 1) + c] >= sim[i][i] then ok = false break end
+  for mi, name in ipairs(names) do
+    local sim = sims[mi]
+    local gt, random = {}, {}
+    local rng = Rng.new(cfg.seed, 17)
+    for i = 1, n do
+      gt[i] = sim[i][i]
+      for _ = 1, 20 do
+        local j = rng:int(1, n)
+        if pairs_[j].track ~= pairs_[i].track then
+          random[#random + 1] = sim[i][j]
+          break
         end
-        if ok then hits = hits + 1 end
       end
-      rows[#rows + 1] = { model = name, dataset = dataset, protocol = "same_track", k = k,
-                          accuracy = #negs > 0 and hits / #negs or 0 / 0, anchors = #negs }
     end
-    if #negs < n then
-      log(string.format("  same_track: %d of %d windows have %d candidates >= %g s away", #negs, n, kmax - 1, cfg.min_distance))
+    local gt_mean, gt_std = mean_std(gt)
+    local rnd_mean, rnd_std = mean_std(random)
+    scores[#scores + 1] = { model = name, dataset = dataset, windows = n, ground_truth_mean = gt_mean,
+                            ground_truth_std = gt_std, random_mean = rnd_mean, random_std = rnd_std,
+                            separation = M.separation(gt, random) }
+  end
+  local outcomes = {}
+  local function add(row, hits, anchor_list)
+    rows[#rows + 1] = row
+    outcomes[#outcomes + 1] = { hits = hits, anchors = anchor_list }
+  end
+  local kmax = 0
+  for _, k in ipairs(ks) do kmax = math.max(kmax, k) end
+  for _, protocol in ipairs(PROTOCOL_ORDER) do
+    if protocols[protocol] and protocol == "paper" then
+      for _, k in ipairs(ks) do
+        for mi, name in ipairs(names) do
+          local hits, anchor_list = paper_hits(sims[mi], n, k)
+          add(accuracy_row(name, dataset, "paper", k, hits, anchor_list, pairs_), hits, anchor_list)
+        end
+      end
+    elseif protocols[protocol] then
+      local neg = score_negatives(protocol, models, embeddings, tracks, pairs_, kmax - 1, cfg, ctx)
+      details.negatives[protocol] = { anchors = neg.anchors, what = neg.what }
+      for _, k in ipairs(ks) do
+        for mi, name in ipairs(names) do
+          local hits = {}
+          for a, pi in ipairs(neg.anchors) do
+            local positive, ok = sims[mi][pi][pi], true
+            for c = 1, k - 1 do
+              if neg.scores[mi][pi][c] >= positive then ok = false break end
+            end
+            hits[a] = ok
+          end
+          add(accuracy_row(name, dataset, protocol, k, hits, neg.anchors, pairs_), hits, neg.anchors)
+        end
+      end
+      if #neg.anchors < n then
+        log(string.format("  %s: %d of %d windows have %d usable negatives", protocol, #neg.anchors, n, kmax - 1))
+      end
     end
   end
-  return rows, scores
+  details.outcomes = outcomes
+  return rows, scores, details
 end
 
 local function fmt(x, digits)
@@ -224,7 +463,8 @@ local function fmt(x, digits)
   return string.format("%." .. (digits or 3) .. "f", x)
 end
 
---- Markdown tables: one accuracy matrix (models x datasets) per protocol and K, and the scores
+--- Markdown tables: one accuracy matrix (models x datasets) per protocol and K, cells "accuracy ±
+-- cluster standard error (by track)", and the scores
 function M.markdown(rows, scores, model_names, dataset_names)
   local lines = {}
   local seen, keys = {}, {}
@@ -234,12 +474,14 @@ function M.markdown(rows, scores, model_names, dataset_names)
   end
   local function cell(model, dataset, protocol, k)
     for _, r in ipairs(rows) do
-      if r.model == model and r.dataset == dataset and r.protocol == protocol and r.k == k then return fmt(r.accuracy) end
+      if r.model == model and r.dataset == dataset and r.protocol == protocol and r.k == k then
+        return fmt(r.accuracy) .. " ± " .. fmt(r.se_cluster)
+      end
     end
     return "-"
   end
   for _, key in ipairs(keys) do
-    lines[#lines + 1] = string.format("Accuracy, protocol %s, K = %d", key[1], key[2])
+    lines[#lines + 1] = string.format("Accuracy ± cluster (by track) standard error, protocol %s, K = %d", key[1], key[2])
     lines[#lines + 1] = ""
     lines[#lines + 1] = "| model | " .. table.concat(dataset_names, " | ") .. " |"
     lines[#lines + 1] = "|---|" .. string.rep("---|", #dataset_names)
@@ -250,41 +492,93 @@ function M.markdown(rows, scores, model_names, dataset_names)
     end
     lines[#lines + 1] = ""
   end
-  lines[#lines + 1] = "COCOLA score (mean ± std)"
+  lines[#lines + 1] = "COCOLA score (mean ± std); separation = (mean ground truth - mean random) / pooled std"
   lines[#lines + 1] = ""
-  lines[#lines + 1] = "| model | dataset | windows | ground truth | random |"
-  lines[#lines + 1] = "|---|---|---|---|---|"
+  lines[#lines + 1] = "| model | dataset | windows | ground truth | random | separation |"
+  lines[#lines + 1] = "|---|---|---|---|---|---|"
   for _, s in ipairs(scores) do
-    lines[#lines + 1] = string.format("| %s | %s | %d | %s ± %s | %s ± %s |", s.model, s.dataset, s.windows,
-      fmt(s.ground_truth_mean, 2), fmt(s.ground_truth_std, 2), fmt(s.random_mean, 2), fmt(s.random_std, 2))
+    lines[#lines + 1] = string.format("| %s | %s | %d | %s ± %s | %s ± %s | %s |", s.model, s.dataset, s.windows,
+      fmt(s.ground_truth_mean, 2), fmt(s.ground_truth_std, 2), fmt(s.random_mean, 2), fmt(s.random_std, 2),
+      fmt(s.separation, 2))
   end
   return table.concat(lines, "\n") .. "\n"
 end
 
---- runs the evaluation; returns the accuracy rows and the score rows
-function M.run(cfg, log)
-  log = log or print
-  recipe.log_config(cfg)
-  cocola.set_num_threads(cfg.threads)
-  local ks = {}
+-- the settings checked before anything is loaded: ks, protocols and the protocols' lists
+local function check_settings(cfg)
+  local ks, kmax = {}, 0
   for _, k in ipairs(list(cfg.ks, "ks")) do
     local v = math.tointeger(tonumber(k))
     if not v or v < 2 then error("ks: K must be an integer >= 2, got '" .. k .. "'", 0) end
     ks[#ks + 1] = v
+    kmax = math.max(kmax, v)
   end
   local protocols = {}
   for _, p in ipairs(list(cfg.protocols, "protocols")) do
-    if not PROTOCOLS[p] then error("protocols: unknown protocol '" .. p .. "' (known: paper, same_track)", 0) end
+    if not PROTOCOLS[p] then
+      error("protocols: unknown protocol '" .. p .. "' (known: " .. table.concat(PROTOCOL_ORDER, ", ") .. ")", 0)
+    end
     protocols[p] = true
   end
-  local models, model_names = {}, {}
-  for _, spec in ipairs(list(cfg.models, "models")) do
-    models[#models + 1] = load_model(spec)
-    local name = spec == "default" and "default" or basename(spec):gsub("%.safetensors$", ""):gsub("%.ckpt$", "")
-    model_names[#model_names + 1] = name
-    log(string.format("model %s: %s", name, tostring(models[#models]:extra_repr())))
+  for _, key in ipairs({ "window", "batch", "shift_seconds" }) do
+    if type(cfg[key]) ~= "number" or not (cfg[key] > 0) then error(key .. ": must be a positive number", 0) end
   end
-  local rows, scores, dataset_names = {}, {}, {}
+  local ctx = { tempo_cache = {} }
+  if protocols.shifted then
+    ctx.shift_beats = numbers(cfg.shift_beats, "shift_beats")
+    for _, f in ipairs(ctx.shift_beats) do
+      if f <= 0 then error("shift_beats: shifts must be positive fractions of a beat, got " .. f, 0) end
+    end
+    if #ctx.shift_beats < kmax - 1 then
+      error(string.format("shift_beats: K = %d needs at least %d shifts, got %d", kmax, kmax - 1, #ctx.shift_beats), 0)
+    end
+  end
+  if protocols.transposed then
+    ctx.transpose_semitones = numbers(cfg.transpose_semitones, "transpose_semitones")
+    for _, s in ipairs(ctx.transpose_semitones) do
+      if s == 0 or math.abs(s) > MAX_SEMITONES then
+        error(string.format("transpose_semitones: each must be non-zero and at most %d semitones either way, got %g",
+          MAX_SEMITONES, s), 0)
+      end
+    end
+    if #ctx.transpose_semitones < kmax - 1 then
+      error(string.format("transpose_semitones: K = %d needs at least %d transpositions, got %d", kmax, kmax - 1,
+        #ctx.transpose_semitones), 0)
+    end
+  end
+  return ks, protocols, ctx
+end
+
+--- runs the evaluation; returns the accuracy rows, the score rows, and details {per dataset name:
+-- {outcomes = {per accuracy row of that dataset: {hits, anchors (pair indices)}}, negatives =
+-- {per protocol: {anchors, what (per pair: offsets or semitones)}}, pairs = the drawn pairs}}
+function M.run(cfg, log)
+  log = log or print
+  recipe.log_config(cfg)
+  cocola.set_num_threads(cfg.threads)
+  local ks, protocols, ctx = check_settings(cfg)
+  local specs = list(cfg.models, "models")
+  if cfg.baseline ~= "" then
+    local baselines = baselines_module()
+    for _, b in ipairs(list(cfg.baseline, "baseline")) do
+      if not baselines then
+        error("baseline '" .. b .. "': cocola.baselines is not installed (baseline= leaves it out)", 0)
+      end
+      if not baselines.is_baseline(b) then error("baseline: unknown baseline '" .. b .. "'", 0) end
+      local already = false
+      for _, s in ipairs(specs) do
+        already = already or (baselines.is_baseline(s) and baselines.canonical(s) == baselines.canonical(b))
+      end
+      if not already then specs[#specs + 1] = b end
+    end
+  end
+  local models, model_names = {}, {}
+  for _, spec in ipairs(specs) do
+    local model, name = M.load_model(spec)
+    models[#models + 1], model_names[#model_names + 1] = model, name
+    log(string.format("model %s: %s", name, model.extra_repr and tostring(model:extra_repr()) or name))
+  end
+  local rows, scores, dataset_names, details = {}, {}, {}, {}
   for _, ds in ipairs(list(cfg.datasets, "datasets")) do
     local layout, root = ds:match("^([%w_]+):(.+)$")
     if not layout then error("datasets: expected layout:root, got '" .. ds .. "'", 0) end
@@ -292,23 +586,31 @@ function M.run(cfg, log)
     dataset_names[#dataset_names + 1] = name
     local tracks = cocola.data.open(layout, root, cfg.split)
     log(string.format("dataset %s (%s, %s split): %d tracks", name, layout, cfg.split, #tracks))
-    local pairs_ = draw_pairs(tracks, cfg, log)
+    local pairs_ = M.draw_pairs(tracks, cfg, log)
     if #pairs_ < 2 then error(string.format("dataset %s: fewer than two usable windows in the %s split", name, cfg.split), 0) end
-    for mi, model in ipairs(models) do
-      local r, s = evaluate(model, model_names[mi], name, tracks, pairs_, cfg, ks, protocols, log)
-      table.move(r, 1, #r, #rows + 1, rows)
-      scores[#scores + 1] = s
+    if protocols.shifted then
+      local from_midi = 0
+      for _, t in ipairs(tracks) do
+        if select(2, M.beat_seconds(t, 0, cfg, ctx.tempo_cache)) == "midi" then from_midi = from_midi + 1 end
+      end
+      log(string.format("  shifted: beats from MIDI tempo in %d of %d tracks, else %g s", from_midi, #tracks, cfg.shift_seconds))
     end
+    local r, s, d = evaluate(models, model_names, name, tracks, pairs_, cfg, ks, protocols, ctx, log)
+    table.move(r, 1, #r, #rows + 1, rows)
+    table.move(s, 1, #s, #scores + 1, scores)
+    d.pairs = pairs_
+    details[name] = d
   end
   local md = M.markdown(rows, scores, model_names, dataset_names)
   io.write("\n", md)
   lfs.mkdir(cfg.out)
-  local csv = { "model,dataset,protocol,k,accuracy,anchors" }
+  local csv = { "model,dataset,protocol,k,accuracy,se_naive,se_cluster,tracks,anchors" }
+  local function num(x) return x == x and string.format("%.6f", x) or "" end
   for _, r in ipairs(rows) do
-    local acc = r.accuracy == r.accuracy and string.format("%.6f", r.accuracy) or ""
-    csv[#csv + 1] = string.format("%s,%s,%s,%d,%s,%d", r.model, r.dataset, r.protocol, r.k, acc, r.anchors)
+    csv[#csv + 1] = string.format("%s,%s,%s,%d,%s,%s,%s,%d,%d", r.model, r.dataset, r.protocol, r.k, num(r.accuracy),
+      num(r.se_naive), num(r.se_cluster), r.tracks, r.anchors)
   end
-  -- JSON has no NaN: an accuracy over no anchors is null
+  -- JSON has no NaN: an accuracy over no anchors (or an undefined standard error) is null
   local function json_rows(list_)
     local out = {}
     for i, r in ipairs(list_) do
@@ -318,9 +620,12 @@ function M.run(cfg, log)
     return out
   end
   recipe.write_atomic(cfg.out .. "/results.csv", table.concat(csv, "\n") .. "\n")
-  recipe.write_atomic(cfg.out .. "/results.json", cjson.encode({ accuracy = json_rows(rows), scores = json_rows(scores), settings = cfg }))
+  recipe.write_atomic(cfg.out .. "/results.json", cjson.encode({
+    accuracy = json_rows(rows), scores = json_rows(scores), settings = cfg,
+    standard_errors = "se_naive = sqrt(p (1 - p) / n); se_cluster = sqrt(G / (G - 1) * sum_g (h_g - p n_g)^2) / n over tracks",
+  }))
   recipe.write_atomic(cfg.out .. "/results.md", md)
-  return rows, scores
+  return rows, scores, details
 end
 
 --- command-line entry: key=value arguments -> run; errors go to stderr with a non-zero status
