@@ -306,9 +306,11 @@ describe("cocola.metrics", function()
     assert.are.equal(0, metrics.accuracy(cocola.tensor({ { 0, 1 }, { 1, 0 } })))
   end)
 
-  it("rejects a non-square similarity matrix", function()
-    assert.has_error(function() metrics.contrastive_loss(cocola.zeros({ 2, 3 })) end)
+  it("rejects a similarity matrix with fewer columns than rows, or not a matrix", function()
+    assert.has_error(function() metrics.contrastive_loss(cocola.zeros({ 3, 2 })) end)
     assert.has_error(function() metrics.accuracy(cocola.zeros({ 4 })) end)
+    -- K x (K + M): M columns of hard negatives after the positives
+    assert.is_true(math.abs(metrics.contrastive_loss(cocola.zeros({ 2, 3 })):item() - math.log(3)) < 1e-6)
   end)
 end)
 

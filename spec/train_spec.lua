@@ -1,6 +1,7 @@
 -- train_spec.lua — cocola.recipes.train (recipes/train_cocola.lua) on a tiny stems folder: it trains (finite losses,
 -- metrics and checkpoints written), validates at epoch ends, and a run stopped after 2 steps and
 -- resumed from its checkpoint gives exactly the losses of an uninterrupted 4-step run.
+-- A wall-time limit (max_minutes) stops a run after the step that passes it, its checkpoint saved.
 local cocola = require "cocola"
 local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
@@ -235,6 +236,24 @@ describe("train_cocola", function()
       near(gpu_after_cpu[1], cpu_run[3], "step 3 resumed on the GPU")
     end)
   end
+
+  it("stops at the wall-time limit (max_minutes) after saving the checkpoint", function()
+    local dir = tmpdir()
+    -- a limit already passed when the first step ends: one step, then the checkpoint
+    local losses, state = quietly(train.run, config(dir, { "max_steps=5", "checkpoint_every=100", "max_minutes=1e-9" }))
+    assert.are.equal(1, #losses)
+    assert.are.equal(1, state.step)
+    local saved = cjson.decode(recipe.read(dir .. "/last/state.json"))
+    assert.are.equal(1, saved.step)
+    assert.is_true(fs.is_file(dir .. "/last/model.safetensors"))
+    assert.is_true(fs.is_file(dir .. "/last/optimizer.safetensors"))
+    -- a resume counts from its own start and goes on
+    local more = quietly(train.run, config(dir, { "max_steps=5", "max_minutes=1e-9", "resume=" .. dir .. "/last" }))
+    assert.are.equal(1, #more)
+    -- a generous limit changes nothing
+    local free = quietly(train.run, config(tmpdir(), { "max_steps=2", "max_minutes=60" }))
+    assert.are.equal(2, #free)
+  end)
 
   it("rejects unknown settings", function()
     local ok, err = pcall(recipe.config, train.DEFAULTS, { "bogus=1" })

@@ -1,5 +1,6 @@
 -- cocola.metrics — the contrastive objective and its accuracy on a K x K similarity matrix whose
--- row i holds anchor i against every positive (the matching positive on the diagonal):
+-- row i holds anchor i against every positive (the matching positive on the diagonal), and
+-- optionally against M extra columns of hard negatives (a K x (K + M) matrix):
 --   contrastive_loss(sim) = cross_entropy(sim, 0..K-1), mean over the rows (the paper's Eq. 3);
 --   accuracy(sim) = fraction of rows whose argmax is their own index (Eq. 8).
 local cocola = require "cocola"
@@ -8,8 +9,8 @@ local metrics = {}
 
 local function check(sim, what)
   if not cocola.is_tensor(sim) then error(what .. ": expected a K x K similarity tensor", 3) end
-  if sim:dim() ~= 2 or sim:size(1) ~= sim:size(2) or sim:size(1) < 1 then
-    error(what .. ": expected a square K x K similarity matrix, got " .. sim:shape_string(), 3)
+  if sim:dim() ~= 2 or sim:size(2) < sim:size(1) or sim:size(1) < 1 then
+    error(what .. ": expected a K x K similarity matrix (or K x (K + M) with M negative columns), got " .. sim:shape_string(), 3)
   end
 end
 

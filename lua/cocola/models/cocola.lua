@@ -5,6 +5,7 @@
 -- encoder.projection.*, layer_norm.*, similarity.w), so a converted checkpoint loads strictly.
 --
 --   local model = cocola.models.cocola{input = "hpss", embedding_dim = 512, dropout = 0.1}
+--   model:features(waves)          -- (B, samples) 16 kHz -> (B, C, 64, T) (cocola.audio.cocola_features)
 --   model:embed(features)          -- (B, C, 64, T) -> (B, D) = tanh(LayerNorm(projection(f(x))))
 --   model:similarity(a, b)         -- (K, D), (K', D) -> K x K' = a W b^T
 --   model(anchors, positives)      -- features -> K x K similarity matrix (one encoder batch of 2K)
@@ -121,6 +122,12 @@ function CoCola:_embed(x)
   return self.tanh(self.layer_norm(self.encoder(x)))
 end
 
+--- The model's input features of 16 kHz mono waves (B, samples) or (samples):
+-- cocola.audio.cocola_features in this model's input mode, (B, 2, 64, frames) or (B, 1, 64, frames).
+function CoCola:features(waves)
+  return cocola.audio.cocola_features(waves, { mode = self.input })
+end
+
 --- (B, C, H, W) features -> (B, D) embeddings tanh(LN(f(x))), after the embedding mode (or the
 -- mode given here).
 function CoCola:embed(x, mode)
@@ -146,12 +153,37 @@ end
 --- model(anchors, positives) or model{anchor = , positive = }: the K x K similarity matrix of the
 -- anchors' embeddings (rows) against the positives' (columns); the contrastive targets are the
 -- diagonal (cocola.metrics.contrastive_loss).
-function CoCola:forward(anchors, positives)
+-- With negatives (M K, C, H, W) as well (M blocks of K rows, row i of a block a hard negative of
+-- anchor i, as the sampler's hard_negatives make them), the matrix is K x (K + M K): the positives'
+-- columns first, then the negatives'; everything goes through one encoder batch and each negative
+-- gets its anchor's embedding-mode choice.
+function CoCola:forward(anchors, positives, negatives)
   if type(anchors) == "table" and not cocola.is_tensor(anchors) then
-    anchors, positives = anchors.anchor, anchors.positive
+    anchors, positives, negatives = anchors.anchor, anchors.positive, anchors.negative
   end
-  local ea, ep = self:embed_pairs(anchors, positives)
-  return self.similarity(ea, ep)
+  if negatives == nil then
+    local ea, ep = self:embed_pairs(anchors, positives)
+    return self.similarity(ea, ep)
+  end
+  check_features(self, negatives, "negatives")
+  local k = anchors:size(1)
+  if negatives:size(1) % k ~= 0 then
+    error(string.format("expected a multiple of %d negatives (blocks of one per anchor), got %d", k, negatives:size(1)), 2)
+  end
+  local a, choices = self:apply_mode(anchors)
+  local p = self:apply_mode(positives, nil, choices)
+  local n = negatives
+  if choices then
+    local repeated = {}
+    for b = 0, negatives:size(1) // k - 1 do
+      for i = 1, k do repeated[b * k + i] = choices[i] end
+    end
+    n = self:apply_mode(negatives, nil, repeated)
+  end
+  local e = self:_embed(cocola.cat({ a, p, n }, 1))
+  local ea = e:narrow(1, 1, k)
+  local columns = e:narrow(1, k + 1, e:size(1) - k)
+  return self.similarity(ea, columns)
 end
 
 --- COCOLA scores of B pairs: score_i = sim(embed(y_i), embed(x_i)) (y, x: (B, C, H, W) features),

@@ -9,15 +9,31 @@
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
 -- valid_every=N also validates every N steps (for epochs of thousands of batches).
+-- max_minutes=M (0: no limit) bounds the wall time: once a step (or an epoch's validation) ends
+-- more than M minutes after this start, the checkpoint is saved and training stops, as at max_steps
+-- (for machines lent for a fixed time; a resume counts from its own start).
 -- device=cuda trains on the GPU (features are computed on the CPU threads and moved over; checkpoints
 -- are the same files as on the CPU, so a run may resume on either device); autocast=bf16 adds
 -- cocola.cuda's bf16 autocast there.
 -- init=<weights> starts from a model's weights (a .safetensors state dict, e.g. <run>/last/model.safetensors,
 -- or a .ckpt), with a fresh optimizer, sampler and schedule: fine-tuning, or a new run on other data.
+-- Coherence training, all off by default (the paper's recipe is the default):
+--  * hard_negatives = "shifted,same_song,transposed" (any of them): extra columns of hard negatives
+--    per anchor in the similarity matrix (the positive's stems moved by shift_min..shift_max seconds,
+--    the positive's stems >= min_distance s away in the same song, the positive pitch-shifted by up
+--    to transpose_max semitones); the loss is the cross-entropy over K + M K columns.
+--  * renderings = "root=other[;other2],root2=..." : the same songs rendered with other sounds
+--    (make_midi_stems with another soundfont, same inputs and seed); anchor and positive come from
+--    different renderings of the same notes.
+--  * gain_db: random per-stem gains within +-gain_db before the sub-mixes are summed.
+--  * eq_db: a random spectral tilt and bump (each within +-eq_db dB over the 64 mel bands) added to
+--    the log-mel features of every anchor, positive and negative independently (then max-normalised
+--    and floored at -80 dB again, as the features are).
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
 local Sampler = require "cocola.data.sampler"
+local Rng = require "cocola.data.rng"
 local cjson = require "cjson"
 local lfs = require "lfs"
 
@@ -25,8 +41,10 @@ local DEFAULTS = {
   layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
   out = "runs/cocola", resume = "", init = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
   dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
-  silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
+  silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, max_minutes = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
   seed = 0, threads = 2, device = "cpu", autocast = "off",
+  hard_negatives = "", shift_min = 0.1, shift_max = 0.6, min_distance = 10.0, transpose_max = 6,
+  renderings = "", gain_db = 0, eq_db = 0,
 }
 
 local M = {}
@@ -48,12 +66,38 @@ local function save_checkpoint(dir, model, opt, sampler, state)
   os.execute(string.format("rm -rf '%s.old'", dir))
 end
 
--- the anchor and positive features of a sampler batch, on `device` (default the CPU)
-local function batch_features(batch, input, device)
-  local a = cocola.audio.cocola_features(batch.anchor, { mode = input })
-  local p = cocola.audio.cocola_features(batch.positive, { mode = input })
-  if device and device ~= "cpu" then return a:to(device), p:to(device) end
-  return a, p
+--- random equalisation of log-mel features (B, C, bands, frames), in dB: per example a tilt and a
+-- Gaussian bump over the bands, each of amplitude within +-eq_db, the same on every channel; then
+-- every (example, channel) is shifted back to a maximum of 0 dB and floored at -80 dB, as
+-- cocola_features leaves it. Deterministic for an Rng.
+function M.equalize(features, eq_db, rng)
+  local b, c, bands, frames = features:size(1), features:size(2), features:size(3), features:size(4)
+  local curves = {}
+  for i = 1, b do
+    local tilt, bump = (2 * rng:float() - 1) * eq_db, (2 * rng:float() - 1) * eq_db
+    local centre, width = rng:float() * (bands - 1), 4 + rng:float() * 12
+    local row = {}
+    for m = 0, bands - 1 do
+      row[m + 1] = { tilt * (2 * m / (bands - 1) - 1) + bump * math.exp(-0.5 * ((m - centre) / width) ^ 2) }
+    end
+    curves[i] = { row }
+  end
+  local shaped = features + cocola.tensor(curves) -- (B, 1, bands, 1) broadcast
+  local peak = shaped:reshape({ b, c, bands * frames }):max(3, true):reshape({ b, c, 1, 1 })
+  return (shaped - peak):clamp(-80, math.huge)
+end
+
+-- the anchor, positive (and negative, when the batch has them) features of a sampler batch, on
+-- `device` (default the CPU); eq = {db =, rng =} equalises each of them at random
+local function batch_features(batch, input, device, eq)
+  local out = { cocola.audio.cocola_features(batch.anchor, { mode = input }),
+                cocola.audio.cocola_features(batch.positive, { mode = input }) }
+  if batch.negative then out[3] = cocola.audio.cocola_features(batch.negative, { mode = input }) end
+  for i = 1, #out do
+    if eq and eq.db > 0 then out[i] = M.equalize(out[i], eq.db, eq.rng) end
+    if device and device ~= "cpu" then out[i] = out[i]:to(device) end
+  end
+  return out[1], out[2], out[3]
 end
 
 --- Re-estimates every BatchNorm's running statistics from `batches` batches of the sampler (its
@@ -108,18 +152,43 @@ local function validate(cfg, model, sampler)
   return loss_sum / n, acc_sum / n
 end
 
---- the tracks of a split of one dataset root, or of several (root = "a,b": their mixture)
-function M.open_split(layout, root, split)
-  local parts = {}
-  for r in root:gmatch("[^,]+") do parts[#parts + 1] = { layout, r, split } end
-  if #parts == 1 then return cocola.data.open(layout, parts[1][2], split) end
-  return cocola.data.mixture(parts)
+-- renderings = "root=other[;other2],..." -> {root = {other, other2}}
+local function parse_renderings(text)
+  local out = {}
+  for item in tostring(text):gmatch("[^,]+") do
+    local root, others = item:match("^%s*(.-)%s*=%s*(.-)%s*$")
+    if not root or root == "" or others == "" then
+      error("train: renderings: expected root=other[;other2] items, got '" .. item .. "'", 0)
+    end
+    out[root] = {}
+    for o in others:gmatch("[^;]+") do out[root][#out[root] + 1] = o end
+  end
+  return out
+end
+
+--- the tracks of a split of one dataset root, or of several (root = "a,b": their mixture); with
+-- renderings (see parse_renderings) each root's tracks get the same songs of its other renderings
+-- (Sampler.attach_renderings) and the second result counts the tracks that found one
+function M.open_split(layout, root, split, renderings)
+  local all, matched = {}, 0
+  local alternates = renderings and parse_renderings(renderings) or {}
+  for r in root:gmatch("[^,]+") do
+    local tracks = cocola.data.open(layout, r, split)
+    if alternates[r] then
+      local others = {}
+      for i, o in ipairs(alternates[r]) do others[i] = cocola.data.open(layout, o, split) end
+      matched = matched + Sampler.attach_renderings(tracks, others)
+    end
+    table.move(tracks, 1, #tracks, #all + 1, all)
+  end
+  return all, matched
 end
 
 --- runs training with a config table (the command line builds it); returns the list of step
 -- losses and the final state. log (default print) receives the text lines.
 function M.run(cfg, log)
   log = log or print
+  local started = cocola.wall_time()
   recipe.log_config(cfg)
   if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
     error(string.format("train: device must be cpu or cuda, got '%s'", tostring(cfg.device)), 0)
@@ -140,7 +209,8 @@ function M.run(cfg, log)
   if cfg.resume ~= "" and previous then
     -- a resume on other data or batches continues the run, but not exactly: say so
     local last = cjson.decode(previous:match("([^\n]+)\n?$"))
-    for _, key in ipairs({ "layout", "root", "train_split", "batch_size", "window", "max_overlap", "seed", "input" }) do
+    for _, key in ipairs({ "layout", "root", "train_split", "batch_size", "window", "max_overlap", "seed", "input",
+                          "hard_negatives", "renderings", "gain_db", "eq_db" }) do
       local before, now = last[key], cfg[key]
       local same = before == nil or before == now or (tonumber(before) and tonumber(before) == tonumber(now))
       if not same then
@@ -149,14 +219,23 @@ function M.run(cfg, log)
       end
     end
   end
-  local train_tracks = M.open_split(cfg.layout, cfg.root, cfg.train_split)
+  local train_tracks, rendered = M.open_split(cfg.layout, cfg.root, cfg.train_split, cfg.renderings)
   local valid_tracks = M.open_split(cfg.layout, cfg.root, cfg.valid_split)
   log(string.format("%d training tracks, %d validation tracks", #train_tracks, #valid_tracks))
+  if cfg.renderings ~= "" then
+    log(string.format("%d training tracks have other renderings (anchor and positive from different sounds)", rendered))
+  end
   local sampler_opts = {
     batch_size = cfg.batch_size, window = cfg.window, max_overlap = cfg.max_overlap, seed = cfg.seed,
     silence_rms = cfg.silence_rms, noise = cfg.noise,
   }
-  local sampler = Sampler.new(train_tracks, sampler_opts)
+  local sampler = Sampler.new(train_tracks, (function()
+    local o = { gain_db = cfg.gain_db, hard_negatives = cfg.hard_negatives, shift_min = cfg.shift_min,
+                shift_max = cfg.shift_max, min_distance = cfg.min_distance, transpose_max = math.tointeger(cfg.transpose_max) }
+    for k, v in pairs(sampler_opts) do o[k] = v end
+    return o
+  end)())
+  -- validation and BatchNorm recalibration use the paper's plain batches (comparable across runs)
   local valid_opts = {}
   for k, v in pairs(sampler_opts) do valid_opts[k] = v end
   valid_opts.seed, valid_opts.shuffle = cfg.seed + 1, true
@@ -254,10 +333,11 @@ function M.run(cfg, log)
       validate_and_keep_best()
       save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
     else
-      local a, p = batch_features(batch, cfg.input, cfg.device)
+      local eq = cfg.eq_db > 0 and { db = cfg.eq_db, rng = Rng.new(cfg.seed, state.step + 1, 21) } or nil
+      local a, p, n = batch_features(batch, cfg.input, cfg.device, eq)
       opt:zero_grad()
       set_learning_rates(state.step + 1)
-      local sim = model(a, p)
+      local sim = model(a, p, n)
       local loss = cocola.metrics.contrastive_loss(sim)
       loss:backward()
       opt:step()
@@ -273,6 +353,11 @@ function M.run(cfg, log)
       if validating or state.step % cfg.checkpoint_every == 0 then
         save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
       end
+    end
+    if cfg.max_minutes > 0 and cocola.wall_time() - started > cfg.max_minutes * 60 then
+      log(string.format("\nmax_minutes=%g reached after %.1f min: stopping at step %d", cfg.max_minutes,
+        (cocola.wall_time() - started) / 60, state.step))
+      break
     end
   end
   save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
