@@ -14,7 +14,7 @@ ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma
 
-.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems oracle clean
+.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems oracle device-bundle clean
 
 all: rock
 
@@ -60,6 +60,12 @@ midi-stems: rock
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@$(ROCK_ENV); $(LUA) recipes/make_midi_stems.lua output=data/midi_stems
 
+# build-device/: what recipes/device/train.sh needs on a GPU machine without this project's
+# dependencies (recipes/device/bundle.sh; e.g. DEVICE_BUNDLE_FLAGS="--midi data/mma_songs")
+DEVICE_BUNDLE_FLAGS ?=
+device-bundle:
+	JOBS=$(JOBS) bash recipes/device/bundle.sh $(DEVICE_BUNDLE_FLAGS)
+
 # the reference's own libraries, for spec/oracle_spec.lua (reuses Debian's torch)
 oracle:
 	$(SUDO) apt-get install -y -qq python3-venv python3-torch python3-scipy >/dev/null
@@ -71,4 +77,4 @@ fixtures:
 	/usr/bin/python3 spec/fixtures/gen_ops.py
 
 clean:
-	rm -rf build build-emu build.luarocks $(ROCKS_TREE)
+	rm -rf build build-emu build.luarocks build-device build-device-core $(ROCKS_TREE)
