@@ -1,7 +1,8 @@
 -- bundled_model_spec.lua — the bundled model and the main job: cocola.models.cocola.default() loads
 -- assets/cocola_midi_hpss.safetensors (an HPSS model in eval mode, finite weights, the run's facts
 -- in its metadata), $COCOLA_MODEL overrides it with a clear error for a missing file, and
--- recipes/demo.lua (`make demo`) scores every example pair.
+-- recipes/demo.lua (`make demo`) scores every example pair, and the model orders the example pairs
+-- better than the non-learned chroma-onset baseline.
 local cocola = require "cocola"
 
 local sh = require("helpers.files").sh
@@ -54,5 +55,25 @@ describe("the bundled model", function()
       end
     end
     assert.truthy(out:find("in 6 of 6 comparisons", 1, true), out)
+  end)
+
+  it("tells the coherent examples from their counterparts more often than the chroma-onset baseline", function()
+    local scoring = require "cocola.scoring"
+    -- comparisons (of 6) in which coherent_i scores above incoherent_i and shifted_i
+    local function wins(model)
+      local result = scoring.score_folders(model, "assets/examples/cond", "assets/examples/gen", { variants = false })
+      local scores = {}
+      for _, row in ipairs(result.rows) do scores[row.name] = row.score end
+      local n = 0
+      for i = 1, 3 do
+        for _, other in ipairs({ "incoherent_", "shifted_" }) do
+          if scores["coherent_" .. i] > scores[other .. i] then n = n + 1 end
+        end
+      end
+      return n
+    end
+    local model = wins(cocola.models.cocola.default())
+    local baseline = wins(require("cocola.baselines").load("chroma-onset"))
+    assert.is_true(model > baseline, string.format("model %d of 6, baseline %d of 6", model, baseline))
   end)
 end)

@@ -254,6 +254,18 @@ describe("training with hard negatives, gains, equalisation and renderings", fun
     os.execute("rm -rf '" .. straight_dir .. "' '" .. dir .. "'")
   end)
 
+  it("validates on valid_root when the training roots have no validation split", function()
+    local dir = files.tmpdir()
+    local losses = quietly(config(dir, { "root=" .. other, "valid_root=" .. root, "renderings=", "max_steps=1", "valid_every=1" }))
+    assert.are.equal(1, #losses)
+    local validated = false
+    for line in io.lines(dir .. "/metrics.jsonl") do
+      if line:find("valid_loss", 1, true) then validated = true end
+    end
+    assert.is_true(validated)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   it("names a malformed renderings setting", function()
     local dir = files.tmpdir()
     local out = io.output()

@@ -8,7 +8,8 @@
 -- lr_similarity (0: same as lr) sets the bilinear W's own learning rate, and warmup_steps ramps both
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
--- valid_every=N also validates every N steps (for epochs of thousands of batches).
+-- valid_every=N also validates every N steps (for epochs of thousands of batches); valid_root
+-- (default: root) validates on other roots than those trained on (e.g. those with a validation split).
 -- max_minutes=M (0: no limit) bounds the wall time: once a step (or an epoch's validation) ends
 -- more than M minutes after this start, the checkpoint is saved and training stops, as at max_steps
 -- (for machines lent for a fixed time; a resume counts from its own start).
@@ -44,7 +45,7 @@ local DEFAULTS = {
   silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, max_minutes = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
   seed = 0, threads = 2, device = "cpu", autocast = "off",
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, min_distance = 10.0, transpose_max = 6,
-  renderings = "", gain_db = 0, eq_db = 0,
+  renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
 }
 
 local M = {}
@@ -220,7 +221,7 @@ function M.run(cfg, log)
     end
   end
   local train_tracks, rendered = M.open_split(cfg.layout, cfg.root, cfg.train_split, cfg.renderings)
-  local valid_tracks = M.open_split(cfg.layout, cfg.root, cfg.valid_split)
+  local valid_tracks = M.open_split(cfg.layout, cfg.valid_root ~= "" and cfg.valid_root or cfg.root, cfg.valid_split)
   log(string.format("%d training tracks, %d validation tracks", #train_tracks, #valid_tracks))
   if cfg.renderings ~= "" then
     log(string.format("%d training tracks have other renderings (anchor and positive from different sounds)", rendered))
