@@ -25,7 +25,7 @@ local DEFAULTS = {
   out = "runs/ablation", variants = "paper,negatives,transposed,augment,timbre", steps = 150, batch_size = 8,
   lr = 3e-4, lr_similarity = 3e-5, warmup_steps = 20, gain_db = 6, eq_db = 6, bn_recalibration_batches = 16,
   split = "validation", eval_split = "validation", ks = "2", protocols = "paper,same_track,shifted,transposed",
-  max_windows = 200, seed = 0, threads = 2,
+  max_windows = 200, min_distance = 10.0, seed = 0, threads = 2,
 }
 
 local VARIANTS = {
@@ -54,7 +54,7 @@ local function run(cfg)
           "batch_size=" .. cfg.batch_size, "max_steps=" .. cfg.steps, "lr=" .. cfg.lr,
           "lr_similarity=" .. cfg.lr_similarity, "warmup_steps=" .. cfg.warmup_steps, "valid_every=" .. cfg.steps,
           "bn_recalibration_batches=" .. cfg.bn_recalibration_batches, "checkpoint_every=25", "seed=" .. cfg.seed,
-          "threads=" .. cfg.threads, "embedding_mode=both",
+          "threads=" .. cfg.threads, "embedding_mode=both", "min_distance=" .. cfg.min_distance,
         }
         for key, value in pairs(variant.settings) do
           if value == true then value = cfg[key] end
@@ -83,6 +83,7 @@ local function run(cfg)
     "models=" .. table.concat(models, ","), "datasets=" .. cfg.layout .. ":" .. cfg.root:match("^[^,]+"),
     "split=" .. cfg.eval_split, "ks=" .. cfg.ks, "protocols=" .. cfg.protocols, "out=" .. fs.join(cfg.out, "eval"),
     "max_windows=" .. cfg.max_windows, "seed=" .. cfg.seed, "threads=" .. cfg.threads,
+    "min_distance=" .. cfg.min_distance,
   }))
   -- one row per model: accuracy ± cluster SE for each protocol and K, then the score separation
   local columns, seen = {}, {}
