@@ -254,6 +254,22 @@ end
 -- value per wave: an offset in seconds or a number of semitones), or nil when fewer than count exist
 local NEGATIVES = {}
 
+-- the first `count` audible reads of the pair's positive stems at the candidate offsets, in order
+-- (noise from stream `stream`): waves and their offsets, or nil when fewer are audible
+local function audible_reads(track, pr, pi, offsets, count, cfg, stream)
+  local found, where = {}, {}
+  for _, off in ipairs(offsets) do
+    if #found == count then break end
+    local w = sum_stems(track, pr.info.positive, off, cfg.window)
+    if rms(w) > cfg.silence_rms then
+      found[#found + 1] = with_noise(w, cfg, pi, stream, #found + 1)
+      where[#where + 1] = off
+    end
+  end
+  if #found < count then return nil end
+  return found, where
+end
+
 -- the same stems of the same track at least min_distance away, not silent
 function NEGATIVES.same_track(tracks, pairs_, pi, count, cfg)
   local pr = pairs_[pi]
@@ -265,18 +281,7 @@ function NEGATIVES.same_track(tracks, pairs_, pi, count, cfg)
     if math.abs(t - pr.offset) >= cfg.min_distance - 1e-9 then offsets[#offsets + 1] = t end
     t = t + hop
   end
-  local rng = Rng.new(cfg.seed, pi, 13)
-  local found, where = {}, {}
-  for _, off in ipairs(rng:shuffled(offsets)) do
-    if #found == count then break end
-    local w = sum_stems(track, pr.info.positive, off, cfg.window)
-    if rms(w) > cfg.silence_rms then
-      found[#found + 1] = with_noise(w, cfg, pi, 13, #found + 1)
-      where[#where + 1] = off
-    end
-  end
-  if #found < count then return nil end
-  return found, where
+  return audible_reads(track, pr, pi, Rng.new(cfg.seed, pi, 13):shuffled(offsets), count, cfg, 13)
 end
 
 -- the positive's stems read at offset + f * beat (f from shift_beats, in a seeded order per anchor)
@@ -284,20 +289,14 @@ function NEGATIVES.shifted(tracks, pairs_, pi, count, cfg, ctx)
   local pr = pairs_[pi]
   local track = tracks[pr.track]
   local beat = M.beat_seconds(track, pr.offset, cfg, ctx.tempo_cache)
-  local found, where = {}, {}
+  local offsets = {}
   for _, f in ipairs(Rng.new(cfg.seed, pi, 19):shuffled(ctx.shift_beats)) do
-    if #found == count then break end
     local shift = f * beat
     local off = pr.offset + shift
     if off + cfg.window > track.duration + 1e-9 and pr.offset - shift >= 0 then off = pr.offset - shift end
-    local w = sum_stems(track, pr.info.positive, off, cfg.window)
-    if rms(w) > cfg.silence_rms then
-      found[#found + 1] = with_noise(w, cfg, pi, 19, #found + 1)
-      where[#where + 1] = off
-    end
+    offsets[#offsets + 1] = off
   end
-  if #found < count then return nil end
-  return found, where
+  return audible_reads(track, pr, pi, offsets, count, cfg, 19)
 end
 
 -- the positive pitch-shifted by semitones from transpose_semitones (in a seeded order per anchor)
