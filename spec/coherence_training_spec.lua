@@ -101,6 +101,39 @@ describe("hard negatives", function()
     end
   end)
 
+  it("with shift_beats, move by fractions of the track's MIDI beat", function()
+    local slakh = files.tmpdir()
+    roots[#roots + 1] = slakh
+    local midi = require "cocola.data.midi"
+    for t = 1, 3 do
+      local dir = string.format("%s/train/Track%05d", slakh, t)
+      fs.mkdir_p(dir .. "/stems")
+      for s = 1, 3 do
+        cocola.audio.save(string.format("%s/stems/S%02d.wav", dir, s - 1), stem_wave(t, s), RATE, { subtype = "float" })
+      end
+      -- 100 bpm: a beat of 0.6 s
+      midi.write_file(dir .. "/all_src.mid", {
+        { tick = 0, kind = "meta", meta = 0x51, data = string.pack(">I3", 600000) },
+        { tick = 0, kind = "note_on", channel = 1, a = 60, b = 90 },
+        { tick = 3840, kind = "note_off", channel = 1, a = 60, b = 0 },
+      }, 480)
+    end
+    local list = data.open("slakh", slakh, "train")
+    local b = new({ hard_negatives = "shifted", shift_beats = "0.5,1.5" }, list):next_batch()
+    for _, info in ipairs(b.windows) do
+      local d = math.abs(info.negatives[1].offset - info.offset)
+      assert.is_true(math.abs(d - 0.3) < 1e-9 or math.abs(d - 0.9) < 1e-9, "shift " .. d)
+    end
+    -- a track without MIDI keeps the range in seconds
+    local plain = new({ hard_negatives = "shifted", shift_beats = "0.5", shift_min = 0.2, shift_max = 0.25 }):next_batch()
+    for _, info in ipairs(plain.windows) do
+      local d = math.abs(info.negatives[1].offset - info.offset)
+      assert.is_true(d >= 0.2 - 1e-9 and d <= 0.25 + 1e-9, "shift " .. d)
+    end
+    assert.has_error(function() new({ shift_beats = "0.5,-1" }) end,
+      "sampler: shift_beats must be positive fractions of a beat, got '-1'")
+  end)
+
   it("transposed rows are the positive pitch-shifted by whole semitones", function()
     local s = new({ hard_negatives = "transposed", transpose_max = 3 })
     local b = s:next_batch()

@@ -20,7 +20,9 @@
 --  * hard_negatives = "shifted,same_song,transposed" (any of them): next_batch() also returns
 --    negatives = (M K, samples), M blocks of K rows in the order of the list, row i of each block
 --    belonging to anchor i: "shifted" is the positive's stems at the same place moved by
---    u in [shift_min, shift_max] seconds (either way, real audio read from the files); "same_song"
+--    u in [shift_min, shift_max] seconds (either way, real audio read from the files), or, with
+--    shift_beats = "0.25,0.5,..." and a track whose MIDI gives its tempo (cocola.data.tempo), by one
+--    of those fractions of the beat at the window (whole beats, nearly coherent, left out); "same_song"
 --    the positive's stems at least min_distance seconds away in the same track (a non-silent place,
 --    else the farthest one); "transposed" the positive pitch-shifted by 1 to transpose_max
 --    semitones up or down (cocola.audio.pitch_shift). Negatives get the positives' noise.
@@ -30,6 +32,7 @@
 local cocola = require "cocola"
 local core = require "cocola.core"
 local Rng = require "cocola.data.rng"
+local tempo = require "cocola.data.tempo"
 
 local Sampler = {}
 Sampler.__index = Sampler
@@ -37,7 +40,8 @@ Sampler.__index = Sampler
 local DEFAULTS = {
   batch_size = 32, window = 5.0, max_overlap = 0.5, sample_rate = 16000, seed = 0,
   silence_rms = 1e-4, noise = 1e-3, shuffle = true, drop_last = true, prefetch = true,
-  gain_db = 0, hard_negatives = "", shift_min = 0.1, shift_max = 0.6, min_distance = 10.0, transpose_max = 6,
+  gain_db = 0, hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0,
+  transpose_max = 6,
 }
 
 local NEGATIVE_KINDS = { shifted = true, same_song = true, transposed = true }
@@ -93,6 +97,13 @@ function Sampler.new(tracks, opts)
     self.negative_kinds[#self.negative_kinds + 1] = kind
   end
   if not (o.shift_min > 0 and o.shift_max >= o.shift_min) then error("sampler: need 0 < shift_min <= shift_max", 2) end
+  self.shift_beats = {}
+  for item in tostring(o.shift_beats):gmatch("[^,%s]+") do
+    local f = tonumber(item)
+    if not f or f <= 0 then error("sampler: shift_beats must be positive fractions of a beat, got '" .. item .. "'", 2) end
+    self.shift_beats[#self.shift_beats + 1] = f
+  end
+  self.tempo_cache = {}
   if math.type(o.transpose_max) ~= "integer" or o.transpose_max < 1 or o.transpose_max > 12 then
     error("sampler: transpose_max must be an integer in 1..12", 2)
   end
@@ -297,6 +308,8 @@ local function negatives_of(self, info, positive)
   for k, kind in ipairs(self.negative_kinds) do
     if kind == "shifted" then
       local shift = o.shift_min + rng:float() * (o.shift_max - o.shift_min)
+      local beat = #self.shift_beats > 0 and tempo.beat_seconds(track, info.offset, self.tempo_cache)
+      if beat then shift = self.shift_beats[rng:int(1, #self.shift_beats)] * beat end
       local sign = rng:int(0, 1) == 0 and -1 or 1
       -- stay inside the track: move the other way when one side has no room
       if info.offset + sign * shift < 0 then sign = 1 end

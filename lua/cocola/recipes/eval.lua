@@ -45,7 +45,7 @@ local cocola = require "cocola"
 local recipe = require "cocola.recipe"
 local Sampler = require "cocola.data.sampler"
 local Rng = require "cocola.data.rng"
-local midi = require "cocola.data.midi"
+local tempo = require "cocola.data.tempo"
 local cjson = require "cjson"
 local lfs = require "lfs"
 
@@ -213,41 +213,12 @@ function M.draw_pairs(tracks, cfg, log)
   return pairs_
 end
 
--- the MIDI file of a Slakh-layout track (<track>/stems/SNN.flac): all_src.mid, else MIDI/S00.mid
-local function midi_file_of(track)
-  local dir = track.stems[1] and track.stems[1].path:match("^(.*)/stems/[^/]+$")
-  if not dir then return nil end
-  for _, candidate in ipairs({ dir .. "/all_src.mid", dir .. "/MIDI/S00.mid" }) do
-    if lfs.attributes(candidate, "mode") == "file" then return candidate end
-  end
-  return nil
-end
-
--- {events (merged, sorted), division} of a track's MIDI, or false when it has none (or it is unreadable)
-local function tempo_source(track, cache)
-  if cache[track] ~= nil then return cache[track] end
-  local src = false
-  local path = midi_file_of(track)
-  if path then
-    local ok, song = pcall(midi.read, path)
-    if ok and song.division < 0x8000 then src = { events = midi.merge(song), division = song.division } end
-  end
-  cache[track] = src
-  return src
-end
-
 --- beat_seconds(track, offset, cfg, cache?) -> the length of a beat (a quarter note) at `offset`
--- seconds and where it came from ("midi" or "shift_seconds")
+-- seconds and where it came from ("midi" or "shift_seconds"); cocola.data.tempo reads the MIDI
 function M.beat_seconds(track, offset, cfg, cache)
-  local src = tempo_source(track, cache or {})
-  if not src then return cfg.shift_seconds, "shift_seconds" end
-  local tick = midi.tick_at(src.events, src.division, offset)
-  local tempo = 500000 -- microseconds per quarter until the first tempo event (the MIDI default)
-  for _, ev in ipairs(src.events) do
-    if tick and ev.tick > tick then break end
-    if ev.kind == "meta" and ev.meta == 0x51 and #ev.data == 3 then tempo = string.unpack(">I3", ev.data) end
-  end
-  return tempo / 1e6, "midi"
+  local beat = tempo.beat_seconds(track, offset, cache)
+  if not beat then return cfg.shift_seconds, "shift_seconds" end
+  return beat, "midi"
 end
 
 -- negatives of each protocol: fn(tracks, pairs_, pair_index, count, cfg, ctx) -> waves, what (one

@@ -21,6 +21,7 @@
 -- Coherence training, all off by default (the paper's recipe is the default):
 --  * hard_negatives = "shifted,same_song,transposed" (any of them): extra columns of hard negatives
 --    per anchor in the similarity matrix (the positive's stems moved by shift_min..shift_max seconds,
+--    or by shift_beats fractions of the MIDI beat where the track has MIDI (e.g. shift_beats=0.25,0.5,0.75,1.5),
 --    the positive's stems >= min_distance s away in the same song, the positive pitch-shifted by up
 --    to transpose_max semitones); the loss is the cross-entropy over K + M K columns.
 --  * renderings = "root=other[;other2],root2=..." : the same songs rendered with other sounds
@@ -44,7 +45,7 @@ local DEFAULTS = {
   dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
   silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, max_minutes = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
   seed = 0, threads = 2, device = "cpu", autocast = "off",
-  hard_negatives = "", shift_min = 0.1, shift_max = 0.6, min_distance = 10.0, transpose_max = 6,
+  hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
 }
 
@@ -211,7 +212,7 @@ function M.run(cfg, log)
     -- a resume on other data or batches continues the run, but not exactly: say so
     local last = cjson.decode(previous:match("([^\n]+)\n?$"))
     for _, key in ipairs({ "layout", "root", "train_split", "batch_size", "window", "max_overlap", "seed", "input",
-                          "hard_negatives", "renderings", "gain_db", "eq_db" }) do
+                          "hard_negatives", "shift_beats", "renderings", "gain_db", "eq_db" }) do
       local before, now = last[key], cfg[key]
       local same = before == nil or before == now or (tonumber(before) and tonumber(before) == tonumber(now))
       if not same then
@@ -232,7 +233,8 @@ function M.run(cfg, log)
   }
   local sampler = Sampler.new(train_tracks, (function()
     local o = { gain_db = cfg.gain_db, hard_negatives = cfg.hard_negatives, shift_min = cfg.shift_min,
-                shift_max = cfg.shift_max, min_distance = cfg.min_distance, transpose_max = math.tointeger(cfg.transpose_max) }
+                shift_max = cfg.shift_max, shift_beats = tostring(cfg.shift_beats), min_distance = cfg.min_distance,
+                transpose_max = math.tointeger(cfg.transpose_max) }
     for k, v in pairs(sampler_opts) do o[k] = v end
     return o
   end)())
