@@ -12,9 +12,9 @@ APT_PACKAGES := lua5.4 liblua5.4-dev luarocks lua-busted lua-cjson lua-argparse 
 CMAKE_FLAGS ?=
 ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
-MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma
+MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma timgm6mb-soundfont opl3-soundfont
 
-.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems oracle device-bundle clean
+.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle clean
 
 all: rock
 
@@ -59,6 +59,12 @@ midi-stems: rock
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@$(ROCK_ENV); $(LUA) recipes/make_midi_stems.lua output=data/midi_stems
+
+# the test songs of data/midi_stems rendered with two soundfonts no model here trains on (same
+# track numbering), for cross-sound evaluation: data/midi_stems_timgm, data/midi_stems_opl3
+cross-sound-stems: midi-stems
+	@$(ROCK_ENV); $(LUA) recipes/make_midi_stems.lua splits=test soundfont=/usr/share/sounds/sf2/TimGM6mb.sf2 output=data/midi_stems_timgm
+	@$(ROCK_ENV); $(LUA) recipes/make_midi_stems.lua splits=test soundfont=/usr/share/sounds/sf2/OPL-3_FM_128M.sf2 output=data/midi_stems_opl3
 
 # build-device/: what recipes/device/train.sh needs on a GPU machine without this project's
 # dependencies (recipes/device/bundle.sh; e.g. DEVICE_BUNDLE_FLAGS="--midi data/mma_songs")
