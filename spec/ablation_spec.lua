@@ -31,7 +31,7 @@ describe("recipes/ablate_coherence.lua", function()
     local command = string.format([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = "./build/?.so;" .. package.cpath' recipes/ablate_coherence.lua layout=stems_folder root=%s/data
       init=%s/init.safetensors out=%s/out variants=paper,negatives steps=1 batch_size=2 bn_recalibration_batches=1
-      warmup_steps=0 protocols=paper,shifted max_windows=6 min_distance=2]], dir, dir, dir)
+      warmup_steps=0 protocols=paper,shifted max_windows=6 min_distance=5]], dir, dir, dir)
     command = command:gsub("\n%s*", " ")
     local ok, out = files.sh(command)
     assert.is_true(ok, out)

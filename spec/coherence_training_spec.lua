@@ -161,7 +161,18 @@ describe("hard negatives", function()
     assert.has_error(function() new({ hard_negatives = "reversed" }) end,
       "sampler: unknown hard negative 'reversed' (known: shifted, same_song, transposed)")
     assert.has_error(function() new({ shift_min = 0.5, shift_max = 0.1 }) end, "sampler: need 0 < shift_min <= shift_max")
-    assert.has_error(function() new({ transpose_max = 0 }) end, "sampler: transpose_max must be an integer in 1..12")
+    assert.has_error(function() new({ transpose_max = 12 }) end,
+      "sampler: transpose_max must be an integer in 1..11 (an octave keeps the pitch classes)")
+    assert.has_error(function() new({ min_distance = 0.5 }) end,
+      "sampler: min_distance must be at least the window (same-song negatives must not overlap the positive)")
+  end)
+
+  it("same-song negatives never overlap the positive, even without a place min_distance away", function()
+    local list = tracks()
+    local b = new({ hard_negatives = "same_song", min_distance = 100 }, list):next_batch()
+    for _, info in ipairs(b.windows) do
+      assert.is_true(math.abs(info.negatives[1].offset - info.offset) >= 1 - 1e-9)
+    end
   end)
 end)
 
@@ -181,6 +192,23 @@ describe("augmentations", function()
       end
       assert.is_true(max_abs(sum - b.anchor:select(1, i)) < 1e-5)
       assert.is_true(max_abs(plain.anchor:select(1, i) - b.anchor:select(1, i)) > 1e-3, "the gains change the sub-mix")
+    end
+  end)
+
+  it("leaves out a rendering that lacks one of the track's stems", function()
+    local partial = files.tmpdir()
+    roots[#roots + 1] = partial
+    for t = 1, 3 do
+      local dir = string.format("%s/train/track%d", partial, t)
+      fs.mkdir_p(dir)
+      for s = 1, (t == 2 and 2 or 3) do
+        cocola.audio.save(string.format("%s/stem%d.wav", dir, s), stem_wave(t, s, true), RATE, { subtype = "float" })
+      end
+    end
+    local list = tracks()
+    assert.are.equal(2, Sampler.attach_renderings(list, { data.open("stems_folder", partial, "train") }))
+    for _, t in ipairs(list) do
+      for _, stem in ipairs(t.stems) do assert.are.equal(t.name == "track2" and 1 or 2, #stem.paths, t.name) end
     end
   end)
 

@@ -64,9 +64,10 @@ cc_tensor *cc_audio_phase_vocoder(cc_tensor *X, double rate, int hop) {
   int64_t F = X->shape[X->ndim - 3], T = X->shape[X->ndim - 2], rows = 1;
   CC_CHECK(F >= 2 && T >= 1, "audio.phase_vocoder: need at least 2 bins and 1 frame (got %lld x %lld)", (long long)F,
            (long long)T);
-  int64_t Tout = stretched_frames(T, rate);
-  CC_CHECK(Tout >= 1 && (double)Tout * (double)F <= 4e9,
+  /* bounded before the conversion to an integer: 2.5e8 complex values are 2 GB of output */
+  CC_CHECK(ceil((double)T / rate) * (double)F <= 2.5e8,
            "audio.phase_vocoder: rate %g stretches %lld frames to too many frames", rate, (long long)T);
+  int64_t Tout = stretched_frames(T, rate);
   CC_TRY(c = cc_contiguous(X));
   for (int d = 0; d < c->ndim - 3; d++) rows *= c->shape[d];
   int64_t shape[CC_MAX_DIMS];

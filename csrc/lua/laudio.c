@@ -2,6 +2,7 @@
  * lua/cocola/audio.lua wraps them with option tables and defaults. audio_prefetch queues loads on
  * the background pool (csrc/audio/prefetch.c) and returns a handle: :ready(), :wait(), :cancel(). Errors are raised only after the
  * C side has released its temporaries (the C functions clean up before returning NULL / -1). */
+#include <limits.h>
 #include "../audio/audio.h"
 #include "lbind.h"
 
@@ -73,7 +74,9 @@ static int a_istft(lua_State *L) {
 
 /* audio_phase_vocoder(X, rate, hop) */
 static int a_phase_vocoder(lua_State *L) {
-  return lc_push(L, cc_audio_phase_vocoder(lc_check(L, 1), luaL_checknumber(L, 2), (int)luaL_checkinteger(L, 3)));
+  lua_Integer hop = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, hop >= 1 && hop <= INT_MAX, 3, "hop must be a positive integer that fits an int");
+  return lc_push(L, cc_audio_phase_vocoder(lc_check(L, 1), luaL_checknumber(L, 2), (int)hop));
 }
 
 /* audio_hpss(mag, kernel_h, kernel_p, power, margin) -> harmonic, percussive magnitudes */

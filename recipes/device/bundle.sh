@@ -90,7 +90,7 @@ cmake -S . -B "$CORE_BUILD" -DCMAKE_BUILD_TYPE=Release -DCOCOLA_CUDA=ON -DCOCOLA
 cmake --build "$CORE_BUILD" -j"$JOBS" --target cocola_lua >>"$BUILD_LOG" 2>&1 ||
   { tail -20 "$BUILD_LOG" >&2; die "building $CORE_BUILD failed (log: $BUILD_LOG)"; }
 CORE=$CORE_BUILD/cocola/core.so
-readelf -d "$CORE" | grep -q 'libcudnn' || die "$CORE was built without the CUDA backend"
+[ "$(readelf -d "$CORE" | grep -c 'libcudnn')" -gt 0 ] || die "$CORE was built without the CUDA backend"
 
 # ---- staging ------------------------------------------------------------------------------------
 STAGE=$(mktemp -d /tmp/cocola-bundle.XXXXXX)

@@ -142,7 +142,7 @@ set -e
 roots=()
 for name in $(cut -f1 "$sets_file"); do
   d=$DATA/$name
-  if find "$d/train" -mindepth 2 -maxdepth 2 -name .done 2>/dev/null | grep -q .; then
+  if [ -n "$(find "$d/train" -mindepth 2 -maxdepth 2 -name .done -print -quit 2>/dev/null)" ]; then
     # a track stopped half-way has no .done: leave it out
     for t in "$d"/train/Track* "$d"/validation/Track*; do [ ! -d "$t" ] || [ -e "$t/.done" ] || rm -rf "$t"; done
     mkdir -p "$d/validation"

@@ -47,9 +47,11 @@ local DEFAULTS = {
 local NEGATIVE_KINDS = { shifted = true, same_song = true, transposed = true }
 
 --- Sampler.attach_renderings(tracks, others): for each track, the tracks of the same name in the
--- lists `others` (the same songs rendered with other sounds) become extra renderings: every stem gets
--- stem.paths = {its own path, the path of the stem of the same name in each other rendering that has
--- it}. Returns the number of tracks that found at least one other rendering.
+-- lists `others` (the same songs rendered with other sounds) that have every one of its stems (by
+-- name) become extra renderings: every stem gets stem.paths = {its own path, its path in each such
+-- rendering} (the same index is the same rendering for every stem of the track). Renderings missing a
+-- stem are left out, so a sub-mix never mixes sounds. Returns the number of tracks that found at
+-- least one other rendering.
 function Sampler.attach_renderings(tracks, others)
   local found = 0
   local by_name = {}
@@ -58,20 +60,19 @@ function Sampler.attach_renderings(tracks, others)
     for _, t in ipairs(list_) do by_name[r][t.name] = t end
   end
   for _, t in ipairs(tracks) do
-    local any = false
     for _, stem in ipairs(t.stems) do stem.paths = { stem.path } end
     for r = 1, #others do
       local other = by_name[r][t.name]
-      if other then
-        local stems = {}
-        for _, st in ipairs(other.stems) do stems[st.name] = st end
-        for _, stem in ipairs(t.stems) do
-          if stems[stem.name] then stem.paths[#stem.paths + 1] = stems[stem.name].path; any = true end
-        end
+      local stems = {}
+      for _, st in ipairs(other and other.stems or {}) do stems[st.name] = st end
+      local complete = other ~= nil
+      for _, stem in ipairs(t.stems) do complete = complete and stems[stem.name] ~= nil end
+      if complete then
+        for _, stem in ipairs(t.stems) do stem.paths[#stem.paths + 1] = stems[stem.name].path end
         t.duration = math.min(t.duration, other.duration)
       end
     end
-    if any then found = found + 1 end
+    if #t.stems[1].paths > 1 then found = found + 1 end
   end
   return found
 end
@@ -104,9 +105,13 @@ function Sampler.new(tracks, opts)
     self.shift_beats[#self.shift_beats + 1] = f
   end
   self.tempo_cache = {}
-  if math.type(o.transpose_max) ~= "integer" or o.transpose_max < 1 or o.transpose_max > 12 then
-    error("sampler: transpose_max must be an integer in 1..12", 2)
+  if math.type(o.transpose_max) ~= "integer" or o.transpose_max < 1 or o.transpose_max > 11 then
+    error("sampler: transpose_max must be an integer in 1..11 (an octave keeps the pitch classes)", 2)
   end
+  if not (type(o.min_distance) == "number" and o.min_distance >= o.window) then
+    error("sampler: min_distance must be at least the window (same-song negatives must not overlap the positive)", 2)
+  end
+  if o.shift_min * o.sample_rate < 1 then error("sampler: shift_min must be at least one sample", 2) end
   self.tracks = tracks
   self.samples = math.floor(o.window * o.sample_rate + 0.5)
   local hop = o.window * (1 - o.max_overlap)
@@ -332,7 +337,12 @@ local function negatives_of(self, info, positive)
         if r > o.silence_rms then chosen, at = w, c break end
         if tries >= 4 then break end
       end
-      if not chosen then chosen, at = (read_positive_at(self, info, farthest)), farthest end
+      if not chosen then
+        -- no audible place min_distance away: the farthest one if it does not overlap the positive,
+        -- else the window right after it (zero-padded past the end of the track)
+        at = far_d >= o.window - 1e-9 and farthest or info.offset + o.window
+        chosen = (read_positive_at(self, info, at))
+      end
       out[k] = chosen
       info.negatives[k] = { kind = kind, offset = at }
     else -- transposed

@@ -40,6 +40,7 @@ function tempo.beat_seconds(track, offset, cache)
     if tick and ev.tick > tick then break end
     if ev.kind == "meta" and ev.meta == 0x51 and #ev.data == 3 then usec = string.unpack(">I3", ev.data) end
   end
+  if usec <= 0 then return nil end -- a tempo event of 0: no usable beat
   return usec / 1e6
 end
 

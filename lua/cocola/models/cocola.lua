@@ -165,8 +165,13 @@ function CoCola:forward(anchors, positives, negatives)
     local ea, ep = self:embed_pairs(anchors, positives)
     return self.similarity(ea, ep)
   end
+  check_features(self, anchors, "anchors")
+  check_features(self, positives, "positives")
   check_features(self, negatives, "negatives")
   local k = anchors:size(1)
+  if positives:size(1) ~= k then
+    error(string.format("expected as many positives as anchors, got %d and %d", positives:size(1), k), 2)
+  end
   if negatives:size(1) % k ~= 0 then
     error(string.format("expected a multiple of %d negatives (blocks of one per anchor), got %d", k, negatives:size(1)), 2)
   end

@@ -94,6 +94,12 @@ local function baselines_module()
   return nil
 end
 
+-- the embedding mode to evaluate a model in: cfg.mode for HPSS models, "both" for the others
+-- (mel models and the baselines have only one)
+function M.mode_for(model, cfg)
+  return model.input == "hpss" and cfg.mode or "both"
+end
+
 --- load_model(spec) -> model, name: "default", a baseline name, or a checkpoint; in eval mode
 function M.load_model(spec)
   local baselines = baselines_module()
@@ -298,7 +304,7 @@ local function score_negatives(protocol, models, embeddings, tracks, pairs_, cou
       if not row_of[pi] then rows[#rows + 1] = pi; row_of[pi] = #rows end
     end
     for mi, model in ipairs(models) do
-      local en = M.embed_all(model, pending, cfg.batch, cfg.mode)
+      local en = M.embed_all(model, pending, cfg.batch, M.mode_for(model, cfg))
       local ea_rows = {}
       for r, pi in ipairs(rows) do ea_rows[r] = embeddings[mi].anchors:select(1, pi) end
       local sim = cocola.no_grad(function() return model.similarity(cocola.stack(ea_rows, 1), en) end):totable()
@@ -360,8 +366,8 @@ local function evaluate(models, names, dataset, tracks, pairs_, cfg, ks, protoco
   for i, pr in ipairs(pairs_) do anchors[i], positives[i] = pr.anchor, pr.positive end
   local embeddings, sims = {}, {}
   for mi, model in ipairs(models) do
-    local ea = M.embed_all(model, anchors, cfg.batch, cfg.mode)
-    local ep = M.embed_all(model, positives, cfg.batch, cfg.mode)
+    local ea = M.embed_all(model, anchors, cfg.batch, M.mode_for(model, cfg))
+    local ep = M.embed_all(model, positives, cfg.batch, M.mode_for(model, cfg))
     embeddings[mi] = { anchors = ea, positives = ep }
     sims[mi] = cocola.no_grad(function() return model.similarity(ea, ep) end):totable()
     recipe.progress("  embeddings", mi, #models)

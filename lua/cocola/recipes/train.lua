@@ -71,8 +71,9 @@ end
 --- random equalisation of log-mel features (B, C, bands, frames), in dB: per example a tilt and a
 -- Gaussian bump over the bands, each of amplitude within +-eq_db, the same on every channel; then
 -- every (example, channel) is shifted back to a maximum of 0 dB and floored at -80 dB, as
--- cocola_features leaves it. Deterministic for an Rng.
-function M.equalize(features, eq_db, rng)
+-- cocola_features leaves HPSS features; with `absolute` (mel features, in absolute dB) the curve is
+-- only added. Deterministic for an Rng.
+function M.equalize(features, eq_db, rng, absolute)
   local b, c, bands, frames = features:size(1), features:size(2), features:size(3), features:size(4)
   local curves = {}
   for i = 1, b do
@@ -85,6 +86,7 @@ function M.equalize(features, eq_db, rng)
     curves[i] = { row }
   end
   local shaped = features + cocola.tensor(curves) -- (B, 1, bands, 1) broadcast
+  if absolute then return shaped end
   local peak = shaped:reshape({ b, c, bands * frames }):max(3, true):reshape({ b, c, 1, 1 })
   return (shaped - peak):clamp(-80, math.huge)
 end
@@ -96,7 +98,7 @@ local function batch_features(batch, input, device, eq)
                 cocola.audio.cocola_features(batch.positive, { mode = input }) }
   if batch.negative then out[3] = cocola.audio.cocola_features(batch.negative, { mode = input }) end
   for i = 1, #out do
-    if eq and eq.db > 0 then out[i] = M.equalize(out[i], eq.db, eq.rng) end
+    if eq and eq.db > 0 then out[i] = M.equalize(out[i], eq.db, eq.rng, input ~= "hpss") end
     if device and device ~= "cpu" then out[i] = out[i]:to(device) end
   end
   return out[1], out[2], out[3]
@@ -212,7 +214,8 @@ function M.run(cfg, log)
     -- a resume on other data or batches continues the run, but not exactly: say so
     local last = cjson.decode(previous:match("([^\n]+)\n?$"))
     for _, key in ipairs({ "layout", "root", "train_split", "batch_size", "window", "max_overlap", "seed", "input",
-                          "hard_negatives", "shift_beats", "renderings", "gain_db", "eq_db" }) do
+                          "hard_negatives", "shift_beats", "shift_min", "shift_max", "min_distance",
+                          "transpose_max", "renderings", "gain_db", "eq_db", "valid_root" }) do
       local before, now = last[key], cfg[key]
       local same = before == nil or before == now or (tonumber(before) and tonumber(before) == tonumber(now))
       if not same then
@@ -234,7 +237,7 @@ function M.run(cfg, log)
   local sampler = Sampler.new(train_tracks, (function()
     local o = { gain_db = cfg.gain_db, hard_negatives = cfg.hard_negatives, shift_min = cfg.shift_min,
                 shift_max = cfg.shift_max, shift_beats = tostring(cfg.shift_beats), min_distance = cfg.min_distance,
-                transpose_max = math.tointeger(cfg.transpose_max) }
+                transpose_max = math.tointeger(cfg.transpose_max) or error("train: transpose_max must be an integer", 0) }
     for k, v in pairs(sampler_opts) do o[k] = v end
     return o
   end)())
