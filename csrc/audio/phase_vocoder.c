@@ -54,7 +54,7 @@ static void vocode_one(const float *X, int64_t F, int64_t T, double rate, int64_
 }
 
 cc_tensor *cc_audio_phase_vocoder(cc_tensor *X, double rate, int hop) {
-  cc_tensor *c = NULL, *out = NULL;
+  cc_tensor *c = NULL, *out = NULL, *result = NULL;
   double *expected_advance = NULL;
   float *magnitude = NULL, *angle = NULL, *phase_acc = NULL, *frames = NULL;
   CC_CHECK(X->dtype == CC_FLOAT32 && X->ndim >= 3 && X->ndim <= CC_MAX_DIMS && X->shape[X->ndim - 1] == 2,
@@ -87,13 +87,8 @@ cc_tensor *cc_audio_phase_vocoder(cc_tensor *X, double rate, int hop) {
   for (int64_t r = 0; r < rows; r++)
     vocode_one((const float *)cc_data_ptr(c) + r * F * T * 2, F, T, rate, Tout, expected_advance, magnitude, angle,
                phase_acc, frames, (float *)cc_data_ptr(out) + r * F * Tout * 2);
-  free(expected_advance);
-  free(magnitude);
-  free(angle);
-  free(phase_acc);
-  free(frames);
-  cc_release(c);
-  return out;
+  result = out;
+  out = NULL;
 fail:
   free(expected_advance);
   free(magnitude);
@@ -102,5 +97,5 @@ fail:
   free(frames);
   cc_release(c);
   cc_release(out);
-  return NULL;
+  return result;
 }

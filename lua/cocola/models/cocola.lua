@@ -135,19 +135,31 @@ function CoCola:embed(x, mode)
   return self:_embed((self:apply_mode(x, mode)))
 end
 
--- anchors and positives through one encoder batch of 2K (as the reference: BatchNorm in training
--- sees both), with the same mode choice for an anchor and its positive
+-- anchors (K, ...) and columns (M K, ...: M blocks of K rows, row i of each block paired with anchor
+-- i) through one encoder batch (as the reference: BatchNorm in training sees both), each column row
+-- with its anchor's mode choice; returns the anchors' and the columns' embeddings
+local function embed_with_columns(self, anchors, columns, mode)
+  local k = anchors:size(1)
+  local a, choices = self:apply_mode(anchors, mode)
+  local c = columns
+  if choices then
+    local repeated = {}
+    for j = 1, columns:size(1) do repeated[j] = choices[(j - 1) % k + 1] end
+    c = self:apply_mode(columns, mode, repeated)
+  end
+  local e = self:_embed(cocola.cat({ a, c }, 1))
+  return e:narrow(1, 1, k), e:narrow(1, k + 1, columns:size(1))
+end
+
+-- anchors and positives through one encoder batch of 2K, with the same mode choice for an anchor
+-- and its positive
 function CoCola:embed_pairs(anchors, positives, mode)
   check_features(self, anchors, "anchors")
   check_features(self, positives, "positives")
   if anchors:size(1) ~= positives:size(1) then
     error(string.format("expected as many positives as anchors, got %d and %d", positives:size(1), anchors:size(1)), 2)
   end
-  local a, choices = self:apply_mode(anchors, mode)
-  local p = self:apply_mode(positives, mode, choices)
-  local e = self:_embed(cocola.cat({ a, p }, 1))
-  local parts = e:split(anchors:size(1), 1)
-  return parts[1], parts[2]
+  return embed_with_columns(self, anchors, positives, mode)
 end
 
 --- model(anchors, positives) or model{anchor = , positive = }: the K x K similarity matrix of the
@@ -175,19 +187,7 @@ function CoCola:forward(anchors, positives, negatives)
   if negatives:size(1) % k ~= 0 then
     error(string.format("expected a multiple of %d negatives (blocks of one per anchor), got %d", k, negatives:size(1)), 2)
   end
-  local a, choices = self:apply_mode(anchors)
-  local p = self:apply_mode(positives, nil, choices)
-  local n = negatives
-  if choices then
-    local repeated = {}
-    for b = 0, negatives:size(1) // k - 1 do
-      for i = 1, k do repeated[b * k + i] = choices[i] end
-    end
-    n = self:apply_mode(negatives, nil, repeated)
-  end
-  local e = self:_embed(cocola.cat({ a, p, n }, 1))
-  local ea = e:narrow(1, 1, k)
-  local columns = e:narrow(1, k + 1, e:size(1) - k)
+  local ea, columns = embed_with_columns(self, anchors, cocola.cat({ positives, negatives }, 1))
   return self.similarity(ea, columns)
 end
 

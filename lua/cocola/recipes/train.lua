@@ -234,22 +234,22 @@ function M.run(cfg, log)
     batch_size = cfg.batch_size, window = cfg.window, max_overlap = cfg.max_overlap, seed = cfg.seed,
     silence_rms = cfg.silence_rms, noise = cfg.noise,
   }
-  local sampler = Sampler.new(train_tracks, (function()
-    local o = { gain_db = cfg.gain_db, hard_negatives = cfg.hard_negatives, shift_min = cfg.shift_min,
-                shift_max = cfg.shift_max, shift_beats = tostring(cfg.shift_beats), min_distance = cfg.min_distance,
-                transpose_max = math.tointeger(cfg.transpose_max) or error("train: transpose_max must be an integer", 0) }
+  -- sampler_opts with some settings added or replaced
+  local function with(extra)
+    local o = {}
     for k, v in pairs(sampler_opts) do o[k] = v end
+    for k, v in pairs(extra) do o[k] = v end
     return o
-  end)())
+  end
+  local sampler = Sampler.new(train_tracks, with({
+    gain_db = cfg.gain_db, hard_negatives = cfg.hard_negatives, shift_min = cfg.shift_min, shift_max = cfg.shift_max,
+    shift_beats = tostring(cfg.shift_beats), min_distance = cfg.min_distance,
+    transpose_max = math.tointeger(cfg.transpose_max) or error("train: transpose_max must be an integer", 0),
+  }))
   -- validation and BatchNorm recalibration use the paper's plain batches (comparable across runs)
-  local valid_opts = {}
-  for k, v in pairs(sampler_opts) do valid_opts[k] = v end
-  valid_opts.seed, valid_opts.shuffle = cfg.seed + 1, true
-  local valid_sampler = Sampler.new(valid_tracks, valid_opts)
+  local valid_sampler = Sampler.new(valid_tracks, with({ seed = cfg.seed + 1, shuffle = true }))
   -- fixed training batches for BatchNorm recalibration, apart from the training stream
-  local calibration_opts = {}
-  for k, v in pairs(sampler_opts) do calibration_opts[k] = v end
-  calibration_opts.seed = cfg.seed + 2
+  local calibration_opts = with({ seed = cfg.seed + 2 })
   local calibration_sampler = Sampler.new(train_tracks, calibration_opts)
 
   local model = cocola.models.cocola {
