@@ -35,7 +35,7 @@ local function run(cfg)
     local Sampler = require "cocola.data.sampler"
     local tracks = require("cocola.recipes.train").open_split(cfg.layout, cfg.root, "train") -- root may be "a,b"
     local sampler = Sampler.new(tracks, { batch_size = cfg.batch_size, seed = cfg.seed + 2 })
-    require("cocola.recipes.train").recalibrate_batchnorm(full, sampler, cfg.recalibrate_batches, cfg.input)
+    require("cocola.recipes.train").recalibrate_batchnorm(full, sampler, cfg.recalibrate_batches)
     meta.batchnorm_recalibrated = string.format("%d batches of %d", cfg.recalibrate_batches, cfg.batch_size)
   end
   local steps = 0

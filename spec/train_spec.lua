@@ -118,7 +118,7 @@ describe("train_cocola", function()
     local x = cocola.cat({ cocola.audio.cocola_features(probe.anchor, { mode = "hpss" }),
                            cocola.audio.cocola_features(probe.positive, { mode = "hpss" }) }, 1)
     local expected = cocola.no_grad(function() return stem(x):mean(1):mean(-1):mean(-1) end)
-    train.recalibrate_batchnorm(model, sampler, 1, "hpss")
+    train.recalibrate_batchnorm(model, sampler, 1)
     assert.is_true(bn0.running_mean:allclose(expected:view(-1), 1e-4, 1e-5))
     assert.are.same(before, sampler:state())
     for _, m in ipairs(model:modules()) do

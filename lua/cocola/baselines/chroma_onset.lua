@@ -189,6 +189,45 @@ function M.embeddings(waves)
   return cocola.cat({ half_unit_rows(chroma, M.CHROMA_EPS), half_unit_rows(centred, M.ONSET_EPS) }, 2):contiguous()
 end
 
+-- ---- per-frame inputs of the learned chroma-onset model ------------------------------------
+
+M.ONSET_BANDS = 4                   -- onset envelopes of 4 groups of 32 mel bands (low to high)
+M.FRAME_CHANNELS = M.N_CHROMA + M.ONSET_BANDS
+M.CHROMA_RANGE = 1000               -- chroma compressed as log(1 + 1000 x / window max) / log(1001)
+
+--- chroma_onset.frame_features(waves) -> (B, 16, 1, frames): the per-frame inputs of
+-- cocola.models.chroma_onset_cocola, from the same STFT as the baseline's:
+--  * channels 1-12: the chroma filterbank's output (before librosa's per-frame normalisation),
+--    divided by the window's largest value and compressed to log(1 + 1000 c) / log(1001), in [0, 1];
+--    a silent window is all zeros. Loud frames keep more weight than quiet ones.
+--  * channels 13-16: onset strength per band group: the window's mel power in dB (as onset_envelope),
+--    its positive first difference averaged over mel bands 1-32, 33-64, 65-96 and 97-128, aligned as
+--    librosa aligns onset_strength, the first ONSET_SKIP frames zeroed, then divided by the root mean
+--    square of the four envelopes plus 1 dB (so a flat window stays near zero).
+function M.frame_features(waves)
+  local power = power_spectrogram(as_batch(waves))
+  local cfb, mfb = filterbanks()
+  local raw = cfb:matmul(power)                                  -- (B, 12, T)
+  local B, T = raw:size(1), raw:size(3)
+  local peak = raw:reshape({ B, M.N_CHROMA * T }):max(2, true):reshape({ B, 1, 1 })
+  peak = peak:masked_fill(peak:lt(M.FRAME_TINY), 1)
+  local chroma = ((raw / peak) * M.CHROMA_RANGE + 1):log() * (1 / math.log(M.CHROMA_RANGE + 1))
+  local mel = mfb:matmul(power)                                  -- (B, 128, T)
+  local rows = {}
+  for b = 1, B do rows[b] = audio.power_to_db(mel:select(1, b)) end
+  local db = cocola.stack(rows, 1)
+  local rise = (db:narrow(3, 1 + M.LAG, T - M.LAG) - db:narrow(3, 1, T - M.LAG)):relu()
+  local per_band = M.N_MELS // M.ONSET_BANDS
+  local bands = rise:contiguous():reshape({ B, M.ONSET_BANDS, per_band, T - M.LAG }):mean(3) -- (B, 4, T - lag)
+  -- librosa's alignment shifts right by lag + n_fft / (2 hop); then the first ONSET_SKIP frames become 0
+  local aligned = cocola.pad(bands, { M.LAG + M.N_FFT // (2 * M.HOP), 0 }):narrow(3, 1, T)
+  local skip = M.ONSET_SKIP
+  aligned = cocola.pad(aligned:narrow(3, skip + 1, T - skip), { skip, 0 })
+  local rms = ((aligned * aligned):mean(3, true):mean(2, true) + 1):sqrt()
+  local onset = aligned / rms
+  return cocola.cat({ chroma, onset }, 2):contiguous():reshape({ B, M.FRAME_CHANNELS, 1, T })
+end
+
 -- ---- the model-like object ----------------------------------------------------------------
 
 local function check_embeddings(t, what, fn)

@@ -202,7 +202,8 @@ local STEM = "encoder.encoder.model.0._conv_stem.weight"
 
 --- Builds a model from a checkpoint and loads its weights strictly: the reference's Lightning
 -- .ckpt (state_dict + hyper_parameters), a safetensors state dict (as train_cocola writes), or a
--- train_cocola checkpoint directory (<dir>/model.safetensors). The architecture is read off the
+-- train_cocola checkpoint directory (<dir>/model.safetensors). Weights of a chroma-onset model
+-- (cocola.models.chroma_onset_cocola) give that model. The architecture is read off the
 -- weights (input channels from the stem conv, embedding size from W); the embedding mode comes from
 -- opts.embedding_mode, else the checkpoint's hyper-parameters, else "both". Returns an eval-mode model.
 function CoCola.from_checkpoint(path, opts)
@@ -216,9 +217,20 @@ function CoCola.from_checkpoint(path, opts)
   if type(loaded.state_dict) == "table" and not cocola.is_tensor(loaded.state_dict) then
     sd, hparams = loaded.state_dict, loaded.hyper_parameters or {}
   end
+  local ChromaOnsetCoCola = require "cocola.models.chroma_onset_cocola"
+  if ChromaOnsetCoCola.matches(sd) then
+    local own = {}
+    for k, v in pairs(sd) do
+      if cocola.is_tensor(v) then own[k] = v end
+    end
+    local model = ChromaOnsetCoCola.from_state_dict(own)
+    if opts.embedding_mode then model:set_embedding_mode(opts.embedding_mode) end
+    return model
+  end
   local stem, w = sd[STEM], sd["similarity.w"]
   if not cocola.is_tensor(stem) or not cocola.is_tensor(w) then
-    error("from_checkpoint: '" .. path .. "' holds no COCOLA weights (" .. STEM .. ", similarity.w)", 2)
+    error("from_checkpoint: '" .. path .. "' holds no COCOLA weights (" .. STEM .. ", similarity.w; or "
+      .. ChromaOnsetCoCola.KEY .. ", similarity.v)", 2)
   end
   local in_channels = stem:size(2)
   local mode = opts.embedding_mode

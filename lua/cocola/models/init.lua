@@ -1,9 +1,12 @@
 -- cocola.models — the model constructors, loaded on first use:
 --   models.cocola{input = "hpss" | "mel", embedding_dim = 512, dropout = 0.1, ...} (the COCOLA
---   coherence model, cocola.models.cocola), models.EfficientNet{...} (the B0 feature extractor).
+--   coherence model, cocola.models.cocola), models.chroma_onset_cocola{dim = 32, width = 64, blocks = 4}
+--   (the COCOLA objective on chroma and onset frames), models.EfficientNet{...} (the B0 feature extractor).
 local lazy = {
   cocola = "cocola.models.cocola",
   CoCola = "cocola.models.cocola",
+  chroma_onset_cocola = "cocola.models.chroma_onset_cocola",
+  ChromaOnsetCoCola = "cocola.models.chroma_onset_cocola",
   EfficientNet = "cocola.models.efficientnet.EfficientNet",
 }
 

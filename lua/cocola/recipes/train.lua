@@ -31,6 +31,9 @@
 --  * eq_db: a random spectral tilt and bump (each within +-eq_db dB over the 64 mel bands) added to
 --    the log-mel features of every anchor, positive and negative independently (then max-normalised
 --    and floored at -80 dB again, as the features are).
+-- input = "chroma_onset" trains cocola.models.chroma_onset_cocola (chroma and onset frames, a temporal
+-- convolution encoder of frame_blocks blocks of frame_width channels, frame_dim per frame) instead
+-- of the paper's EfficientNet on mel images ("hpss", "mel").
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
@@ -47,6 +50,7 @@ local DEFAULTS = {
   seed = 0, threads = 2, device = "cpu", autocast = "off",
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
+  frame_dim = 32, frame_width = 64, frame_blocks = 4,
 }
 
 local M = {}
@@ -91,14 +95,14 @@ function M.equalize(features, eq_db, rng, absolute)
   return (shaped - peak):clamp(-80, math.huge)
 end
 
--- the anchor, positive (and negative, when the batch has them) features of a sampler batch, on
--- `device` (default the CPU); eq = {db =, rng =} equalises each of them at random
-local function batch_features(batch, input, device, eq)
-  local out = { cocola.audio.cocola_features(batch.anchor, { mode = input }),
-                cocola.audio.cocola_features(batch.positive, { mode = input }) }
-  if batch.negative then out[3] = cocola.audio.cocola_features(batch.negative, { mode = input }) end
+-- the anchor, positive (and negative, when the batch has them) features of a sampler batch
+-- (model:features), on `device` (default the CPU); eq = {db =, rng =} equalises each of them at
+-- random (log-mel features only)
+local function batch_features(batch, model, device, eq)
+  local out = { model:features(batch.anchor), model:features(batch.positive) }
+  if batch.negative then out[3] = model:features(batch.negative) end
   for i = 1, #out do
-    if eq and eq.db > 0 then out[i] = M.equalize(out[i], eq.db, eq.rng, input ~= "hpss") end
+    if eq and eq.db > 0 then out[i] = M.equalize(out[i], eq.db, eq.rng, model.input ~= "hpss") end
     if device and device ~= "cpu" then out[i] = out[i]:to(device) end
   end
   return out[1], out[2], out[3]
@@ -107,7 +111,7 @@ end
 --- Re-estimates every BatchNorm's running statistics from `batches` batches of the sampler (its
 -- state is restored afterwards): cumulative averages over the batches with the rest of the model in
 -- eval mode. The model is left in eval mode.
-function M.recalibrate_batchnorm(model, sampler, batches, input, device)
+function M.recalibrate_batchnorm(model, sampler, batches, device)
   local saved = sampler:state()
   local norms = {}
   for _, m in ipairs(model:modules()) do
@@ -125,7 +129,7 @@ function M.recalibrate_batchnorm(model, sampler, batches, input, device)
     local batch = sampler:next_batch()
     if not batch then break end
     cocola.no_grad(function()
-      local a, p = batch_features(batch, input, device)
+      local a, p = batch_features(batch, model, device)
       model:embed_pairs(a, p)
     end)
   end
@@ -144,7 +148,7 @@ local function validate(cfg, model, sampler)
     local batch = sampler:next_batch()
     if not batch then break end
     local sim = cocola.no_grad(function()
-      local a, p = batch_features(batch, cfg.input, cfg.device)
+      local a, p = batch_features(batch, model, cfg.device)
       return model(a, p)
     end)
     loss_sum = loss_sum + cocola.metrics.contrastive_loss(sim):item()
@@ -200,6 +204,20 @@ function M.run(cfg, log)
   if cfg.device == "cuda" and not cocola.cuda.is_available() then
     error("train: device=cuda, but CUDA is not available (" .. tostring(cocola.cuda.unavailable_reason()) .. ")", 0)
   end
+  if cfg.input ~= "hpss" and cfg.input ~= "mel" and cfg.input ~= "chroma_onset" then
+    error(string.format("train: input must be hpss, mel or chroma_onset, got '%s'", tostring(cfg.input)), 0)
+  end
+  if cfg.input == "chroma_onset" then
+    if cfg.eq_db > 0 then error("train: eq_db shapes log-mel features; input=chroma_onset has none (use gain_db)", 0) end
+    if cfg.bn_recalibration_batches > 0 then
+      error("train: bn_recalibration_batches needs BatchNorm; the chroma_onset model has none", 0)
+    end
+    for _, key in ipairs({ "frame_dim", "frame_width", "frame_blocks" }) do
+      local v = math.tointeger(cfg[key])
+      if not v or v < (key == "frame_blocks" and 0 or 1) then error("train: " .. key .. " must be a positive integer", 0) end
+      cfg[key] = v
+    end
+  end
   if cfg.autocast ~= "off" and cfg.device ~= "cuda" then
     error("train: autocast=" .. tostring(cfg.autocast) .. " needs device=cuda", 0)
   end
@@ -252,10 +270,15 @@ function M.run(cfg, log)
   local calibration_opts = with({ seed = cfg.seed + 2 })
   local calibration_sampler = Sampler.new(train_tracks, calibration_opts)
 
-  local model = cocola.models.cocola {
-    input = cfg.input, embedding_dim = cfg.embedding_dim, dropout = cfg.dropout,
-    embedding_mode = cfg.input == "hpss" and cfg.embedding_mode or "both",
-  }
+  local model
+  if cfg.input == "chroma_onset" then
+    model = cocola.models.chroma_onset_cocola { dim = cfg.frame_dim, width = cfg.frame_width, blocks = cfg.frame_blocks }
+  else
+    model = cocola.models.cocola {
+      input = cfg.input, embedding_dim = cfg.embedding_dim, dropout = cfg.dropout,
+      embedding_mode = cfg.input == "hpss" and cfg.embedding_mode or "both",
+    }
+  end
   if cfg.init ~= "" and cfg.resume == "" then
     local weights = cocola.load(cfg.init)
     if type(weights.state_dict) == "table" then weights = weights.state_dict end
@@ -315,7 +338,7 @@ function M.run(cfg, log)
   -- recalibrates BatchNorm if asked, validates, logs, and keeps the best model in <out>/best.safetensors
   local function validate_and_keep_best()
     if cfg.bn_recalibration_batches > 0 then
-      M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.input, cfg.device)
+      M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.device)
     end
     local vloss, vacc = validate(cfg, model, valid_sampler)
     if not vloss then return end
@@ -324,7 +347,7 @@ function M.run(cfg, log)
     if not state.best_valid_loss or vloss < state.best_valid_loss then
       state.best_valid_loss = vloss
       cocola.save(cfg.out .. "/best.safetensors", model:state_dict(), {
-        metadata = { input = cfg.input, embedding_dim = tostring(cfg.embedding_dim),
+        metadata = { input = cfg.input, embedding_dim = tostring(model.embedding_dim),
                      epoch = string.format("%d", state.epoch), step = string.format("%d", state.step),
                      valid_loss = tostring(vloss), valid_accuracy = tostring(vacc) },
       })
@@ -340,7 +363,7 @@ function M.run(cfg, log)
       save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
     else
       local eq = cfg.eq_db > 0 and { db = cfg.eq_db, rng = Rng.new(cfg.seed, state.step + 1, 21) } or nil
-      local a, p, n = batch_features(batch, cfg.input, cfg.device, eq)
+      local a, p, n = batch_features(batch, model, cfg.device, eq)
       opt:zero_grad()
       set_learning_rates(state.step + 1)
       local sim = model(a, p, n)
