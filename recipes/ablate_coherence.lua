@@ -11,6 +11,9 @@
 --   transposed  + transposed columns
 --   augment     + per-stem gains (gain_db) and feature equalisation (eq_db)
 --   timbre      + anchor and positive from different renderings (needs `renderings`)
+-- input=chroma_onset ablates the chroma-onset model instead (cocola.models.chroma_onset_cocola): init=""
+-- trains every variant from the same seeded fresh weights, "augment" adds gains only (its features
+-- are not log-mel bands to equalise) and there is no BatchNorm to re-estimate.
 -- Usage: lua5.4 recipes/ablate_coherence.lua init=assets/cocola_midi_hpss.safetensors root=data/midi_stems
 --        [renderings=data/midi_stems=data/midi_stems_musescore] [steps=150] [batch_size=8] [out=runs/ablation]
 local cocola = require "cocola"
@@ -21,7 +24,7 @@ local cjson = require "cjson"
 local fs = require "cocola.data.fs"
 
 local DEFAULTS = {
-  init = "assets/cocola_midi_hpss.safetensors", layout = "slakh", root = "data/midi_stems", renderings = "",
+  init = "assets/cocola_midi_hpss.safetensors", input = "hpss", layout = "slakh", root = "data/midi_stems", renderings = "",
   out = "runs/ablation", variants = "paper,negatives,transposed,augment,timbre", steps = 150, batch_size = 8,
   lr = 3e-4, lr_similarity = 3e-5, warmup_steps = 20, gain_db = 6, eq_db = 6, bn_recalibration_batches = 16,
   split = "validation", eval_split = "validation", ks = "2", protocols = "paper,same_track,shifted,transposed",
@@ -49,16 +52,17 @@ local function run(cfg)
         print("variant " .. variant.name .. " skipped: it needs renderings=root=other")
       else
         local dir = fs.join(cfg.out, variant.name)
+        local frames = cfg.input == "chroma_onset"
         local args = {
-          "layout=" .. cfg.layout, "root=" .. cfg.root, "out=" .. dir, "init=" .. cfg.init,
+          "layout=" .. cfg.layout, "root=" .. cfg.root, "out=" .. dir, "init=" .. cfg.init, "input=" .. cfg.input,
           "batch_size=" .. cfg.batch_size, "max_steps=" .. cfg.steps, "lr=" .. cfg.lr,
           "lr_similarity=" .. cfg.lr_similarity, "warmup_steps=" .. cfg.warmup_steps, "valid_every=" .. cfg.steps,
-          "bn_recalibration_batches=" .. cfg.bn_recalibration_batches, "checkpoint_every=25", "seed=" .. cfg.seed,
-          "threads=" .. cfg.threads, "embedding_mode=both", "min_distance=" .. cfg.min_distance,
+          "bn_recalibration_batches=" .. (frames and 0 or cfg.bn_recalibration_batches), "checkpoint_every=25",
+          "seed=" .. cfg.seed, "threads=" .. cfg.threads, "embedding_mode=both", "min_distance=" .. cfg.min_distance,
         }
         for key, value in pairs(variant.settings) do
           if value == true then value = cfg[key] end
-          args[#args + 1] = key .. "=" .. tostring(value)
+          if not (frames and key == "eq_db") then args[#args + 1] = key .. "=" .. tostring(value) end
         end
         table.sort(args)
         local state_text = recipe.read(fs.join(dir, "last", "state.json"))
@@ -77,8 +81,8 @@ local function run(cfg)
   local unknown = next(wanted)
   if unknown then error("ablate_coherence: unknown variant '" .. unknown .. "'", 0) end
   -- one evaluation of the starting model, every variant and the baseline on the same windows
-  local models = { cfg.init }
-  table.move(checkpoints, 1, #checkpoints, 2, models)
+  local models = cfg.init ~= "" and { cfg.init } or {}
+  table.move(checkpoints, 1, #checkpoints, #models + 1, models)
   local rows, scores = eval.run(recipe.config(eval.DEFAULTS, {
     "models=" .. table.concat(models, ","), "datasets=" .. cfg.layout .. ":" .. cfg.root:match("^[^,]+"),
     "split=" .. cfg.eval_split, "ks=" .. cfg.ks, "protocols=" .. cfg.protocols, "out=" .. fs.join(cfg.out, "eval"),
@@ -100,8 +104,9 @@ local function run(cfg)
   local separation = {}
   for _, s in ipairs(scores) do separation[s.model] = s.separation end
   local lines = {
-    string.format("Ablation: %d steps of K = %d from %s on %s; evaluated on %d windows of the %s split (± cluster SE by track)",
-      cfg.steps, cfg.batch_size, cfg.init, cfg.root, cfg.max_windows, cfg.eval_split), "",
+    string.format("Ablation: %d steps of K = %d (input %s) from %s on %s; evaluated on %d windows of the %s split (± cluster SE by track)",
+      cfg.steps, cfg.batch_size, cfg.input, cfg.init ~= "" and cfg.init or "fresh weights (seed " .. cfg.seed .. ")",
+      cfg.root, cfg.max_windows, cfg.eval_split), "",
     "| model | " .. table.concat(columns, " | ") .. " | GT vs random separation |",
     "|---|" .. string.rep("---:|", #columns + 1),
   }

@@ -66,7 +66,7 @@ local function run(cfg)
     waves[#waves + 1] = cocola.audio.load(fs.join(cfg.examples, f), { sr = 16000, mono = true, duration = 5 }):view(-1)
   end
   if #waves > 0 then
-    local x = cocola.audio.cocola_features(cocola.stack(waves, 1), { mode = full.input })
+    local x = full:features(cocola.stack(waves, 1))
     local a = cocola.no_grad(function() return full:embed(x) end)
     local b = cocola.no_grad(function() return half:embed(x) end)
     local rel = ((a - b) * (a - b)):sum():sqrt():item() / (a * a):sum():sqrt():item()

@@ -353,6 +353,43 @@ describe("eval_cocola", function()
     end
   end)
 
+  it("compares every model with the baseline on the same anchors, with a paired cluster standard error", function()
+    -- by hand: a = {1, 1, 0, 1}, b = {0, 1, 0, 0} in tracks {a, a, b, b}: differences 1, 0, 0, 1; d = 0.5;
+    -- per track D = 1 and 1, residuals 1 - 0.5 * 2 = 0 and 0: SE 0
+    local d0, se0, g0 = eval.paired_difference({ true, true, false, true }, { false, true, false, false }, { "a", "a", "b", "b" })
+    assert.are.equal(0.5, d0)
+    assert.are.equal(0, se0)
+    assert.are.equal(2, g0)
+    -- D = 1 and -1: d = 0, residuals 1 and -1: SE sqrt(2 * 2) / 4 = 0.5
+    local d1, se1 = eval.paired_difference({ true, false, false, false }, { false, false, true, false }, { "a", "a", "b", "b" })
+    assert.are.equal(0, d1)
+    assert.is_true(close(se1, 0.5, 1e-15))
+    assert.has_error(function() eval.paired_difference({ true }, {}, { "a" }) end)
+    if not have_baselines then return end
+    -- the rows carry it, recomputed from the per-anchor outcomes of the model and the baseline
+    local checked = 0
+    for i, r in ipairs(rows) do
+      if r.model ~= BASELINE then
+        local j
+        for jj, rb in ipairs(rows) do
+          if rb.model == BASELINE and rb.protocol == r.protocol and rb.k == r.k then j = jj end
+        end
+        local clusters = {}
+        for a, pi in ipairs(d.outcomes[i].anchors) do clusters[a] = pairs_[pi].track end
+        local want, want_se = eval.paired_difference(d.outcomes[i].hits, d.outcomes[j].hits, clusters)
+        assert.are.equal(BASELINE, r.reference)
+        assert.are.equal(want, r.vs_reference)
+        assert.is_true(close(r.accuracy - rows[j].accuracy, r.vs_reference, 1e-12))
+        assert.is_true(want_se == r.vs_reference_se or (want_se ~= want_se and r.vs_reference_se ~= r.vs_reference_se))
+        checked = checked + 1
+      else
+        assert.is_nil(r.vs_reference)
+      end
+    end
+    assert.are.equal(8, checked)
+    assert.truthy(recipe.read(out .. "/results.md"):find("minus " .. BASELINE .. "'s on the same windows", 1, true))
+  end)
+
   it("puts the chroma-onset baseline beside the learned model in every table", function()
     if not have_baselines then return pending("cocola.baselines is not installed") end
     for _, protocol in ipairs({ "paper", "same_track", "shifted", "transposed" }) do
@@ -373,7 +410,7 @@ describe("eval_cocola", function()
     local csv = recipe.read(out .. "/results.csv")
     local lines = {}
     for l in csv:gmatch("[^\n]+") do lines[#lines + 1] = l end
-    assert.are.equal("model,dataset,protocol,k,accuracy,se_naive,se_cluster,tracks,anchors", lines[1])
+    assert.are.equal("model,dataset,protocol,k,accuracy,se_naive,se_cluster,tracks,anchors,vs_reference,vs_reference_se", lines[1])
     assert.are.equal(#rows + 1, #lines)
     local json = cjson.decode(recipe.read(out .. "/results.json"))
     assert.are.equal(#rows, #json.accuracy)

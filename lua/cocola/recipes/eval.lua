@@ -32,6 +32,9 @@
 --    the cluster standard error by track, sqrt(G / (G - 1) * sum_g (h_g - p n_g)^2) / n over the G
 --    tracks (h_g hits of n_g anchors in track g), which accounts for windows of one song being
 --    correlated. Tables show "accuracy ± cluster standard error"; the CSV and JSON have both.
+--  * every model against the reference (the first baseline of the list): the accuracy difference on the
+--    same anchors and its paired cluster standard error (M.paired_difference), and whether the model is
+--    above by more than two of them (CSV/JSON: vs_reference, vs_reference_se).
 --  * scores: COCOLA score of ground-truth pairs (anchor, own positive) and of random pairs (anchor, the
 --    positive of a window of another track), mean and standard deviation, and their separation
 --    (mean_gt - mean_random) / pooled standard deviation.
@@ -163,6 +166,29 @@ function M.standard_errors(hits, clusters)
   local ss = 0
   for _, g in ipairs(order) do ss = ss + (by[g].hits - p * by[g].n) ^ 2 end
   return p, naive, math.sqrt(G / (G - 1) * ss) / n, G
+end
+
+--- paired_difference(hits_a, hits_b, clusters) -> d, se, G: the accuracy difference of two models on
+-- the same anchors, d = mean(a_i - b_i), with its cluster standard error
+-- sqrt(G / (G - 1) * sum_g (D_g - d n_g)^2) / n (D_g = sum of a_i - b_i over cluster g; NaN when G < 2).
+-- Paired: what both get right or wrong on a window cancels, so this is the SE to judge "above by two SE".
+function M.paired_difference(hits_a, hits_b, clusters)
+  local n = #hits_a
+  if n ~= #hits_b or n ~= #clusters then error("paired_difference: the lists differ in length", 2) end
+  if n == 0 then return 0 / 0, 0 / 0, 0 end
+  local total, by, order = 0, {}, {}
+  for i = 1, n do
+    local g = clusters[i]
+    if not by[g] then by[g] = { sum = 0, n = 0 }; order[#order + 1] = g end
+    local diff = (hits_a[i] and 1 or 0) - (hits_b[i] and 1 or 0)
+    by[g].sum, by[g].n = by[g].sum + diff, by[g].n + 1
+    total = total + diff
+  end
+  local d, G = total / n, #order
+  if G < 2 then return d, 0 / 0, G end
+  local ss = 0
+  for _, g in ipairs(order) do ss = ss + (by[g].sum - d * by[g].n) ^ 2 end
+  return d, math.sqrt(G / (G - 1) * ss) / n, G
 end
 
 --- separation(gt, random) -> (mean_gt - mean_random) / pooled standard deviation
@@ -431,6 +457,20 @@ local function evaluate(models, names, dataset, tracks, pairs_, cfg, ks, protoco
     end
   end
   details.outcomes = outcomes
+  -- each model against the reference (the first baseline), paired on the same anchors
+  local reference = {}
+  for i, r in ipairs(rows) do
+    if r.model == ctx.reference then reference[r.protocol .. "|" .. r.k] = outcomes[i] end
+  end
+  for i, r in ipairs(rows) do
+    local ref = reference[r.protocol .. "|" .. r.k]
+    if ref and r.model ~= ctx.reference then
+      local clusters = {}
+      for a, pi in ipairs(outcomes[i].anchors) do clusters[a] = pairs_[pi].track end
+      r.vs_reference, r.vs_reference_se = M.paired_difference(outcomes[i].hits, ref.hits, clusters)
+      r.reference = ctx.reference
+    end
+  end
   return rows, scores, details
 end
 
@@ -465,6 +505,23 @@ function M.markdown(rows, scores, model_names, dataset_names)
       local cells = {}
       for _, d in ipairs(dataset_names) do cells[#cells + 1] = cell(m, d, key[1], key[2]) end
       lines[#lines + 1] = "| " .. m .. " | " .. table.concat(cells, " | ") .. " |"
+    end
+    lines[#lines + 1] = ""
+  end
+  local differences = {}
+  for _, r in ipairs(rows) do
+    if r.vs_reference then differences[#differences + 1] = r end
+  end
+  if #differences > 0 then
+    lines[#lines + 1] = string.format("Accuracy minus %s's on the same windows ± paired cluster standard error (above by more than two: yes)",
+      differences[1].reference)
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "| model | dataset | protocol | K | difference | above by > 2 SE |"
+    lines[#lines + 1] = "|---|---|---|---|---|---|"
+    for _, r in ipairs(differences) do
+      local above = r.vs_reference_se == r.vs_reference_se and r.vs_reference > 2 * r.vs_reference_se
+      lines[#lines + 1] = string.format("| %s | %s | %s | %d | %+.3f ± %s | %s |", r.model, r.dataset, r.protocol, r.k,
+        r.vs_reference, fmt(r.vs_reference_se), above and "yes" or "no")
     end
     lines[#lines + 1] = ""
   end
@@ -549,9 +606,11 @@ function M.run(cfg, log)
     end
   end
   local models, model_names = {}, {}
+  local baselines = baselines_module()
   for _, spec in ipairs(specs) do
     local model, name = M.load_model(spec)
     models[#models + 1], model_names[#model_names + 1] = model, name
+    if not ctx.reference and baselines and baselines.is_baseline(spec) then ctx.reference = name end
     log(string.format("model %s: %s", name, model.extra_repr and tostring(model:extra_repr()) or name))
   end
   local rows, scores, dataset_names, details = {}, {}, {}, {}
@@ -580,11 +639,11 @@ function M.run(cfg, log)
   local md = M.markdown(rows, scores, model_names, dataset_names)
   io.write("\n", md)
   lfs.mkdir(cfg.out)
-  local csv = { "model,dataset,protocol,k,accuracy,se_naive,se_cluster,tracks,anchors" }
-  local function num(x) return x == x and string.format("%.6f", x) or "" end
+  local csv = { "model,dataset,protocol,k,accuracy,se_naive,se_cluster,tracks,anchors,vs_reference,vs_reference_se" }
+  local function num(x) return (x ~= nil and x == x) and string.format("%.6f", x) or "" end
   for _, r in ipairs(rows) do
-    csv[#csv + 1] = string.format("%s,%s,%s,%d,%s,%s,%s,%d,%d", r.model, r.dataset, r.protocol, r.k, num(r.accuracy),
-      num(r.se_naive), num(r.se_cluster), r.tracks, r.anchors)
+    csv[#csv + 1] = string.format("%s,%s,%s,%d,%s,%s,%s,%d,%d,%s,%s", r.model, r.dataset, r.protocol, r.k, num(r.accuracy),
+      num(r.se_naive), num(r.se_cluster), r.tracks, r.anchors, num(r.vs_reference), num(r.vs_reference_se))
   end
   -- JSON has no NaN: an accuracy over no anchors (or an undefined standard error) is null
   local function json_rows(list_)
@@ -598,7 +657,8 @@ function M.run(cfg, log)
   recipe.write_atomic(cfg.out .. "/results.csv", table.concat(csv, "\n") .. "\n")
   recipe.write_atomic(cfg.out .. "/results.json", cjson.encode({
     accuracy = json_rows(rows), scores = json_rows(scores), settings = cfg,
-    standard_errors = "se_naive = sqrt(p (1 - p) / n); se_cluster = sqrt(G / (G - 1) * sum_g (h_g - p n_g)^2) / n over tracks",
+    standard_errors = "se_naive = sqrt(p (1 - p) / n); se_cluster = sqrt(G / (G - 1) * sum_g (h_g - p n_g)^2) / n over tracks;"
+      .. " vs_reference = accuracy minus the reference baseline's on the same anchors, vs_reference_se its paired cluster SE",
   }))
   recipe.write_atomic(cfg.out .. "/results.md", md)
   return rows, scores, details
