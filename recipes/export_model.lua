@@ -1,5 +1,5 @@
--- recipes/export_model.lua — turns a training run's model into the bundled form: float16
--- safetensors with the run's facts in the metadata, plus the run's settings and metrics beside it
+-- recipes/export_model.lua — turns a training run's model into the bundled form: float16 (or
+-- dtype=float32) safetensors with the run's facts in the metadata, plus the run's settings and metrics beside it
 -- (<out without .safetensors>.config.jsonl / .metrics.jsonl). Checks that the float16 model's
 -- embeddings match the float32 one's on a few example windows and prints the difference.
 -- recalibrate_batches = N > 0 first re-estimates the BatchNorm running statistics from N training
@@ -14,7 +14,7 @@ local fs = require "cocola.data.fs"
 local DEFAULTS = {
   run = "runs/bundled", from = "best.safetensors", out = "assets/cocola_midi_hpss.safetensors",
   examples = "assets/examples/cond", note = "", recalibrate_batches = 0, layout = "slakh",
-  root = "data/midi_stems", batch_size = 32, input = "hpss", seed = 0,
+  root = "data/midi_stems", batch_size = 32, input = "hpss", seed = 0, dtype = "float16",
 }
 
 local function copy(src, dst)
@@ -54,7 +54,10 @@ local function run(cfg)
   meta.source = source
   meta.steps_at_export = tostring(steps)
   if cfg.note ~= "" then meta.note = cfg.note end
-  cocola.save(cfg.out, full:state_dict(), { dtype = "float16", metadata = meta })
+  if cfg.dtype ~= "float16" and cfg.dtype ~= "float32" then
+    error("export_model: dtype must be float16 or float32, got '" .. tostring(cfg.dtype) .. "'", 0)
+  end
+  cocola.save(cfg.out, full:state_dict(), { dtype = cfg.dtype, metadata = meta })
   local base = cfg.out:gsub("%.safetensors$", "")
   copy(fs.join(cfg.run, "config.jsonl"), base .. ".config.jsonl")
   copy(metrics, base .. ".metrics.jsonl")
@@ -70,7 +73,7 @@ local function run(cfg)
     local a = cocola.no_grad(function() return full:embed(x) end)
     local b = cocola.no_grad(function() return half:embed(x) end)
     local rel = ((a - b) * (a - b)):sum():sqrt():item() / (a * a):sum():sqrt():item()
-    print(string.format("float16 vs float32 embeddings of %d windows: relative difference %.2e", #waves, rel))
+    print(string.format(cfg.dtype .. " vs float32 embeddings of %d windows: relative difference %.2e", #waves, rel))
   end
   print(string.format("wrote %s (%s, %d training steps)", cfg.out, full:extra_repr(), steps))
 end
