@@ -167,6 +167,95 @@ describe("the chroma-onset model", function()
   end)
 end)
 
+describe("the chroma-onset model with the prior channels", function()
+  cocola.manual_seed(6)
+  local model = ChromaOnsetCoCola { dim = 8, width = 16, blocks = 1, prior = true }
+  model:eval()
+  local silent = cocola.zeros({ 1, 80000 })
+  local f = model:features(cocola.cat({ waves, silent }, 1))
+  local scale = ChromaOnsetCoCola.PRIOR_SCALE
+
+  -- the baseline-like similarity written out from the frame features: cosine of the averaged
+  -- chroma channels plus the correlation of the centred onset channels (pooled over bands and frames)
+  local function prior_similarity(a, b)
+    local fa, fb = f:select(1, a):reshape({ 16, 157 }):totable(), f:select(1, b):reshape({ 16, 157 }):totable()
+    local function avg(row) local s = 0; for _, x in ipairs(row) do s = s + x end; return s / #row end
+    local ca, cb, dot, na, nb = {}, {}, 0, 0, 0
+    for c = 1, 12 do
+      ca[c], cb[c] = avg(fa[c]), avg(fb[c])
+      dot, na, nb = dot + ca[c] * cb[c], na + ca[c] ^ 2, nb + cb[c] ^ 2
+    end
+    local cosine = (na > 0 and nb > 0) and dot / math.sqrt(na * nb) or 0
+    local cross, sa, sb = 0, 0, 0
+    for c = 13, 16 do
+      local ma, mb = avg(fa[c]), avg(fb[c])
+      for t = 1, 157 do
+        local xa, xb = fa[c][t] - ma, fb[c][t] - mb
+        cross, sa, sb = cross + xa * xb, sa + xa * xa, sb + xb * xb
+      end
+    end
+    local corr = (sa > 0 and sb > 0) and cross / math.sqrt(sa * sb) or 0
+    return scale * (cosine + corr)
+  end
+
+  it("adds 16 parameter-free channels to every frame and names its architecture", function()
+    local e = model:embed(f)
+    assert.are.same({ 4, 157 * 24 }, e:size())
+    assert.are.equal(24, model.embedding_dim)
+    assert.truthy(tostring(model):find("prior=true", 1, true))
+    for _, x in ipairs(e:reshape({ 4 * 157 * 24 }):totable()) do assert.is_true(x == x) end
+    -- the silent window's prior channels are zeros, not NaN
+    local last = e:select(1, 4):reshape({ 157, 24 }):narrow(2, 9, 16)
+    assert.are.equal(0, max_abs(last))
+  end)
+
+  it("starts W and V as the baseline's similarity on those channels, PRIOR_SCALE on their diagonal", function()
+    local bare = ChromaOnsetCoCola { dim = 8, width = 16, blocks = 1, prior = true }
+    local sd = bare:state_dict()
+    local plain = ChromaOnsetCoCola { dim = 8, width = 16, blocks = 1, prior = false }
+    -- the random part is N(0, 0.05): the diagonal of the prior channels stands out by PRIOR_SCALE
+    local w, v = sd["similarity.w"]:totable(), sd["similarity.v"]:totable()
+    for i = 1, 16 do
+      local onv, onw = v[8 + i][8 + i], w[8 + i][8 + i]
+      if i <= 12 then assert.is_true(math.abs(onv - scale) < 0.5 and math.abs(onw) < 0.5, tostring(i))
+      else assert.is_true(math.abs(onw - scale) < 0.5 and math.abs(onv) < 0.5, tostring(i)) end
+    end
+    assert.is_false(plain.prior)
+    -- with the random part and the learned channels set to zero, the similarity is the written-out one
+    cocola.no_grad(function()
+      for _, name in ipairs({ "w", "v" }) do
+        local p = model.similarity[name]
+        local keep = {}
+        for r = 1, 24 do
+          keep[r] = {}
+          for c = 1, 24 do keep[r][c] = 0 end
+        end
+        for i = 1, 16 do keep[8 + i][8 + i] = ((i <= 12) == (name == "v")) and scale or 0 end
+        p:copy_(cocola.tensor(keep))
+      end
+    end)
+    local s = model.similarity(model:embed(f), model:embed(f)):totable()
+    for a = 1, 4 do
+      for b = 1, 4 do
+        local want = prior_similarity(a, b)
+        assert.is_true(math.abs(s[a][b] - want) < 1e-3 * scale, string.format("%d,%d: %g vs %g", a, b, s[a][b], want))
+      end
+    end
+  end)
+
+  it("loads back with the prior read off the similarity's width, and names a width that fits neither", function()
+    local loaded = ChromaOnsetCoCola.from_state_dict(model:state_dict())
+    assert.is_true(loaded.prior)
+    assert.are.equal(0, max_abs(loaded:score(f, f) - model:score(f, f)))
+    local sd = model:state_dict()
+    sd["similarity.w"] = cocola.zeros({ 20, 20 })
+    sd["similarity.v"] = cocola.zeros({ 20, 20 })
+    local ok, err = pcall(ChromaOnsetCoCola.from_state_dict, sd)
+    assert.is_false(ok)
+    assert.matches("similarity.w is 20 wide; the encoder gives 8 (or 24 with the prior)", err, 1, true)
+  end)
+end)
+
 describe("training the chroma-onset model", function()
   local RATE, SECONDS = 16000, 7
   local root = files.tmpdir()

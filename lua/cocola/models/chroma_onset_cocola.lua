@@ -6,6 +6,11 @@
 --   `encoder`: FrameEncoder (dilated residual temporal convolutions, per-frame LayerNorm and tanh) ->
 --             frame embeddings (B, T x dim);
 --   `similarity`: FrameBilinearSimilarity, (1/T) sum_t x_t^T W y_t + mean(x)^T V mean(y).
+-- prior = true (what train.lua builds) appends the encoder's parameter-free prior channels to every
+-- frame (FrameEncoder: window-scaled chroma and centred onset envelopes) and starts W and V with
+-- PRIOR_SCALE on the diagonal of those channels (V: chroma, W: onsets) on top of their random values:
+-- the model then starts from PRIOR_SCALE x 2 x the chroma-onset baseline's similarity (computed on the
+-- compressed chroma and four onset bands) plus the random learned part, and training moves both.
 -- Small (about 90 k parameters) and quick to train on a CPU. State-dict keys: encoder.input.*,
 -- encoder.blocks.<i>.*, encoder.output.*, encoder.norm.*, similarity.w, similarity.v.
 --
@@ -25,16 +30,36 @@ local ChromaOnsetCoCola = Module:extend("ChromaOnsetCoCola")
 
 ChromaOnsetCoCola.INPUT = "chroma_onset"
 
---- cocola.models.chroma_onset_cocola{dim = 32, width = 64, blocks = 4}
+ChromaOnsetCoCola.PRIOR_SCALE = 10
+
+--- cocola.models.chroma_onset_cocola{dim = 32, width = 64, blocks = 4, prior = false}
 function ChromaOnsetCoCola:init(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("chroma_onset_cocola: expected an options table", 3) end
   self.input, self.embedding_mode = ChromaOnsetCoCola.INPUT, "both"
   self.in_channels = chroma_onset.FRAME_CHANNELS
   self.encoder = FrameEncoder { in_channels = self.in_channels, width = opts.width or 64, dim = opts.dim or 32,
-                                blocks = opts.blocks or 4 }
-  self.embedding_dim = self.encoder.dim
-  self.similarity = FrameBilinearSimilarity(self.encoder.dim)
+                                blocks = opts.blocks or 4, prior = opts.prior == true }
+  self.prior = self.encoder.prior
+  self.embedding_dim = self.encoder.frame_size
+  self.similarity = FrameBilinearSimilarity(self.encoder.frame_size)
+  if self.prior then
+    local dim, chroma, size = self.encoder.dim, FrameEncoder.PRIOR_CHROMA, self.encoder.frame_size
+    local dv, dw = {}, {}
+    for r = 1, size do
+      dv[r], dw[r] = {}, {}
+      for c = 1, size do
+        local diag = r == c and r > dim
+        dv[r][c] = (diag and r - dim <= chroma) and ChromaOnsetCoCola.PRIOR_SCALE or 0
+        dw[r][c] = (diag and r - dim > chroma) and ChromaOnsetCoCola.PRIOR_SCALE or 0
+      end
+    end
+    cocola.no_grad(function()
+      local v, w = self.similarity.v, self.similarity.w
+      v:copy_(v + cocola.tensor(dv, { dtype = v:dtype() }))
+      w:copy_(w + cocola.tensor(dw, { dtype = w:dtype() }))
+    end)
+  end
 end
 
 --- set_embedding_mode("both") -> self; this model has no other mode.
@@ -120,13 +145,20 @@ function ChromaOnsetCoCola.matches(sd)
   return cocola.is_tensor(sd[ChromaOnsetCoCola.KEY]) and cocola.is_tensor(sd["similarity.v"])
 end
 
---- builds the model a state dict describes (width, dim and number of blocks read off the weights),
--- loads it strictly and returns it in eval mode
+--- builds the model a state dict describes (width, dim, number of blocks and whether the prior
+-- channels are there read off the weights), loads it strictly and returns it in eval mode
 function ChromaOnsetCoCola.from_state_dict(sd)
   local input = sd[ChromaOnsetCoCola.KEY]
   local blocks = 0
   while cocola.is_tensor(sd["encoder.blocks." .. blocks .. ".weight"]) do blocks = blocks + 1 end
-  local model = ChromaOnsetCoCola { width = input:size(1), dim = sd["similarity.w"]:size(1), blocks = blocks }
+  local output = sd["encoder.output.weight"]
+  if not cocola.is_tensor(output) then error("chroma_onset_cocola: the weights lack encoder.output.weight", 2) end
+  local dim, frame = output:size(1), sd["similarity.w"]:size(1)
+  if frame ~= dim and frame ~= dim + input:size(2) then
+    error(string.format("chroma_onset_cocola: similarity.w is %d wide; the encoder gives %d (or %d with the prior)",
+      frame, dim, dim + input:size(2)), 2)
+  end
+  local model = ChromaOnsetCoCola { width = input:size(1), dim = dim, blocks = blocks, prior = frame ~= dim }
   if input:size(2) ~= model.in_channels then
     error(string.format("chroma_onset_cocola: the weights take %d input channels, the features have %d", input:size(2),
       model.in_channels), 2)
@@ -137,7 +169,8 @@ function ChromaOnsetCoCola.from_state_dict(sd)
 end
 
 function ChromaOnsetCoCola:extra_repr()
-  return string.format("input=%s, dim=%d, embedding_mode=both", self.input, self.embedding_dim)
+  return string.format("input=%s, dim=%d, embedding_mode=both%s", self.input, self.embedding_dim,
+    self.prior and ", prior=true" or "")
 end
 
 return ChromaOnsetCoCola

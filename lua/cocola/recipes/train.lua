@@ -32,8 +32,9 @@
 --    the log-mel features of every anchor, positive and negative independently (then max-normalised
 --    and floored at -80 dB again, as the features are).
 -- input = "chroma_onset" trains cocola.models.chroma_onset_cocola (chroma and onset frames, a temporal
--- convolution encoder of frame_blocks blocks of frame_width channels, frame_dim per frame) instead
--- of the paper's EfficientNet on mel images ("hpss", "mel").
+-- convolution encoder of frame_blocks blocks of frame_width channels, frame_dim per frame; frame_prior = 1
+-- adds the parameter-free prior channels that start its similarity at the chroma-onset baseline's,
+-- 0 leaves them out) instead of the paper's EfficientNet on mel images ("hpss", "mel").
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
@@ -50,7 +51,7 @@ local DEFAULTS = {
   seed = 0, threads = 2, device = "cpu", autocast = "off",
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
-  frame_dim = 32, frame_width = 64, frame_blocks = 4,
+  frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1,
 }
 
 local M = {}
@@ -217,6 +218,7 @@ function M.run(cfg, log)
       if not v or v < (key == "frame_blocks" and 0 or 1) then error("train: " .. key .. " must be a positive integer", 0) end
       cfg[key] = v
     end
+    if cfg.frame_prior ~= 0 and cfg.frame_prior ~= 1 then error("train: frame_prior must be 0 or 1", 0) end
   end
   if cfg.autocast ~= "off" and cfg.device ~= "cuda" then
     error("train: autocast=" .. tostring(cfg.autocast) .. " needs device=cuda", 0)
@@ -272,7 +274,8 @@ function M.run(cfg, log)
 
   local model
   if cfg.input == "chroma_onset" then
-    model = cocola.models.chroma_onset_cocola { dim = cfg.frame_dim, width = cfg.frame_width, blocks = cfg.frame_blocks }
+    model = cocola.models.chroma_onset_cocola { dim = cfg.frame_dim, width = cfg.frame_width, blocks = cfg.frame_blocks,
+                                                prior = cfg.frame_prior == 1 }
   else
     model = cocola.models.cocola {
       input = cfg.input, embedding_dim = cfg.embedding_dim, dropout = cfg.dropout,
