@@ -13,7 +13,8 @@
 --   timbre      + anchor and positive from different renderings (needs `renderings`)
 -- input=chroma_onset ablates the chroma-onset model instead (cocola.models.chroma_onset_cocola): init=""
 -- trains every variant from the same seeded fresh weights, "augment" adds gains only (its features
--- are not log-mel bands to equalise) and there is no BatchNorm to re-estimate.
+-- are not log-mel bands to equalise) and there is no BatchNorm to re-estimate; frame_prior (1, 0) is
+-- train.lua's setting of that name (whether the model starts from the baseline's similarity).
 -- Usage: lua5.4 recipes/ablate_coherence.lua init=assets/cocola_midi_hpss.safetensors root=data/midi_stems
 --        [renderings=data/midi_stems=data/midi_stems_musescore] [steps=150] [batch_size=8] [out=runs/ablation]
 local cocola = require "cocola"
@@ -28,7 +29,7 @@ local DEFAULTS = {
   out = "runs/ablation", variants = "paper,negatives,transposed,augment,timbre", steps = 150, batch_size = 8,
   lr = 3e-4, lr_similarity = 3e-5, warmup_steps = 20, gain_db = 6, eq_db = 6, bn_recalibration_batches = 16,
   split = "validation", eval_split = "validation", ks = "2", protocols = "paper,same_track,shifted,transposed",
-  max_windows = 200, min_distance = 10.0, seed = 0, threads = 2,
+  max_windows = 200, min_distance = 10.0, seed = 0, threads = 2, frame_prior = 1,
 }
 
 local VARIANTS = {
@@ -60,6 +61,7 @@ local function run(cfg)
           "bn_recalibration_batches=" .. (frames and 0 or cfg.bn_recalibration_batches), "checkpoint_every=25",
           "seed=" .. cfg.seed, "threads=" .. cfg.threads, "embedding_mode=both", "min_distance=" .. cfg.min_distance,
         }
+        if frames then args[#args + 1] = "frame_prior=" .. cfg.frame_prior end
         for key, value in pairs(variant.settings) do
           if value == true then value = cfg[key] end
           if not (frames and key == "eq_db") then args[#args + 1] = key .. "=" .. tostring(value) end
@@ -105,7 +107,7 @@ local function run(cfg)
   for _, s in ipairs(scores) do separation[s.model] = s.separation end
   local lines = {
     string.format("Ablation: %d steps of K = %d (input %s) from %s on %s; evaluated on %d windows of the %s split (± cluster SE by track)",
-      cfg.steps, cfg.batch_size, cfg.input, cfg.init ~= "" and cfg.init or "fresh weights (seed " .. cfg.seed .. ")",
+      cfg.steps, cfg.batch_size, cfg.input .. (cfg.input == "chroma_onset" and ", frame_prior " .. cfg.frame_prior or ""), cfg.init ~= "" and cfg.init or "fresh weights (seed " .. cfg.seed .. ")",
       cfg.root, cfg.max_windows, cfg.eval_split), "",
     "| model | " .. table.concat(columns, " | ") .. " | GT vs random separation |",
     "|---|" .. string.rep("---:|", #columns + 1),

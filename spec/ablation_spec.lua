@@ -54,14 +54,16 @@ describe("recipes/ablate_coherence.lua", function()
     local command = string.format([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = "./build/?.so;" .. package.cpath' recipes/ablate_coherence.lua layout=stems_folder root=%s/data
       input=chroma_onset init= out=%s/frames variants=paper,augment steps=1 batch_size=2 warmup_steps=0
-      protocols=paper max_windows=6 min_distance=5]], dir, dir)
+      protocols=paper max_windows=6 min_distance=5 frame_prior=0]], dir, dir)
     local ok, out = files.sh((command:gsub("\n%s*", " ")))
     assert.is_true(ok, out)
     assert.truthy(out:find("input=chroma_onset", 1, true), out)
+    assert.truthy(out:find("frame_prior=0", 1, true), out)
     assert.truthy(out:find("gain_db=6", 1, true), out)
     assert.falsy(out:find("eq_db=", 1, true), out)
     local table_text = assert(io.open(dir .. "/frames/ablation.md")):read("a")
     assert.truthy(table_text:find("fresh weights (seed 0)", 1, true), table_text)
+    assert.truthy(table_text:find("(input chroma_onset, frame_prior 0)", 1, true), table_text)
     for _, model in ipairs({ "paper/best", "augment/best", "chroma%-onset" }) do
       assert.truthy(table_text:find("\n| " .. model .. " |"), model .. " row in\n" .. table_text)
     end
