@@ -1,7 +1,7 @@
 -- recipes/demo.lua — the main job (`make demo`): scores the example pairs in assets/examples with the
 -- bundled COCOLA model (cocola.models.cocola.default(): trained by recipes/train_cocola.lua on stems
--- rendered from Debian's MIDI songs) and prints each pair's COCOLA score with its harmonic and
--- percussive variants, then the mean of each kind of pair. Coherent pairs (condition and
+-- rendered from Debian's MIDI songs) and prints each pair's COCOLA score (with its harmonic and
+-- percussive variants for an HPSS model), then the mean of each kind of pair. Coherent pairs (condition and
 -- accompaniment from the same moment of a song) should score clearly above incoherent ones
 -- (another song's accompaniment) and above the same accompaniment shifted off the beat.
 -- The same scores from the command line: cocola score --cond assets/examples/cond --gen assets/examples/gen
@@ -25,10 +25,20 @@ local function run(cfg)
     progress = function(i, n, name) recipe.progress("scoring", i - 1, n, name) end,
   })
   recipe.progress("scoring", result.n, result.n, "")
-  print(string.format("\n%-16s %9s %9s %11s", "pair", "score", "harmonic", "percussive"))
+  -- HPSS models also give the harmonic and percussive scores; other models one score per pair
+  local split = result.rows[1] and result.rows[1].harmonic ~= nil
+  if split then
+    print(string.format("\n%-16s %9s %9s %11s", "pair", "score", "harmonic", "percussive"))
+  else
+    print(string.format("\n%-16s %9s", "pair", "score"))
+  end
   local by_kind = {}
   for _, row in ipairs(result.rows) do
-    print(string.format("%-16s %9.2f %9.2f %11.2f", row.name, row.score, row.harmonic or 0 / 0, row.percussive or 0 / 0))
+    if split then
+      print(string.format("%-16s %9.2f %9.2f %11.2f", row.name, row.score, row.harmonic, row.percussive))
+    else
+      print(string.format("%-16s %9.2f", row.name, row.score))
+    end
     local kind = row.name:match("^(%a+)_")
     if kind then
       by_kind[kind] = by_kind[kind] or {}

@@ -243,6 +243,15 @@ describe("the chroma-onset model with the prior channels", function()
     end
   end)
 
+  it("passes gradients through the prior channels (float64 finite differences)", function()
+    local gc = require "helpers.gradcheck"
+    cocola.manual_seed(7)
+    local enc = require("cocola.models.cocola.FrameEncoder") { in_channels = 16, width = 4, dim = 2, blocks = 1, prior = true }
+    enc:double()
+    local x = (cocola.rand({ 2, 16, 1, 9 }, { dtype = "float64" }) + 0.1)
+    gc.assert(function(t) return enc(t[1]) end, { x }, { atol = 1e-5, rtol = 1e-5 })
+  end)
+
   it("loads back with the prior read off the similarity's width, and names a width that fits neither", function()
     local loaded = ChromaOnsetCoCola.from_state_dict(model:state_dict())
     assert.is_true(loaded.prior)

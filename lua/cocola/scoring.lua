@@ -5,7 +5,7 @@
 --   local scoring = require "cocola.scoring"
 --   local model = require("cocola.models.cocola").from_checkpoint("cocola.safetensors")
 --   local r = scoring.score_files(model, "cond.wav", "gen.wav")
---   print(r.mean, r.harmonic.mean, r.percussive.mean, #r.windows)
+--   print(r.mean, #r.windows, r.harmonic and r.harmonic.mean)   -- harmonic / percussive: HPSS models
 --
 -- Score order. The paper defines CCS(y, x~) = sim(h_y, h_x~) = h_y^T W h_x~ with y the
 -- conditioning input and x~ the generated output; W is not symmetric, so the order matters. Each
