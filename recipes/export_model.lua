@@ -57,7 +57,8 @@ local function run(cfg)
   if cfg.dtype ~= "float16" and cfg.dtype ~= "float32" then
     error("export_model: dtype must be float16 or float32, got '" .. tostring(cfg.dtype) .. "'", 0)
   end
-  cocola.save(cfg.out, full:state_dict(), { dtype = cfg.dtype, metadata = meta })
+  -- float32: the weights as trained (save keeps their dtype)
+  cocola.save(cfg.out, full:state_dict(), { dtype = cfg.dtype == "float16" and "float16" or nil, metadata = meta })
   local base = cfg.out:gsub("%.safetensors$", "")
   copy(fs.join(cfg.run, "config.jsonl"), base .. ".config.jsonl")
   copy(metrics, base .. ".metrics.jsonl")

@@ -1,6 +1,7 @@
 -- bundled_model_spec.lua — the bundled model and the main job: cocola.models.cocola.default() loads
--- assets/cocola_midi_hpss.safetensors (an HPSS model in eval mode, finite weights, the run's facts
--- in its metadata), $COCOLA_MODEL overrides it with a clear error for a missing file, and
+-- assets/cocola_midi_chroma_onset.safetensors (a chroma-onset model with its prior channels, in eval
+-- mode, finite weights, the run's facts in its metadata), the paper-architecture HPSS model beside it
+-- loads by path, $COCOLA_MODEL overrides the default with a clear error for a missing file, and
 -- recipes/demo.lua (`make demo`) scores every example pair, and the model orders the example pairs
 -- better than the non-learned chroma-onset baseline.
 local cocola = require "cocola"
@@ -8,17 +9,29 @@ local cocola = require "cocola"
 local sh = require("helpers.files").sh
 
 describe("the bundled model", function()
-  it("loads as an HPSS COCOLA model in eval mode with finite weights", function()
-    local model = cocola.models.cocola.default()
-    assert.are.equal("hpss", model.input)
-    assert.are.equal(512, model.embedding_dim)
-    assert.is_false(model.training)
+  local function finite_weights(model)
     for _, np in ipairs(model:named_parameters()) do
       local s = np[2]:abs():sum():item()
       assert.is_true(s == s and s < math.huge, np[1])
     end
-    local _, meta = cocola.load("assets/cocola_midi_hpss.safetensors")
+  end
+
+  it("loads as a chroma-onset COCOLA model with its prior channels, in eval mode, with finite weights", function()
+    local model = cocola.models.cocola.default()
+    assert.are.equal("chroma_onset", model.input)
+    assert.is_true(model.prior)
+    assert.are.equal(48, model.embedding_dim)
+    assert.is_false(model.training)
+    finite_weights(model)
+    local _, meta = cocola.load("assets/cocola_midi_chroma_onset.safetensors")
     assert.truthy(tonumber(meta.steps_at_export))
+  end)
+
+  it("keeps the paper-architecture HPSS model loadable by path", function()
+    local model = cocola.models.cocola.from_checkpoint("assets/cocola_midi_hpss.safetensors")
+    assert.are.equal("hpss", model.input)
+    assert.are.equal(512, model.embedding_dim)
+    finite_weights(model)
   end)
 
   it("honours COCOLA_MODEL and names a missing file", function()

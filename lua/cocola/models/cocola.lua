@@ -250,7 +250,7 @@ function CoCola.from_checkpoint(path, opts)
   return model
 end
 
-CoCola.DEFAULT_FILE = "cocola_midi_hpss.safetensors"
+CoCola.DEFAULT_FILE = "cocola_midi_chroma_onset.safetensors"
 
 -- where the bundled model lives: $COCOLA_MODEL, else assets/ beside the installed modules
 -- (<luadir>/cocola/assets/), else the repository's assets/ (running from a checkout)
@@ -277,9 +277,11 @@ local function default_path()
   return nil, candidates
 end
 
---- The bundled model: an HPSS COCOLA encoder trained by recipes/train_cocola.lua on stems rendered
--- from Debian's MIDI songs (assets/cocola_midi_hpss.safetensors, float16 weights; its training
--- settings and log are beside it). $COCOLA_MODEL overrides the file. opts as from_checkpoint.
+--- The bundled model: a chroma-onset COCOLA model (cocola.models.chroma_onset_cocola, with its prior
+-- channels) trained by recipes/train_cocola.lua on stems rendered from Debian's MIDI songs and MMA
+-- grooves (assets/cocola_midi_chroma_onset.safetensors; its training settings and log are beside it).
+-- The paper-architecture HPSS model trained on the same songs is assets/cocola_midi_hpss.safetensors
+-- (load it with from_checkpoint). $COCOLA_MODEL overrides the file. opts as from_checkpoint.
 function CoCola.default(opts)
   local path, tried = default_path()
   if not path then
