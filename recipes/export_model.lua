@@ -25,6 +25,9 @@ local function copy(src, dst)
 end
 
 local function run(cfg)
+  if cfg.dtype ~= "float16" and cfg.dtype ~= "float32" then
+    error("dtype must be float16 or float32, got '" .. tostring(cfg.dtype) .. "'", 0)
+  end
   recipe.log_config(cfg)
   local source = fs.join(cfg.run, cfg.from)
   local _, meta = cocola.load(source)
@@ -54,9 +57,6 @@ local function run(cfg)
   meta.source = source
   meta.steps_at_export = tostring(steps)
   if cfg.note ~= "" then meta.note = cfg.note end
-  if cfg.dtype ~= "float16" and cfg.dtype ~= "float32" then
-    error("export_model: dtype must be float16 or float32, got '" .. tostring(cfg.dtype) .. "'", 0)
-  end
   -- float32: the weights as trained (save keeps their dtype)
   cocola.save(cfg.out, full:state_dict(), { dtype = cfg.dtype == "float16" and "float16" or nil, metadata = meta })
   local base = cfg.out:gsub("%.safetensors$", "")

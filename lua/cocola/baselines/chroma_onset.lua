@@ -161,12 +161,18 @@ local function onset_of(power)
   return cocola.pad(rise, { shift, 0 }):narrow(2, 1, T):contiguous()
 end
 
+--- chroma_onset.inverse_or_zero(norm, eps[, factor]) -> factor / norm elementwise (factor 1 when
+-- nil), 0 where norm < eps: a scale for a silent or flat row that is zero, never infinite or NaN
+function M.inverse_or_zero(norm, eps, factor)
+  local flat = norm:lt(eps)
+  local inverse = norm:masked_fill(flat, 1):pow(-1)
+  if factor then inverse = inverse * factor end
+  return inverse:masked_fill(flat, 0)
+end
+
 -- rows scaled to norm 1 / sqrt(2); rows with a norm below eps become zeros
 local function half_unit_rows(x, eps)
-  local norm = (x * x):sum(2, true):sqrt()
-  local flat = norm:lt(eps)
-  local scale = (norm:masked_fill(flat, 1):pow(-1) * INV_SQRT2):masked_fill(flat, 0)
-  return x * scale
+  return x * M.inverse_or_zero((x * x):sum(2, true):sqrt(), eps, INV_SQRT2)
 end
 
 --- chroma_onset.chroma(waves) -> (B, 12) frame-averaged chroma (librosa.feature.chroma_stft with

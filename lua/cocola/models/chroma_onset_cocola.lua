@@ -44,20 +44,14 @@ function ChromaOnsetCoCola:init(opts)
   self.embedding_dim = self.encoder.frame_size
   self.similarity = FrameBilinearSimilarity(self.encoder.frame_size)
   if self.prior then
-    local dim, chroma, size = self.encoder.dim, FrameEncoder.PRIOR_CHROMA, self.encoder.frame_size
-    local dv, dw = {}, {}
-    for r = 1, size do
-      dv[r], dw[r] = {}, {}
-      for c = 1, size do
-        local diag = r == c and r > dim
-        dv[r][c] = (diag and r - dim <= chroma) and ChromaOnsetCoCola.PRIOR_SCALE or 0
-        dw[r][c] = (diag and r - dim > chroma) and ChromaOnsetCoCola.PRIOR_SCALE or 0
-      end
-    end
+    local dim = self.encoder.dim
     cocola.no_grad(function()
-      local v, w = self.similarity.v, self.similarity.w
-      v:copy_(v + cocola.tensor(dv, { dtype = v:dtype() }))
-      w:copy_(w + cocola.tensor(dw, { dtype = w:dtype() }))
+      for i = 1, self.in_channels do
+        -- V's diagonal for the chroma channels, W's for the onset channels
+        local p = i <= FrameEncoder.PRIOR_CHROMA and self.similarity.v or self.similarity.w
+        local cell = p:narrow(1, dim + i, 1):narrow(2, dim + i, 1)
+        cell:copy_(cell + ChromaOnsetCoCola.PRIOR_SCALE)
+      end
     end)
   end
 end

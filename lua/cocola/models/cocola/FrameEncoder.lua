@@ -16,6 +16,7 @@
 local cocola = require "cocola"
 local Module = require "cocola.nn.Module"
 local ModuleList = require "cocola.nn.ModuleList"
+local chroma_onset = require "cocola.baselines.chroma_onset"
 local Conv2d = require "cocola.nn.Conv2d"
 local LayerNorm = require "cocola.nn.LayerNorm"
 
@@ -54,10 +55,7 @@ function FrameEncoder:init(opts)
 end
 
 -- x scaled by 1 / norm (per row of `norm`), rows with a norm below PRIOR_EPS zeroed
-local function scaled(x, norm)
-  local flat = norm:lt(FrameEncoder.PRIOR_EPS)
-  return x * norm:masked_fill(flat, 1):pow(-1):masked_fill(flat, 0)
-end
+local function scaled(x, norm) return x * chroma_onset.inverse_or_zero(norm, FrameEncoder.PRIOR_EPS) end
 
 -- (N, C, 1, T) input frames -> (N, T, C) prior channels, scaled per window as described at the top
 local function prior_frames(x)
