@@ -330,3 +330,42 @@ describe("cocola.audio", function()
     end)
   end)
 end)
+
+describe("audio.load options", function()
+  local path
+  setup(function()
+    path = os.tmpname() .. ".wav"
+    audio.save(path, sine(16000, 16000, 440, 0.5):reshape({ 1, 16000 }), 16000)
+  end)
+  teardown(function() os.remove(path) end)
+
+  it("rejects unknown options and bad values, naming the valid ones", function()
+    local cases = {
+      { { sr = 0 }, "sr must be a positive whole number" },
+      { { sr = -16000 }, "sr must be a positive whole number" },
+      { { sr = 16000.5 }, "sr must be a positive whole number" },
+      { { duration = -1 }, "duration must be a positive number" },
+      { { duration = 0 }, "duration must be a positive number" },
+      { { offset = -0.5 }, "offset must be a number of seconds >= 0" },
+      { { offset = 0 / 0 }, "offset must be a number of seconds >= 0" },
+      { { mono = "yes" }, "mono must be true or false" },
+      { { sample_rate = 16000 }, "unknown option 'sample_rate'" },
+      { "16000", "expected an options table" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(audio.load, path, c[1])
+      assert.is_false(ok, c[2])
+      assert.truthy(tostring(err):find("audio.load: " .. c[2], 1, true), err)
+      assert.truthy(tostring(err):find("(options: sr, mono, offset, duration)", 1, true), err)
+    end
+  end)
+
+  it("still takes every valid option", function()
+    local w, sr = audio.load(path, { sr = 8000, mono = true, offset = 0.25, duration = 0.5 })
+    assert.are.equal(8000, sr)
+    assert.are.same({ 1, 4000 }, w.shape)
+    local whole, rate = audio.load(path)
+    assert.are.equal(16000, rate)
+    assert.are.same({ 1, 16000 }, whole.shape)
+  end)
+end)

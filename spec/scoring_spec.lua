@@ -58,24 +58,36 @@ describe("scoring.windows", function()
     assert.are.equal("0 80000 160000", starts(3 * WIN))
   end)
 
-  it("keeps the last partial window only when it adds at least min_last (default 2.5 s)", function()
+  it("scores what is left after the last whole window, if at least min_last (2.5 s), as a window ending at the end", function()
     assert.are.equal("0", starts(WIN + 40000 - 1)) -- 2.5 s minus a sample: dropped
-    assert.are.equal("0 80000", starts(WIN + 40000)) -- exactly 2.5 s: kept, zero-padded
+    assert.are.equal("0 40000", starts(WIN + 40000)) -- exactly 2.5 s: the last 5 s, overlapping
     assert.are.equal("0", starts(math.floor(10.24 * SR) - WIN)) -- 5.24 s -> one window
-    assert.are.equal("0 80000", starts(math.floor(10.24 * SR))) -- 10.24 s -> two
-    assert.are.equal("0 80000", starts(WIN + 16000, { min_last = 1.0 }))
+    assert.are.equal("0 80000", starts(math.floor(10.24 * SR))) -- 10.24 s -> two whole ones (0.24 s left)
+    assert.are.equal("0 80000 128000", starts(13 * SR)) -- 13 s: a third, 8-13 s
+    assert.are.equal("0 16000", starts(WIN + 16000, { min_last = 1.0 }))
     assert.are.equal("0", starts(WIN + 15999, { min_last = 1.0 }))
-    assert.are.equal("0 80000", starts(WIN + 1, { min_last = 0 }))
+    assert.are.equal("0 1", starts(WIN + 1, { min_last = 0 }))
+    -- every window is whole: no start runs past the end
+    for _, n in ipairs { WIN, WIN + 40000, 2 * WIN + 39999, 3 * WIN + 77777 } do
+      for _, s in ipairs(scoring.windows(n)) do assert.is_true(s + WIN <= n, n .. ": " .. s) end
+    end
   end)
 
-  it("gives one zero-padded window to audio shorter than a window, and rejects < 0.1 s", function()
-    assert.are.equal("0", starts(1600))
-    assert.are.equal("0", starts(WIN - 1))
-    local ok, err = pcall(scoring.windows, 1599)
-    assert.is_false(ok)
-    assert.truthy(tostring(err):find("too short", 1, true), err)
-    assert.is_false((pcall(scoring.windows, 512, { min_duration = 0 }))) -- never below 513 samples
-    assert.are.equal("0", starts(513, { min_duration = 0 }))
+  it("refuses audio shorter than a window (padding would bias the score), unless min_duration allows it", function()
+    assert.are.equal("0", starts(WIN))
+    for _, n in ipairs { 1, 1600, 40000, WIN - 1 } do
+      local ok, err = pcall(scoring.windows, n)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("audio too short: " .. string.format("%.3f", n / SR) .. " s", 1, true), err)
+      assert.truthy(tostring(err):find("whole 5 s windows", 1, true), err)
+    end
+    -- opting in: one zero-padded window from min_duration on, never below 513 samples
+    assert.are.equal("0", starts(1600, { min_duration = 0.1 }))
+    assert.are.equal("0", starts(WIN - 1, { min_duration = 0.1 }))
+    assert.is_false((pcall(scoring.windows, 1599, { min_duration = 0.1 })))
+    assert.is_false((pcall(scoring.windows, 512, { min_duration = 0.001 })))
+    assert.are.equal("0", starts(513, { min_duration = 0.001 }))
+    assert.is_false((pcall(scoring.windows, WIN, { min_duration = 0 })))
   end)
 
   it("follows hop and window", function()
@@ -89,7 +101,7 @@ end)
 
 describe("scoring.score_waves", function()
   local model, cond, gen
-  local n = 2 * WIN + 40000 -- 12.5 s: two full windows and a half one
+  local n = 2 * WIN + 40000 -- 12.5 s: two whole windows, then the last 5 s (from 7.5 s)
   setup(function()
     model = calibrated_model("hpss")
     cocola.manual_seed(11)
@@ -106,7 +118,7 @@ describe("scoring.score_waves", function()
     assert.are.equal(12.55, r.gen_duration)
     -- by hand, in the same batches (a random model amplifies float32 rounding differences
     -- between batch sizes: the partition matters at the 1e-3 level)
-    local parts = { { 0, WIN }, { 2 * WIN } }
+    local parts = { { 0, WIN }, { n - WIN } }
     local fcs, fgs = {}, {}
     for i, starts in ipairs(parts) do
       fcs[i] = audio.cocola_features(by_hand_batch(cond, starts, n), { mode = "hpss" })
@@ -131,8 +143,8 @@ describe("scoring.score_waves", function()
       assert.is_true(close(got.mean, sum / 3), mode .. " mean")
     end
     assert.are.equal(r.both.mean, r.mean)
-    assert.are.same({ 0.0, 5.0, 10.0 }, { r.windows[1].start, r.windows[2].start, r.windows[3].start })
-    assert.are.same({ 5.0, 5.0, 2.5 }, { r.windows[1].duration, r.windows[2].duration, r.windows[3].duration })
+    assert.are.same({ 0.0, 5.0, 7.5 }, { r.windows[1].start, r.windows[2].start, r.windows[3].start })
+    assert.are.same({ 5.0, 5.0, 5.0 }, { r.windows[1].duration, r.windows[2].duration, r.windows[3].duration })
     -- the order is sim(h_cond, h_gen) (Eq. 4: y the conditioning); W is not symmetric
     local swapped = cocola.no_grad(function() return model:score(fg, fc) end):totable()
     assert.is_false(close(swapped[1], r.windows[1].score, 1e-3), "score(gen, cond) should differ")
@@ -197,13 +209,13 @@ describe("scoring files, folders and embeddings", function()
     local fs = require "cocola.data.fs"
     fs.mkdir_p(dir .. "/cond")
     fs.mkdir_p(dir .. "/gen")
-    -- 1 s files: one window each
-    audio.save(dir .. "/cond/song1.wav", cocola.randn({ 1, SR }) * 0.1, SR)
-    audio.save(dir .. "/gen/song1.flac", cocola.randn({ 1, SR }) * 0.1, SR)
-    audio.save(dir .. "/cond/song2.wav", cocola.randn({ 1, SR }) * 0.1, SR)
-    audio.save(dir .. "/gen/song2.wav", cocola.randn({ 2, 44100 }) * 0.1, 44100) -- stereo 44.1 kHz
-    audio.save(dir .. "/cond/long.wav", cocola.randn({ 1, 3 * SR }) * 0.1, SR)
-    audio.save(dir .. "/gen/long.wav", cocola.randn({ 1, SR }) * 0.1, SR) -- 3 s vs 1 s: mismatch
+    -- 5 s files: one window each
+    audio.save(dir .. "/cond/song1.wav", cocola.randn({ 1, WIN }) * 0.1, SR)
+    audio.save(dir .. "/gen/song1.flac", cocola.randn({ 1, WIN }) * 0.1, SR)
+    audio.save(dir .. "/cond/song2.wav", cocola.randn({ 1, WIN }) * 0.1, SR)
+    audio.save(dir .. "/gen/song2.wav", cocola.randn({ 2, 5 * 44100 }) * 0.1, 44100) -- stereo 44.1 kHz
+    audio.save(dir .. "/cond/long.wav", cocola.randn({ 1, 8 * SR }) * 0.1, SR)
+    audio.save(dir .. "/gen/long.wav", cocola.randn({ 1, 6 * SR }) * 0.1, SR) -- 8 s vs 6 s: mismatch
     audio.save(dir .. "/cond/only_cond.wav", cocola.randn({ 1, SR }) * 0.1, SR)
     audio.save(dir .. "/gen/only_gen.ogg", cocola.randn({ 1, SR }) * 0.1, SR)
     local f = assert(io.open(dir .. "/gen/notes.txt", "w"))
@@ -225,6 +237,28 @@ describe("scoring files, folders and embeddings", function()
     assert.are.equal(dir .. "/gen/song2.wav", r.gen)
   end)
 
+  it("reads files a batch of windows at a time, as if decoded whole (44.1 kHz stereo, resampled in spans)", function()
+    cocola.manual_seed(23)
+    local path = dir .. "/long44.wav"
+    audio.save(path, cocola.randn({ 2, math.floor(23.3 * 44100) }) * 0.1, 44100)
+    local whole = audio.load(path, { sr = SR, mono = true })
+    for _, batch in ipairs { 1, 2, 16 } do
+      local streamed = scoring.score_files(model, path, path, { batch = batch, variants = false })
+      local want = scoring.score_waves(model, whole, whole, { batch = batch, variants = false })
+      assert.are.equal(#want.windows, #streamed.windows)
+      assert.are.equal(5, #streamed.windows) -- 0, 5, 10, 15 s, then the last 5 s from 18.3 s
+      for k, w in ipairs(want.windows) do
+        assert.are.equal(w.start, streamed.windows[k].start)
+        assert.is_true(close(w.score, streamed.windows[k].score, 1e-4),
+          string.format("batch %d window %d: %g vs %g", batch, k, w.score, streamed.windows[k].score))
+      end
+    end
+    local seen = {}
+    scoring.score_files(model, path, path, { batch = 4, variants = false,
+      window_progress = function(done, total) seen[#seen + 1] = done .. "/" .. total end })
+    assert.are.same({ "0/5", "4/5", "5/5" }, seen)
+  end)
+
   it("names the file it cannot read", function()
     local ok, err = pcall(scoring.score_files, model, dir .. "/broken.wav", dir .. "/gen/song2.wav")
     assert.is_false(ok)
@@ -234,7 +268,7 @@ describe("scoring files, folders and embeddings", function()
     assert.truthy(tostring(err):find(dir .. "/missing.wav", 1, true), err)
     ok, err = pcall(scoring.score_files, model, dir .. "/cond/long.wav", dir .. "/gen/long.wav")
     assert.is_false(ok)
-    assert.truthy(tostring(err):find("length mismatch: cond '" .. dir .. "/cond/long.wav' is 3.00 s", 1, true), err)
+    assert.truthy(tostring(err):find("length mismatch: cond '" .. dir .. "/cond/long.wav' is 8.00 s", 1, true), err)
   end)
 
   it("matches folders by name, lists unmatched files, and stops at (or records) a failing pair", function()
@@ -299,19 +333,88 @@ describe("scoring files, folders and embeddings", function()
   it("embeds the windows of files, with per-file means", function()
     local paths = { dir .. "/cond/long.wav", dir .. "/cond/song1.wav" }
     local e = scoring.embed_files(model, paths, { hop = 1.0, window = 1.0, min_last = 0 })
-    -- 1 s windows: 3 for long.wav, 1 for song1.wav
-    assert.are.same({ 4, 512 }, e.windows.shape)
+    -- 1 s windows: 8 for long.wav, 5 for song1.wav
+    assert.are.same({ 13, 512 }, e.windows.shape)
     assert.are.same({ 2, 512 }, e.mean.shape)
-    assert.are.same({ 0, 0, 0, 1 }, e.window_file:totable())
-    assert.are.same({ 0, 1, 2, 0 }, e.window_start:totable())
+    assert.are.same({ 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1 }, e.window_file:totable())
+    assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4 }, e.window_start:totable())
     assert.is_true(e.mean:select(1, 1):allclose(e.per_file[1]:mean(1), 1e-5, 1e-6))
     local wave = audio.load(paths[2], { sr = SR, mono = true })
     local want = cocola.no_grad(function()
       return model:embed(audio.cocola_features(wave:narrow(2, 1, SR):contiguous()))
     end)
-    assert.is_true(e.windows:select(1, 4):allclose(want:select(1, 1), 1e-4, 1e-5))
+    assert.is_true(e.windows:select(1, 9):allclose(want:select(1, 1), 1e-4, 1e-5))
     local no_mean = scoring.embed_files(model, { paths[2] }, { mean = false, window = 1.0 })
     assert.is_nil(no_mean.mean)
-    assert.are.same({ 1, 512 }, no_mean.windows.shape)
+    assert.are.same({ 5, 512 }, no_mean.windows.shape)
+    -- the window rule is the scoring rule: a file shorter than a window is refused
+    local ok, err = pcall(scoring.embed_files, model, { paths[2] }, { window = 6.0 })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("audio too short: 5.000 s", 1, true), err)
+  end)
+end)
+
+describe("score arguments", function()
+  -- every model reads score{cond = y, gen = x, mode = m} as score(y, x, m): CCS(y, x) = h_y^T W h_x
+  local function models()
+    cocola.manual_seed(13)
+    local co = cocola.models.chroma_onset_cocola { dim = 8, width = 8, blocks = 1, prior = true }:eval()
+    return { calibrated_model("hpss"), co, require("cocola.baselines").load("chroma-onset") }
+  end
+  cocola.manual_seed(17)
+  local a = cocola.randn({ 2, WIN }) * 0.1
+  local b = cocola.randn({ 2, WIN }) * 0.05
+
+  it("names the condition and the accompaniment; the positional order is the same", function()
+    for _, m in ipairs(models()) do
+      local y, x = m:features(a), m:features(b)
+      cocola.no_grad(function()
+        local named = m:score { cond = y, gen = x }
+        assert.are.same(m:score(y, x):totable(), named:totable())
+        if #m:parameters() > 0 then
+          if m.input == "hpss" then
+            -- a random W is not symmetric: swapping the sides changes the score
+            local swapped = m:score { cond = x, gen = y }
+            assert.is_true((named - swapped):abs():max():item() > 1e-6, "swapped sides should differ")
+          end
+          -- the K x K matrix has the conditions as rows: its diagonal is the score
+          local sim = m { anchor = y, positive = x }
+          for i = 1, 2 do
+            assert.is_true(close(sim:select(1, i):select(1, i):item(), named:select(1, i):item(), 1e-4))
+          end
+        end
+      end)
+    end
+  end)
+
+  it("rejects unknown names, a missing side, and a mix of both forms", function()
+    for _, m in ipairs(models()) do
+      local y = m:features(a)
+      local ok, err = pcall(m.score, m, { cond = y, generated = y })
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("unknown argument 'generated' (the names are cond, gen and mode)", 1, true), err)
+      ok, err = pcall(m.score, m, { cond = y })
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("gen is missing", 1, true), err)
+      ok, err = pcall(m.score, m, { gen = y })
+      assert.truthy(tostring(err):find("cond is missing", 1, true), err)
+      ok, err = pcall(m.score, m, { cond = y, gen = y }, y)
+      assert.truthy(tostring(err):find("not both", 1, true), err)
+    end
+  end)
+
+  it("a fresh model gives every pair one score until trained or recalibrated", function()
+    cocola.manual_seed(19)
+    local m = cocola.models.cocola { input = "hpss" }:eval()
+    local y, x = m:features(a), m:features(b)
+    local before = cocola.no_grad(function() return m:score { cond = y, gen = x } end):totable()
+    assert.is_true(math.abs(before[1] - before[2]) < 1e-4, "the initial BatchNorm statistics make embeddings alike")
+    assert.are.equal(m, m:recalibrate_batchnorm({ y, x }))
+    assert.is_false(m.training)
+    local after = cocola.no_grad(function() return m:score { cond = y, gen = x } end):totable()
+    assert.is_true(math.abs(after[1] - after[2]) > 1e-3, string.format("%g %g", after[1], after[2]))
+    assert.is_false((pcall(m.recalibrate_batchnorm, m, "x")))
+    assert.is_false((pcall(m.recalibrate_batchnorm, m, {})))
+    assert.is_false((pcall(m.recalibrate_batchnorm, m, cocola.zeros({ 1, 1, 64, 501 })))) -- 1 channel, HPSS has 2
   end)
 end)

@@ -7,6 +7,7 @@ local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
 local cjson = require "cjson"
 local train = require "cocola.recipes.train"
+local lfs = require "lfs"
 
 local RATE = 16000
 
@@ -128,6 +129,80 @@ describe("train_cocola", function()
         assert.is_false(m.training)
       end
     end
+  end)
+
+  it("never keeps a validation whose similarities are all equal as the best; recalibrates BatchNorm by default", function()
+    -- without recalibration a young encoder's eval-mode embeddings are all alike (the initial
+    -- BatchNorm statistics), the validation loss is ln K, and nothing is kept as the best
+    local dir = tmpdir()
+    quietly(train.run, config(dir, { "max_steps=2", "valid_every=1", "bn_recalibration_batches=0" }))
+    local degenerate = 0
+    for line in io.lines(dir .. "/metrics.jsonl") do
+      local m = cjson.decode(line)
+      if m.valid_loss then
+        assert.is_true(m.valid_degenerate, line)
+        assert.is_true(math.abs(m.valid_loss - math.log(2)) < 1e-4, line)
+        degenerate = degenerate + 1
+      end
+    end
+    assert.are.equal(2, degenerate)
+    assert.is_false(fs.is_file(dir .. "/best.safetensors"))
+    -- the default (-1, automatic) re-estimates the statistics before validating: a real validation
+    local auto = tmpdir()
+    quietly(train.run, config(auto, { "max_steps=2", "valid_every=1" }))
+    for line in io.lines(auto .. "/metrics.jsonl") do
+      local m = cjson.decode(line)
+      if m.valid_loss then assert.is_nil(m.valid_degenerate, line) end
+    end
+    assert.is_true(fs.is_file(auto .. "/best.safetensors"))
+    assert.are.equal(4, cjson.decode(io.lines(auto .. "/config.jsonl")()).bn_recalibration_batches)
+    assert.is_true(train.constant_similarities(cocola.ones({ 3, 3 }) * 2.5))
+    assert.is_false(train.constant_similarities(cocola.tensor({ { 1, 2 }, { 3, 4 } })))
+  end)
+
+  it("documents every setting (--help) and restores a run's settings on resume, given ones winning", function()
+    for key in pairs(train.DEFAULTS) do assert.is_string(train.DOCS[key], key) end
+    local help = recipe.help("train_cocola", train.DEFAULTS, train.DOCS)
+    assert.truthy(help:find("  batch_size=32 +K: windows per contrastive batch"), help)
+    local straight_dir = tmpdir()
+    local straight = quietly(train.run, config(straight_dir, { "max_steps=3", "lr=0.002" }))
+    local dir = tmpdir()
+    quietly(train.run, config(dir, { "max_steps=2", "lr=0.002" }))
+    -- only resume= and the step budget: root, batch_size, window, seed, lr ... come from the run
+    local lines = {}
+    local out = io.output()
+    io.output(os.tmpname())
+    local ok, rest = pcall(train.run, recipe.config(train.DEFAULTS, { "resume=" .. dir .. "/last", "max_steps=3" }),
+      function(line) lines[#lines + 1] = line end)
+    io.output():close()
+    io.output(out)
+    assert(ok, rest)
+    assert.are.same({ straight[3] }, rest)
+    local text = table.concat(lines, "\n")
+    assert.truthy(text:find("resume: settings of " .. dir .. "/config.jsonl restored; given again: max_steps=3 (was 2)", 1, true), text)
+    local last
+    for line in io.lines(dir .. "/config.jsonl") do last = cjson.decode(line) end
+    assert.are.equal(0.002, last.lr)
+    assert.are.equal(2, last.batch_size)
+    assert.are.equal(root, last.root)
+    local bad = quiet_pcall(train.run, recipe.config(train.DEFAULTS, { "resume=" .. dir .. "/nothing" }))
+    assert.is_false(bad[1])
+    assert.truthy(tostring(bad[2]):find("is not a checkpoint folder", 1, true), bad[2])
+  end)
+
+  it("creates out with its parents, names a missing data folder first, and cleans up after an early failure", function()
+    local base = tmpdir()
+    quietly(train.run, config(base .. "/a/b/run", { "max_steps=1" }))
+    assert.is_true(fs.is_file(base .. "/a/b/run/last/model.safetensors"))
+    -- a missing data folder: said before any output exists
+    local r = quiet_pcall(train.run, recipe.config(train.DEFAULTS, { "root=" .. base .. "/no_data", "out=" .. base .. "/x" }))
+    assert.is_false(r[1])
+    assert.truthy(tostring(r[2]):find("the data folder '" .. base .. "/no_data' does not exist", 1, true), r[2])
+    assert.is_nil(lfs.attributes(base .. "/x"))
+    -- a failure after the folder was made and before the first checkpoint leaves nothing behind
+    r = quiet_pcall(train.run, config(base .. "/y/z", { "max_steps=1", "init=" .. base .. "/missing.safetensors" }))
+    assert.is_false(r[1])
+    assert.is_nil(lfs.attributes(base .. "/y/z"))
   end)
 
   it("trains on several roots at once (root=a,b: their mixture)", function()

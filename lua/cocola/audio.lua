@@ -26,10 +26,34 @@ end
 function audio.info(path) return core.audio_info(path) end
 
 --- load(path, {sr = keep, mono = false, offset = 0, duration = all}) -> wave (channels, samples), rate.
+-- Unknown options and bad values (sr = 0, duration = -1, ...) are errors naming the valid ones.
 -- Seeks to the window (sf_seek): only the window is decoded. mono averages the channels; sr resamples
 -- with soxr (HQ); with a duration the result has exactly round(duration * rate) samples.
+local LOAD_OPTIONS = { sr = true, mono = true, offset = true, duration = true }
+
+-- a bad option of audio.load: an error naming it and the valid ones (level: load's caller)
+local function bad_load_option(fmt, ...)
+  error("audio.load: " .. string.format(fmt, ...) .. " (options: sr, mono, offset, duration)", 3)
+end
+
 function audio.load(path, o)
-  return core.audio_load(path, opt(o, "sr", 0), opt(o, "mono", false), opt(o, "offset", 0), opt(o, "duration", -1))
+  if o ~= nil and type(o) ~= "table" then bad_load_option("expected an options table, got %s", type(o)) end
+  for k in pairs(o or {}) do
+    if not LOAD_OPTIONS[k] then bad_load_option("unknown option '%s'", tostring(k)) end
+  end
+  local sr, mono = opt(o, "sr", nil), opt(o, "mono", false)
+  local offset, duration = opt(o, "offset", 0), opt(o, "duration", nil)
+  if sr ~= nil and (math.type(sr) == nil or sr <= 0 or sr ~= math.floor(sr)) then
+    bad_load_option("sr must be a positive whole number of Hz (or absent: the file's rate), got %s", tostring(sr))
+  end
+  if type(mono) ~= "boolean" then bad_load_option("mono must be true or false, got %s", tostring(mono)) end
+  if type(offset) ~= "number" or offset ~= offset or offset < 0 or offset == math.huge then
+    bad_load_option("offset must be a number of seconds >= 0, got %s", tostring(offset))
+  end
+  if duration ~= nil and (type(duration) ~= "number" or duration ~= duration or duration <= 0 or duration == math.huge) then
+    bad_load_option("duration must be a positive number of seconds (or absent: to the end), got %s", tostring(duration))
+  end
+  return core.audio_load(path, sr and math.tointeger(sr) or 0, mono, offset, duration or -1)
 end
 
 --- save(path, wave, sr, {subtype = "pcm16"}) writes .wav / .flac / .ogg / .aiff (by extension).

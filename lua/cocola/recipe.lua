@@ -1,9 +1,14 @@
 -- cocola.recipe — what every recipe shares: a config table from defaults, an optional config file
--- (a Lua file returning a table) and key=value overrides, validated against the defaults' types;
--- logging every setting; a progress bar on stderr; atomic writes of text files; JSON lines.
+-- (a Lua file returning a table) and key=value overrides, validated against the defaults' types
+-- (recipe.explicit(cfg) tells which settings were given); `--help` listing every setting with its
+-- default and meaning; logging every setting; progress on stderr (a bar on a terminal, a plain line
+-- every 30 s otherwise); atomic writes of text files; JSON lines; one-line error messages.
 local cjson = require "cjson"
 
 local recipe = {}
+
+-- cfg -> {key = true} of the settings given by the arguments or a config file
+local explicit_keys = setmetatable({}, { __mode = "k" })
 
 local function coerce(key, default, text)
   local kind = type(default)
@@ -23,7 +28,7 @@ end
 -- "config=path.lua". Unknown keys are errors naming the known ones. Defaults given as the string
 -- "" accept any string; false-y optional settings may use `false` as default for booleans.
 function recipe.config(defaults, args)
-  local cfg = {}
+  local cfg, given = {}, {}
   for k, v in pairs(defaults) do cfg[k] = v end
   local overrides = {}
   for _, a in ipairs(args or {}) do
@@ -37,6 +42,7 @@ function recipe.config(defaults, args)
       for fk, fv in pairs(t) do
         if defaults[fk] == nil then error(string.format("config file %s: unknown setting '%s'", v, fk), 0) end
         cfg[fk] = fv
+        given[fk] = true
       end
     else
       overrides[#overrides + 1] = { k, v }
@@ -52,7 +58,34 @@ function recipe.config(defaults, args)
     end
     cfg[k] = coerce(k, defaults[k], v)
   end
+  for _, kv in ipairs(overrides) do given[kv[1]] = true end
+  explicit_keys[cfg] = given
   return cfg
+end
+
+--- recipe.explicit(cfg) -> {key = true} of the settings the arguments (or a config file) gave, or
+-- nil for a table recipe.config did not build
+function recipe.explicit(cfg) return explicit_keys[cfg] end
+
+--- recipe.help(name, defaults, docs, usage) -> text: the usage line and every setting with its
+-- default and one line of meaning (docs: {key = "meaning"})
+function recipe.help(name, defaults, docs, usage)
+  docs = docs or {}
+  local keys = {}
+  for k in pairs(defaults) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local width = 0
+  local shown = {}
+  for _, k in ipairs(keys) do
+    local v = defaults[k]
+    shown[k] = k .. "=" .. ((type(v) == "string" and v == "") and '""' or tostring(v))
+    width = math.max(width, #shown[k])
+  end
+  local lines = { usage or ("Usage: " .. name .. " key=value ... [config=file.lua]"), "", "Settings (default values):" }
+  for _, k in ipairs(keys) do
+    lines[#lines + 1] = string.format("  %-" .. width .. "s  %s", shown[k], docs[k] or "")
+  end
+  return table.concat(lines, "\n") .. "\n"
 end
 
 --- logs every setting, sorted, one per line
@@ -66,14 +99,62 @@ function recipe.log_config(cfg, out)
   out:flush()
 end
 
---- progress(label, done, total, extra) draws one bar line on stderr
+-- progress: a bar redrawn in place when stderr is a terminal; otherwise (a log file, a pipe) a plain
+-- line at most every 30 s and at the end, so logs stay readable
+local progress_state = { open = false, last = {} }
+
+local function stderr_is_terminal()
+  if progress_state.terminal == nil then
+    local forced = os.getenv("COCOLA_PROGRESS")
+    if forced == "bar" then progress_state.terminal = true
+    elseif forced == "lines" then progress_state.terminal = false
+    else progress_state.terminal = os.execute("[ -t 2 ]") == true end
+  end
+  return progress_state.terminal
+end
+recipe.stderr_is_terminal = stderr_is_terminal
+
+--- progress(label, done, total, extra) draws one bar line on stderr (a terminal), or writes a plain
+-- progress line at most every 30 s (anything else)
 function recipe.progress(label, done, total, extra)
-  local width = 30
-  local filled = total > 0 and math.floor(width * done / total) or 0
-  io.stderr:write(string.format("\r%s [%s%s] %d/%d %s", label, string.rep("#", filled),
-    string.rep("-", width - filled), done, total, extra or ""))
-  if done >= total then io.stderr:write("\n") end
+  if stderr_is_terminal() then
+    local width = 30
+    local filled = total > 0 and math.floor(width * done / total) or 0
+    io.stderr:write(string.format("\r%s [%s%s] %d/%d %s", label, string.rep("#", filled),
+      string.rep("-", width - filled), done, total, extra or ""))
+    progress_state.open = done < total
+    if done >= total then io.stderr:write("\n") end
+  else
+    local now = os.time()
+    local last = progress_state.last[label]
+    if done >= total or not last or now - last >= 30 then
+      io.stderr:write(string.format("%s %d/%d %s\n", label, done, total, extra or ""))
+      progress_state.last[label] = now
+    end
+    if done >= total then progress_state.last[label] = nil end
+  end
   io.stderr:flush()
+end
+
+--- ends a progress bar left open (before an error or other output goes to stderr)
+function recipe.end_progress()
+  if progress_state.open then
+    io.stderr:write("\n")
+    io.stderr:flush()
+    progress_state.open = false
+  end
+end
+
+--- an error message without Lua's "file:line: " prefixes (all of them, unless COCOLA_DEBUG is set)
+function recipe.clean_error(msg)
+  msg = tostring(msg)
+  if os.getenv("COCOLA_DEBUG") then return msg end
+  local prev
+  repeat
+    prev = msg
+    msg = msg:gsub("^[^%s:]+:%d+: ", "", 1)
+  until msg == prev
+  return msg
 end
 
 --- writes text to path atomically (a temporary file renamed into place)
@@ -115,11 +196,25 @@ function recipe.print_ratio_table(rows)
   end
 end
 
---- recipe.main(name, defaults, run, args) -> exit status: builds the config from args (key=value
--- strings), calls run(cfg) and turns an error into one line "name: message" on stderr and status 1.
-function recipe.main(name, defaults, run, args)
-  local ok, err = pcall(function() run(recipe.config(defaults, args or {})) end)
+--- recipe.main(name, defaults, run, args, docs) -> exit status: `--help` (or -h) prints
+-- recipe.help and returns 0; otherwise builds the config from args (key=value strings), calls
+-- run(cfg) and turns an error into one line "name: message" on stderr (no file names or line numbers
+-- of the code; COCOLA_DEBUG=1 keeps them, with the traceback) and status 1.
+function recipe.main(name, defaults, run, args, docs)
+  args = args or {}
+  for _, a in ipairs(args) do
+    if a == "--help" or a == "-h" then
+      io.write(recipe.help(name, defaults, docs))
+      return 0
+    end
+  end
+  local ok, err = xpcall(function() run(recipe.config(defaults, args)) end, function(msg)
+    if os.getenv("COCOLA_DEBUG") then return debug.traceback(tostring(msg), 2) end
+    return recipe.clean_error(msg)
+  end)
   if not ok then
+    recipe.end_progress()
+    io.stdout:flush()
     io.stderr:write(name, ": ", tostring(err), "\n")
     return 1
   end

@@ -15,22 +15,28 @@
 -- can stand for the model: a non-learned baseline of cocola.baselines works unchanged.
 --
 -- Windows. Audio is mono 16 kHz, cut into windows of `window` = 5 s every `hop` (default: the
--- window, no overlap) over the part both waves share. The last, partial window is kept, zero-padded
--- on the right, only when the audio it adds beyond the previous windows is at least `min_last`
--- seconds (default half a window, 2.5 s: a window is scored only if at least half of it is real
--- audio, so a 6 s clip gives one window and a 10.24 s clip two). Audio shorter than one window gives
--- one zero-padded window; shorter than `min_duration` (0.1 s) is an error. The score of a pair is
--- the plain mean of its windows' scores.
+-- window, no overlap) over the part both waves share. Every window scored is real audio, never
+-- padding: silence scores differently from music (a zero-padded window can score above every real
+-- pair), so the part left after the last whole window, when it is at least `min_last` seconds
+-- (default half a window: a 7.6 s clip gives two windows, a 7.4 s clip one), is scored as one more
+-- window ending at the end of the audio (it overlaps the window before it). Audio shorter than one
+-- window is an error naming its length, unless `min_duration` is set below the window: then audio of
+-- at least min_duration seconds is zero-padded to one window, knowing that the padding biases the
+-- score. The score of a pair is the plain mean of its windows' scores. The same rule holds for
+-- scoring, embedding and the `cocola` command; the evaluation recipe draws only whole windows too.
 --
 -- Lengths. cond and gen may differ by up to `tolerance` seconds (default 0.5 s; generated audio is
 -- often a few frames off); the overlap (the shorter length) is scored. A larger difference is an
 -- error unless `allow_mismatch` is set.
 --
 -- Options shared by the functions below (all optional):
---   window = 5.0, hop = window, min_last = window / 2, min_duration = 0.1, sample_rate = 16000,
+--   window = 5.0, hop = window, min_last = window / 2, min_duration = window, sample_rate = 16000,
 --   mode = "both" | "harmonic" | "percussive" (the main score's embedding mode; HPSS models only
 --   for the last two), variants = true (HPSS models: also the harmonic and percussive scores),
---   batch = 16 (windows per forward pass), tolerance = 0.5, allow_mismatch = false.
+--   batch = windows per forward pass (default: model.scoring_batch, else 16; the EfficientNet models
+--   say 4, which keeps a pair's scoring under about 500 MB whatever its length), tolerance = 0.5,
+--   allow_mismatch = false.
+-- Memory does not grow with the length of the audio: files are decoded a batch of windows at a time.
 -- Models run in eval mode under no_grad (a model in training mode is switched back afterwards).
 local cocola = require "cocola"
 local audio = require "cocola.audio"
@@ -83,16 +89,19 @@ local function window_params(opts)
   local window = opt(opts, "window", scoring.WINDOW)
   local hop = opt(opts, "hop", window)
   local min_last = opt(opts, "min_last", window / 2)
-  local min_duration = opt(opts, "min_duration", 0.1)
+  local min_duration = opt(opts, "min_duration", window)
   for k, v in pairs { sample_rate = sr, window = window, hop = hop } do
     if type(v) ~= "number" or v <= 0 then fail("%s must be a positive number, got %s", k, tostring(v)) end
   end
   if type(min_last) ~= "number" or min_last < 0 then fail("min_last must be a number >= 0, got %s", tostring(min_last)) end
+  if type(min_duration) ~= "number" or min_duration <= 0 then
+    fail("min_duration must be a positive number, got %s", tostring(min_duration))
+  end
   local win = math.floor(window * sr + 0.5)
   local hop_n = math.floor(hop * sr + 0.5)
   if win < 513 then fail("window must be at least 513 samples (%.4f s), got %g s", 513 / sr, window) end
   if hop_n < 1 then fail("hop must be at least one sample, got %g s", hop) end
-  local min_n = math.max(513, math.floor(min_duration * sr + 0.5))
+  local min_n = math.min(win, math.max(513, math.floor(min_duration * sr + 0.5)))
   return {
     sr = sr, win = win, hop = hop_n, min_last = math.floor(min_last * sr + 0.5), min_n = min_n,
     window = window, hop_s = hop,
@@ -100,12 +109,17 @@ local function window_params(opts)
 end
 
 --- scoring.windows(n_samples, opts) -> list of 0-based start offsets (samples) of the windows over
--- n_samples; each window covers min(window, n - start) samples of audio and is zero-padded to the
--- full window. See the policy at the top of this file.
+-- n_samples: whole windows every hop, then one ending at the end of the audio when what is left is at
+-- least min_last; audio shorter than a window is an error, or one zero-padded window when
+-- min_duration allows it. See the policy at the top of this file.
 function scoring.windows(n, opts)
   if math.type(n) ~= "integer" or n < 0 then fail("windows: expected a sample count, got %s", tostring(n)) end
   local p = window_params(opts)
   if n < p.min_n then
+    if p.min_n == p.win then
+      fail("audio too short: %.3f s (%d samples); COCOLA scores whole %g s windows of real audio (padding with silence would bias the score)",
+        n / p.sr, n, p.window)
+    end
     fail("audio too short: %.3f s (%d samples); the minimum is %.3f s", n / p.sr, n, p.min_n / p.sr)
   end
   local starts = {}
@@ -120,7 +134,7 @@ function scoring.windows(n, opts)
   end
   local covered = starts[#starts] + p.win
   local tail = n - covered
-  if tail > 0 and tail >= math.max(p.min_last, 1) and s < n then starts[#starts + 1] = s end
+  if tail > 0 and tail >= math.max(p.min_last, 1) then starts[#starts + 1] = n - p.win end
   return starts
 end
 
@@ -184,24 +198,91 @@ local function evaluating(model, fn)
   return a, b
 end
 
--- (B, window) batch of the windows starting at starts[i .. j] of a (1, n) wave
-local function window_batch(wave, starts, i, j, win, n)
+-- (B, window) batch of the windows starting at starts[i .. j] of a source (of n samples)
+local function window_batch(source, starts, i, j, win, n)
+  local first = starts[i]
+  local last = math.min(n, starts[j] + win)
+  local span = source.read(first, last - first) -- (1, last - first)
   local rows = {}
   for k = i, j do
     local s = starts[k]
     local len = math.min(win, n - s)
-    local piece = wave:narrow(2, s + 1, len)
+    local piece = span:narrow(2, s - first + 1, len)
     if len < win then piece = cocola.pad(piece, { 0, win - len }) end
     rows[#rows + 1] = piece
   end
   return cocola.cat(rows, 1):contiguous()
 end
 
+-- A source of 16 kHz mono samples: {n = samples, read(start, len) -> (1, len)} (0-based start).
+local function wave_source(wave)
+  return { n = wave:size(2), read = function(start, len) return wave:narrow(2, start + 1, len) end }
+end
+
+local function gcd(a, b)
+  while b ~= 0 do a, b = b, a % b end
+  return a
+end
+
+-- A file read a span at a time: only the span (and a margin for the resampler) is decoded, so memory
+-- does not grow with the file's length. At the file's own rate the span is read exactly; otherwise
+-- a span is read from a time that falls on a whole sample at both rates, with `margin` seconds more
+-- on each side (the resampler's filter then sees what it sees in the whole file, to float rounding).
+local RESAMPLE_MARGIN = 0.5
+local function file_source(path, sr)
+  local ok, info = pcall(audio.info, path)
+  if not ok then
+    local reason = clean(info):gsub("^audio%.info: ", ""):gsub("^cannot open '.-': ", "")
+    fail("cannot read audio file '%s': %s", path, reason)
+  end
+  local rate = info.rate
+  local n = rate == sr and info.frames or math.ceil(info.frames * sr / rate)
+  local step = sr // gcd(sr, rate) -- samples at sr between times that are whole samples at both rates
+  local margin = math.ceil(RESAMPLE_MARGIN * sr / step) * step
+  local function load(offset, len)
+    local got, wave = pcall(audio.load, path, { sr = sr, mono = true, offset = offset / sr, duration = len / sr })
+    if not got then
+      local reason = clean(wave):gsub("^audio%.load: ", ""):gsub("^cannot open '.-': ", "")
+      fail("cannot read audio file '%s': %s", path, reason)
+    end
+    return wave
+  end
+  return {
+    n = n, rate = rate,
+    read = function(start, len)
+      if rate == sr then return load(start, len) end
+      local from = math.max(0, (start - margin) // step * step)
+      local to = math.min(n, -((-(start + len + margin)) // step) * step)
+      return load(from, to - from):narrow(2, start - from + 1, len)
+    end,
+  }
+end
+
 -- the model's input features of a (B, window) batch (model:features), on the model's device
+-- features of a (B, window) batch, computed FEATURE_CHUNK windows at a time (the HPSS front end's
+-- temporaries are many times its output: computing them for a whole batch at once would cost
+-- memory that grows with the batch), then moved to the model's device
+local FEATURE_CHUNK = 2
 local function features(model, batch, device)
-  local f = model:features(batch)
+  local f
+  if batch:size(1) <= FEATURE_CHUNK then
+    f = model:features(batch)
+  else
+    local parts = {}
+    for first = 1, batch:size(1), FEATURE_CHUNK do
+      parts[#parts + 1] = model:features(batch:narrow(1, first, math.min(FEATURE_CHUNK, batch:size(1) - first + 1)):contiguous())
+      collectgarbage("step", 0)
+    end
+    f = cocola.cat(parts, 1)
+  end
   if device ~= "cpu" then f = f:to(device) end
   return f
+end
+
+-- windows per forward pass unless opts.batch says: the model's own choice, else 16
+local function default_batch(model)
+  local b = rawget(model, "scoring_batch") or model.scoring_batch
+  return math.type(b) == "integer" and b > 0 and b or 16
 end
 
 local function check_model(model, what)
@@ -219,11 +300,13 @@ end
 --   both / harmonic / percussive = {mean = , windows = {...}} (HPSS models, unless variants = false;
 --   otherwise only the main mode's entry) }
 function scoring.score_waves(model, cond, gen, opts)
-  opts = opts or {}
   check_model(model, "score_waves")
-  cond, gen = as_mono(cond, "cond"), as_mono(gen, "gen")
+  return scoring._score_sources(model, wave_source(as_mono(cond, "cond")), wave_source(as_mono(gen, "gen")), opts or {})
+end
+
+function scoring._score_sources(model, cond, gen, opts)
   local p = window_params(opts)
-  local nc, ng = cond:size(2), gen:size(2)
+  local nc, ng = cond.n, gen.n
   local tolerance = opt(opts, "tolerance", 0.5)
   if math.abs(nc - ng) > tolerance * p.sr and not opt(opts, "allow_mismatch", false) then
     local cn, gn = opts._cond_name, opts._gen_name
@@ -231,25 +314,34 @@ function scoring.score_waves(model, cond, gen, opts)
       cn and (" '" .. cn .. "'") or "", nc / p.sr, gn and (" '" .. gn .. "'") or "", ng / p.sr, tolerance)
   end
   local n = math.min(nc, ng)
-  local starts = scoring.windows(n, opts)
+  local ok, starts = pcall(scoring.windows, n, opts)
+  if not ok then
+    local cn, gn = opts._cond_name, opts._gen_name
+    if cn and gn then fail("'%s' and '%s': %s", cn, gn, clean(starts)) end
+    error(starts, 0)
+  end
   local mode, modes = modes_for(model, opts)
-  local batch = opt(opts, "batch", 16)
+  local batch = opt(opts, "batch", default_batch(model))
   if math.type(batch) ~= "integer" or batch < 1 then fail("batch must be a positive integer, got %s", tostring(batch)) end
   local device = model_device(model)
+  local window_progress = opts.window_progress
 
   local per_mode = {}
   for _, m in ipairs(modes) do per_mode[m] = {} end
   evaluating(model, function()
     for i = 1, #starts, batch do
       local j = math.min(i + batch - 1, #starts)
+      if window_progress then window_progress(i - 1, #starts) end
       local fc = features(model, window_batch(cond, starts, i, j, p.win, n), device)
       local fg = features(model, window_batch(gen, starts, i, j, p.win, n), device)
       for _, m in ipairs(modes) do
-        local s = model:score(fc, fg, m):to("cpu"):totable()
+        local s = model:score { cond = fc, gen = fg, mode = m }:to("cpu"):totable()
         local out = per_mode[m]
         for _, v in ipairs(s) do out[#out + 1] = v end
       end
+      collectgarbage("step", 0)
     end
+    if window_progress then window_progress(#starts, #starts) end
   end)
 
   local result = {
@@ -280,15 +372,20 @@ function scoring.load(path, opts)
 end
 
 --- scoring.score_files(model, cond_path, gen_path, opts) -> score_waves' result plus cond and gen
--- (the paths). Files are decoded, down-mixed to mono and resampled to 16 kHz.
+-- (the paths). Files are decoded, down-mixed to mono and resampled to 16 kHz a batch of windows at a
+-- time, so memory does not grow with their length; opts.window_progress(done, total) is called
+-- between batches.
 function scoring.score_files(model, cond_path, gen_path, opts)
   check_model(model, "score_files")
-  local cond = scoring.load(cond_path, opts)
-  local gen = scoring.load(gen_path, opts)
+  if type(cond_path) ~= "string" then fail("expected an audio file path, got %s", type(cond_path)) end
+  if type(gen_path) ~= "string" then fail("expected an audio file path, got %s", type(gen_path)) end
+  local sr = opt(opts, "sample_rate", scoring.SAMPLE_RATE)
+  local cond = file_source(cond_path, sr)
+  local gen = file_source(gen_path, sr)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o._cond_name, o._gen_name = cond_path, gen_path
-  local r = scoring.score_waves(model, cond, gen, o)
+  local r = scoring._score_sources(model, cond, gen, o)
   r.cond, r.gen = cond_path, gen_path
   return r
 end
@@ -379,18 +476,23 @@ end
 -- default "both") and the list of window starts (samples).
 function scoring.embed_waves(model, wave, opts)
   check_model(model, "embed_waves")
-  wave = as_mono(wave, "wave")
+  return scoring._embed_source(model, wave_source(as_mono(wave, "wave")), opts)
+end
+
+function scoring._embed_source(model, source, opts)
   local p = window_params(opts)
-  local n = wave:size(2)
+  local n = source.n
   local starts = scoring.windows(n, opts)
   local mode = main_mode(model, opts)
-  local batch = opt(opts, "batch", 16)
+  local batch = opt(opts, "batch", default_batch(model))
+  if math.type(batch) ~= "integer" or batch < 1 then fail("batch must be a positive integer, got %s", tostring(batch)) end
   local device = model_device(model)
   local parts = {}
   evaluating(model, function()
     for i = 1, #starts, batch do
       local j = math.min(i + batch - 1, #starts)
-      parts[#parts + 1] = model:embed(features(model, window_batch(wave, starts, i, j, p.win, n), device), mode):to("cpu")
+      parts[#parts + 1] = model:embed(features(model, window_batch(source, starts, i, j, p.win, n), device), mode):to("cpu")
+      collectgarbage("step", 0)
     end
   end)
   return (#parts == 1 and parts[1] or cocola.cat(parts, 1)), starts
@@ -411,7 +513,13 @@ function scoring.embed_files(model, paths, opts)
   local per_file, means, file_idx, start_s = {}, {}, {}, {}
   for i, path in ipairs(paths) do
     if opts.progress then opts.progress(i, #paths, path) end
-    local e, starts = scoring.embed_waves(model, scoring.load(path, opts), opts)
+    if type(path) ~= "string" then fail("embed_files: expected audio file paths, got %s", type(path)) end
+    local ok, e, starts = pcall(scoring._embed_source, model, file_source(path, p.sr), opts)
+    if not ok then
+      local msg = clean(e)
+      if msg:find(path, 1, true) then fail("%s", msg) end
+      fail("'%s': %s", path, msg)
+    end
     per_file[i] = e
     if opt(opts, "mean", true) then means[i] = e:mean(1) end
     for _, s in ipairs(starts) do

@@ -1,6 +1,7 @@
 -- spec/helpers/cleanup.lua — loaded by busted before the specs (.busted: helper): every path that
 -- os.tmpname() hands out during the run (the temporary files and, through helpers.files.tmpdir, the
--- temporary directories the specs make) is removed when busted exits, whatever the specs left there.
+-- temporary directories the specs make), and any file named after it with an extension added, is
+-- removed when busted exits, whatever the specs left there (a failing spec skips its own clean-up).
 local busted = require "busted"
 
 local made = {}
@@ -14,7 +15,8 @@ end
 busted.subscribe({ "exit" }, function()
   for i = #made, 1, -1 do
     local path = made[i]
-    if path:match("^/tmp/lua_[%w]+$") then os.execute("rm -rf '" .. path .. "'") end
+    -- the path and what the specs made beside it by adding an extension (os.tmpname() .. ".wav")
+    if path:match("^/tmp/lua_[%w]+$") then os.execute("rm -rf '" .. path .. "' '" .. path .. "'.*") end
   end
   made = {}
   return nil, true

@@ -30,11 +30,12 @@
 --   local b = require("cocola.baselines").load("chroma-onset")
 --   local e = b:features(waves)                 -- (B, samples) -> (B, 12 + frames - 5)
 --   local sim = b.similarity(e1, e2)            -- (N, D), (M, D) -> (N, M)
---   local s = b:score(b:features(y), b:features(x))   -- (B) per-pair similarities
+--   local s = b:score{cond = b:features(y), gen = b:features(x)}   -- (B) per-pair similarities
 --
 -- Computed on the CPU in float32; the embeddings can be moved to another device afterwards.
 local cocola = require "cocola"
 local audio = require "cocola.audio"
+local score_arguments = require "cocola.models.score_arguments"
 
 local M = {}
 
@@ -300,10 +301,12 @@ function Baseline:embed(features, mode)
   return features
 end
 
---- score(y, x, mode = "both") -> (B) similarities of paired rows: 0.5 cos(chroma) + 0.5 pearson(onset).
-function Baseline:score(y, x, mode)
+--- score{cond = y, gen = x, mode = "both"} or score(y, x, mode) -> (B) similarities of paired rows:
+-- 0.5 cos(chroma) + 0.5 pearson(onset) (symmetric; the names match the models' score).
+function Baseline:score(cond, gen, mode_)
+  local y, x, mode = score_arguments("score", cond, gen, mode_)
   check_mode(mode, "score")
-  check_pair(y, x, "score", "y", "x")
+  check_pair(y, x, "score", "cond", "gen")
   if y:size(1) ~= x:size(1) then
     error(string.format("score: expected as many windows in y and x, got %d and %d", y:size(1), x:size(1)), 2)
   end

@@ -1,7 +1,9 @@
 -- cocola.data.sampler — batches for COCOLA's contrastive training and evaluation.
 -- The tracks are cut into windows of `window` seconds on a grid of hop (1 - max_overlap) * window,
 -- so two windows of a track overlap at most max_overlap (the last window is zero-padded on the
--- right, as the reference pads its last chunk). Each epoch visits the windows in a seeded order.
+-- right, as the reference pads its last chunk; whole_windows = true keeps only windows that end
+-- inside the track, as evaluation and scoring do, so no window is partly silence). Each epoch visits
+-- the windows in a seeded order.
 -- For a window, stems whose RMS is below silence_rms are inactive; a window with fewer than two
 -- active stems is skipped. Of the N active stems, the anchor takes a ~ U{1..N-1} of them and the
 -- positive p ~ U{1..N-a} of the rest (the reference's distribution); each side is summed into a
@@ -41,7 +43,7 @@ local DEFAULTS = {
   batch_size = 32, window = 5.0, max_overlap = 0.5, sample_rate = 16000, seed = 0,
   silence_rms = 1e-4, noise = 1e-3, shuffle = true, drop_last = true, prefetch = true,
   gain_db = 0, hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0,
-  transpose_max = 6,
+  transpose_max = 6, whole_windows = false,
 }
 
 local NEGATIVE_KINDS = { shifted = true, same_song = true, transposed = true }
@@ -120,7 +122,9 @@ function Sampler.new(tracks, opts)
     if #t.stems >= 2 then
       local offset = 0
       repeat
-        self.windows[#self.windows + 1] = { ti, offset }
+        if not o.whole_windows or offset + o.window <= t.duration + 1e-9 then
+          self.windows[#self.windows + 1] = { ti, offset }
+        end
         offset = offset + hop
       until offset >= t.duration - 1e-9
     end
@@ -204,7 +208,9 @@ end
 
 local function load_window(self, window_index)
   local loaded = {}
-  for i, r in ipairs(window_requests(self, window_index)) do loaded[i] = cocola.audio.load(r.path, r) end
+  for i, r in ipairs(window_requests(self, window_index)) do
+    loaded[i] = cocola.audio.load(r.path, { sr = r.sr, mono = r.mono, offset = r.offset, duration = r.duration })
+  end
   return waves_and_rms(self, loaded)
 end
 

@@ -18,13 +18,14 @@
 --   model:features(waves)          -- (B, samples) 16 kHz -> (B, 16, 1, frames)
 --   model:embed(features)          -- -> (B, frames x dim)
 --   model(anchors, positives[, negatives])  -- features -> K x (K + M K) similarities
---   model:score(y, x)              -- features -> (B) sim(embed(y_i), embed(x_i))
+--   model:score{cond = y, gen = x}  -- features -> (B) sim(embed(y_i), embed(x_i)), y the condition's
 -- One embedding mode, "both" (there is no harmonic/percussive split to choose from).
 local cocola = require "cocola"
 local Module = require "cocola.nn.Module"
 local FrameEncoder = require "cocola.models.cocola.FrameEncoder"
 local FrameBilinearSimilarity = require "cocola.models.cocola.FrameBilinearSimilarity"
 local chroma_onset = require "cocola.baselines.chroma_onset"
+local score_arguments = require "cocola.models.score_arguments"
 
 local ChromaOnsetCoCola = Module:extend("ChromaOnsetCoCola")
 
@@ -126,9 +127,11 @@ function ChromaOnsetCoCola:forward(anchors, positives, negatives)
   return self.similarity(e:narrow(1, 1, k), e:narrow(1, k + 1, n - k))
 end
 
---- score(y, x) -> (B) COCOLA scores sim(embed(y_i), embed(x_i)) of paired features.
-function ChromaOnsetCoCola:score(y, x, mode)
-  local ey, ex = self:embed_pairs(y, x, mode)
+--- score{cond = y, gen = x} or score(y, x) -> (B) COCOLA scores sim(embed(y_i), embed(x_i)) of paired
+-- features, y the conditioning audio's and x the generated accompaniment's.
+function ChromaOnsetCoCola:score(cond, gen, mode)
+  local y, x, m = score_arguments("score", cond, gen, mode)
+  local ey, ex = self:embed_pairs(y, x, m)
   return self.similarity:pairwise(ey, ex)
 end
 

@@ -9,7 +9,8 @@
 --   model:embed(features)          -- (B, C, 64, T) -> (B, D) = tanh(LayerNorm(projection(f(x))))
 --   model:similarity(a, b)         -- (K, D), (K', D) -> K x K' = a W b^T
 --   model(anchors, positives)      -- features -> K x K similarity matrix (one encoder batch of 2K)
---   model:score(y, x)              -- features -> (B) COCOLA scores sim(embed(y_i), embed(x_i))
+--   model:score{cond = y, gen = x}  -- features -> (B) COCOLA scores sim(embed(y_i), embed(x_i)),
+--                                  -- y the conditioning audio's, x the accompaniment's
 --
 -- Inputs: "hpss" features have 2 channels (harmonic, percussive), "mel" features 1.
 -- Embedding modes (HPSS models): "both" uses both channels, "harmonic" zeroes the percussive
@@ -22,10 +23,14 @@ local LayerNorm = require "cocola.nn.LayerNorm"
 local Tanh = require "cocola.nn.Tanh"
 local CoColaEncoder = require "cocola.models.cocola.CoColaEncoder"
 local BilinearSimilarity = require "cocola.models.cocola.BilinearSimilarity"
+local score_arguments = require "cocola.models.score_arguments"
 
 local CoCola = Module:extend("CoCola")
 
 CoCola.INPUTS = { hpss = 2, mel = 1 }
+-- windows per forward pass when scoring (cocola.scoring): an EfficientNet batch of 2 x 4 windows keeps
+-- the activations of one pass near 300 MB
+CoCola.scoring_batch = 4
 CoCola.MODES = { both = true, harmonic = true, percussive = true, random = true }
 
 --- cocola.models.cocola{input = "hpss" | "mel", embedding_dim = 512, dropout = 0.1,
@@ -191,14 +196,94 @@ function CoCola:forward(anchors, positives, negatives)
   return self.similarity(ea, columns)
 end
 
---- COCOLA scores of B pairs: score_i = sim(embed(y_i), embed(x_i)) (y, x: (B, C, H, W) features),
--- in the current embedding mode (or the mode given). Returns (B).
-function CoCola:score(y, x, mode)
-  local ey, ex = self:embed_pairs(y, x, mode)
+--- score{cond = y, gen = x[, mode = m]} or score(y, x[, mode]) -> (B) COCOLA scores
+-- score_i = sim(embed(y_i), embed(x_i)), y the features of the conditioning audio and x those of the
+-- generated accompaniment ((B, C, H, W) each), in the current embedding mode (or the mode given).
+function CoCola:score(cond, gen, mode)
+  local y, x, m = score_arguments("score", cond, gen, mode)
+  local ey, ex = self:embed_pairs(y, x, m)
   return self.similarity:pairwise(ey, ex)
 end
 
+--- recalibrate_batchnorm(batches) -> self, in eval mode. Re-estimates every BatchNorm's running
+-- statistics as plain averages over the given feature batches ((B, C, H, W) tensors: one, a list of
+-- them, or a function returning the next one or nil), with the rest of the model in eval mode and no
+-- gradients. A model fresh from the constructor has the initial statistics (mean 0, variance 1),
+-- which in eval mode make every embedding the same, so every pair gets one constant score: train it,
+-- load weights, or recalibrate it on some real audio first.
+function CoCola:recalibrate_batchnorm(batches)
+  local next_batch
+  if cocola.is_tensor(batches) then
+    local done = false
+    next_batch = function()
+      if done then return nil end
+      done = true
+      return batches
+    end
+  elseif type(batches) == "table" then
+    local i = 0
+    next_batch = function()
+      i = i + 1
+      return batches[i]
+    end
+  elseif type(batches) == "function" then
+    next_batch = batches
+  else
+    error("recalibrate_batchnorm: expected feature batches (a tensor, a list of tensors or a function), got " .. type(batches), 2)
+  end
+  local norms = {}
+  for _, m in ipairs(self:modules()) do
+    if m:type_name() == "BatchNorm2d" and m.track_running_stats then norms[#norms + 1] = m end
+  end
+  self:eval()
+  local momenta = {}
+  for i, bn in ipairs(norms) do
+    momenta[i] = bn.momentum
+    rawset(bn, "momentum", nil)
+    bn:reset_running_stats()
+    rawset(bn, "training", true)
+  end
+  local ok, err = pcall(function()
+    local n = 0
+    while true do
+      local f = next_batch()
+      if f == nil then break end
+      check_features(self, f, "recalibrate_batchnorm")
+      cocola.no_grad(function() self:_embed(f) end)
+      n = n + 1
+    end
+    if n == 0 and #norms > 0 then error("recalibrate_batchnorm: no batches given", 0) end
+  end)
+  for i, bn in ipairs(norms) do
+    rawset(bn, "momentum", momenta[i])
+    rawset(bn, "training", false)
+  end
+  if not ok then error(err, 2) end
+  return self
+end
+
 local STEM = "encoder.encoder.model.0._conv_stem.weight"
+
+--- CoCola.resolve_checkpoint(path) -> file, note. A file is itself (note nil). A folder is a
+-- checkpoint folder (<dir>/model.safetensors, as <run>/last) or a training run's folder: its best
+-- validation model (<dir>/best.safetensors) if there is one, else its last checkpoint
+-- (<dir>/last/model.safetensors); the note says which, for the user. Anything else is an error.
+function CoCola.resolve_checkpoint(path)
+  if type(path) ~= "string" then error("expected a checkpoint path, got " .. type(path), 2) end
+  local lfs = require "lfs"
+  local mode = lfs.attributes(path, "mode")
+  if mode ~= "directory" then return path, nil end
+  local dir = path:gsub("/+$", "")
+  local function is_file(p) return lfs.attributes(p, "mode") == "file" end
+  if is_file(dir .. "/model.safetensors") then return dir .. "/model.safetensors", nil end
+  if is_file(dir .. "/best.safetensors") then
+    return dir .. "/best.safetensors", "using " .. dir .. "/best.safetensors (the run's best validation model)"
+  end
+  if is_file(dir .. "/last/model.safetensors") then
+    return dir .. "/last/model.safetensors", "using " .. dir .. "/last/model.safetensors (the run's last checkpoint; it has no best.safetensors)"
+  end
+  error(string.format("'%s' is a folder without a model (expected model.safetensors, or a training run's best.safetensors or last/model.safetensors)", path), 2)
+end
 
 --- Builds a model from a checkpoint and loads its weights strictly: the reference's Lightning
 -- .ckpt (state_dict + hyper_parameters), a safetensors state dict (as train_cocola writes), or a
@@ -210,7 +295,11 @@ function CoCola.from_checkpoint(path, opts)
   opts = opts or {}
   if type(path) ~= "string" then error("from_checkpoint: expected a path", 2) end
   local lfs = require "lfs"
-  if lfs.attributes(path, "mode") == "directory" then path = path .. "/model.safetensors" end
+  if lfs.attributes(path, "mode") == "directory" then
+    local ok, file = pcall(CoCola.resolve_checkpoint, path)
+    if not ok then error("from_checkpoint: " .. tostring(file), 2) end
+    path = file
+  end
   if not lfs.attributes(path, "mode") then error("from_checkpoint: no such file '" .. path .. "'", 2) end
   local loaded, meta = cocola.load(path)
   local sd, hparams = loaded, meta or {}

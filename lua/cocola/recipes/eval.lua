@@ -4,7 +4,8 @@
 -- or `cocola eval`.
 --
 -- For every window of the split (`window` seconds on the training grid, windows overlapping at most
--- max_overlap, visited in a seeded order) the sampler draws the anchor / positive sub-mixes exactly as
+-- max_overlap, visited in a seeded order; only whole windows, none running past the end of a track,
+-- so that no window is partly padding, the rule of cocola.scoring) the sampler draws the anchor / positive sub-mixes exactly as
 -- in training (noise off by default). Every model embeds each anchor and positive once, in chunks of
 -- `batch`, through model:features(waves) and model:embed(features, mode); then, for each K of `ks`:
 --  * protocol "paper": consecutive groups of K windows form a K x K similarity matrix (rows anchors,
@@ -50,7 +51,7 @@ local Sampler = require "cocola.data.sampler"
 local Rng = require "cocola.data.rng"
 local tempo = require "cocola.data.tempo"
 local cjson = require "cjson"
-local lfs = require "lfs"
+local fs = require "cocola.data.fs"
 
 local DEFAULTS = {
   models = "default", baseline = "chroma-onset", datasets = "slakh:data/midi_stems", split = "test", ks = "2,8",
@@ -60,7 +61,31 @@ local DEFAULTS = {
   batch = 32, seed = 0, threads = 2,
 }
 
-local M = { DEFAULTS = DEFAULTS }
+-- one line of meaning per setting (`--help`)
+local DOCS = {
+  models = "models, comma-separated: default (the bundled one), a checkpoint file, a training run's folder, or a baseline name",
+  baseline = "non-learned baselines shown beside the models (comma-separated; \"\" for none)",
+  datasets = "layout:root pairs, comma-separated (e.g. slakh:data/midi_stems,stems_folder:data/x)",
+  split = "split evaluated",
+  ks = "K values: batch sizes of the paper protocol and 1 + negatives of the others",
+  protocols = "any of paper,same_track,shifted,transposed",
+  out = "output folder (created with its parents): results.md, results.csv, results.json",
+  window = "window length in seconds",
+  max_overlap = "largest overlap of two windows of a track (fraction of a window)",
+  noise = "std of Gaussian noise on positives (the paper evaluates without)",
+  silence_rms = "stems quieter than this RMS in a window count as silent",
+  min_distance = "same_track negatives: at least this many seconds from the positive",
+  shift_beats = "shifted negatives: shifts as fractions of the MIDI beat",
+  shift_seconds = "shifted negatives: the beat in seconds where a track has no MIDI",
+  transpose_semitones = "transposed negatives: semitone shifts drawn from this list",
+  mode = "embedding mode of HPSS models: both, harmonic or percussive",
+  max_windows = "evaluate at most this many windows per dataset (0: all)",
+  batch = "windows per forward pass",
+  seed = "seed of the window order and the negatives",
+  threads = "CPU threads",
+}
+
+local M = { DEFAULTS = DEFAULTS, DOCS = DOCS }
 
 local RATE = 16000
 local PROTOCOL_ORDER = { "paper", "same_track", "shifted", "transposed" }
@@ -104,22 +129,79 @@ function M.mode_for(model, cfg)
 end
 
 --- load_model(spec) -> model, name: "default", a baseline name, or a checkpoint; in eval mode
+--- load_model(spec) -> model (eval mode), its row name, and a note on which file a folder gave (or nil).
+-- spec: "default", a baseline name, a checkpoint file, a checkpoint folder or a training run's folder
+-- (its best model if there is one, else its last checkpoint: CoCola.resolve_checkpoint).
 function M.load_model(spec)
   local baselines = baselines_module()
-  local model, name
+  local model, name, note
   if spec == "default" then
     model, name = cocola.models.cocola.default(), "default"
   elseif baselines and baselines.is_baseline(spec) then
     model, name = baselines.load(spec), spec
   else
-    model = cocola.models.cocola.from_checkpoint(spec)
-    name = basename(spec):gsub("%.safetensors$", ""):gsub("%.ckpt$", "")
-    -- a training run's generic file names are told apart by their run's folder: runs/x/best -> x/best
-    local parent = spec:gsub("/+$", ""):match("([^/]+)/[^/]+$")
-    if parent and (name == "best" or name == "model" or name == "last") then name = parent .. "/" .. name end
+    local CoCola = require "cocola.models.cocola"
+    local file
+    file, note = CoCola.resolve_checkpoint(spec)
+    model = CoCola.from_checkpoint(file)
+    name = M.row_name(file)
   end
   model:eval()
-  return model, name
+  return model, name, note
+end
+
+--- the row name of a checkpoint file: its name without extension, and for a training run's generic
+-- names its run's folder too (runs/x/best.safetensors -> x/best, runs/x/last/model.safetensors -> x/last)
+function M.row_name(file)
+  local parts = {}
+  for p in file:gsub("%.safetensors$", ""):gsub("%.ckpt$", ""):gmatch("[^/]+") do parts[#parts + 1] = p end
+  local n = #parts
+  if parts[n] == "model" and n > 1 then
+    table.remove(parts)
+    n = n - 1
+  end
+  if (parts[n] == "best" or parts[n] == "last") and n > 1 then return parts[n - 1] .. "/" .. parts[n] end
+  return parts[n]
+end
+
+--- names made distinct: rows whose names collide get more of their path (runs/a/best and runs/b/best
+-- are a/best and b/best already; x/y/best and z/y/best become x/y/best and z/y/best), else a number
+function M.distinct_names(specs, names)
+  local function parts_of(spec)
+    local path = tostring(spec):gsub("%.safetensors$", ""):gsub("%.ckpt$", ""):gsub("/+$", "")
+    local parts = {}
+    for p in path:gmatch("[^/]+") do parts[#parts + 1] = p end
+    return parts
+  end
+  local function tail(parts, len) return table.concat(parts, "/", math.max(1, #parts - len + 1), #parts) end
+  local groups, out = {}, {}
+  for i, n in ipairs(names) do
+    out[i] = n
+    groups[n] = groups[n] or {}
+    table.insert(groups[n], i)
+  end
+  for name, members in pairs(groups) do
+    if #members > 1 then
+      local parts = {}
+      for _, j in ipairs(members) do parts[j] = parts_of(specs[j]) end
+      for _, j in ipairs(members) do
+        -- the shortest tail of its path that no other member's tail of that length equals
+        local chosen
+        for len = 1, #parts[j] do
+          local mine, unique = tail(parts[j], len), true
+          for _, k in ipairs(members) do
+            if k ~= j and tail(parts[k], len) == mine then unique = false end
+          end
+          if unique then
+            chosen = mine
+            break
+          end
+        end
+        out[j] = chosen or (name .. "#" .. j)
+      end
+    end
+  end
+  return out
 end
 
 --- embeddings (N, D) of a list of (samples) waves, in chunks of `batch`, through model:features
@@ -227,7 +309,7 @@ end
 function M.draw_pairs(tracks, cfg, log)
   local sampler = Sampler.new(tracks, {
     batch_size = 2, window = cfg.window, max_overlap = cfg.max_overlap, seed = cfg.seed,
-    silence_rms = cfg.silence_rms, noise = 0, shuffle = true,
+    silence_rms = cfg.silence_rms, noise = 0, shuffle = true, whole_windows = true,
   })
   local pairs_ = {}
   local total = #sampler.order
@@ -280,7 +362,7 @@ function NEGATIVES.same_track(tracks, pairs_, pi, count, cfg)
   local hop = cfg.window * (1 - cfg.max_overlap)
   local offsets = {}
   local t = 0
-  while t < track.duration - 1e-9 do
+  while t + cfg.window <= track.duration + 1e-9 do
     if math.abs(t - pr.offset) >= cfg.min_distance - 1e-9 then offsets[#offsets + 1] = t end
     t = t + hop
   end
@@ -605,12 +687,25 @@ function M.run(cfg, log)
       if not already then specs[#specs + 1] = b end
     end
   end
+  -- the output folder first: a run of many minutes must not fail at its last step
+  local made, err = pcall(fs.mkdir_p, cfg.out)
+  if not made then error(string.format("out: cannot create the folder '%s' (%s)", cfg.out, recipe.clean_error(err)), 0) end
+  local probe = cfg.out .. "/.write_test"
+  local f, ferr = io.open(probe, "wb")
+  if not f then error(string.format("out: cannot write in '%s' (%s)", cfg.out, recipe.clean_error(ferr)), 0) end
+  f:close()
+  os.remove(probe)
   local models, model_names = {}, {}
   local baselines = baselines_module()
   for _, spec in ipairs(specs) do
-    local model, name = M.load_model(spec)
+    local model, name, note = M.load_model(spec)
     models[#models + 1], model_names[#model_names + 1] = model, name
-    if not ctx.reference and baselines and baselines.is_baseline(spec) then ctx.reference = name end
+    if note then log(string.format("model %s: %s", spec, note)) end
+  end
+  model_names = M.distinct_names(specs, model_names)
+  for i, name in ipairs(model_names) do
+    local model = models[i]
+    if not ctx.reference and baselines and baselines.is_baseline(specs[i]) then ctx.reference = name end
     log(string.format("model %s: %s", name, model.extra_repr and tostring(model:extra_repr()) or name))
   end
   local rows, scores, dataset_names, details = {}, {}, {}, {}
@@ -638,7 +733,6 @@ function M.run(cfg, log)
   end
   local md = M.markdown(rows, scores, model_names, dataset_names)
   io.write("\n", md)
-  lfs.mkdir(cfg.out)
   local csv = { "model,dataset,protocol,k,accuracy,se_naive,se_cluster,tracks,anchors,vs_reference,vs_reference_se" }
   local function num(x) return (x ~= nil and x == x) and string.format("%.6f", x) or "" end
   for _, r in ipairs(rows) do
@@ -665,8 +759,8 @@ function M.run(cfg, log)
 end
 
 --- command-line entry: key=value arguments -> run; errors go to stderr with a non-zero status
-function M.main(args)
-  return recipe.main("eval_cocola", DEFAULTS, M.run, args)
+function M.main(args, name)
+  return recipe.main(name or "eval_cocola", DEFAULTS, M.run, args, DOCS)
 end
 
 return M

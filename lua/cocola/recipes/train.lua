@@ -42,16 +42,65 @@ local Sampler = require "cocola.data.sampler"
 local Rng = require "cocola.data.rng"
 local cjson = require "cjson"
 local lfs = require "lfs"
+local fs = require "cocola.data.fs"
 
 local DEFAULTS = {
   layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
   out = "runs/cocola", resume = "", init = "", input = "hpss", embedding_mode = "random", embedding_dim = 512,
   dropout = 0.1, lr = 1e-3, lr_similarity = 0, warmup_steps = 0, batch_size = 32, window = 5.0, max_overlap = 0.5, noise = 1e-3,
-  silence_rms = 1e-4, bn_recalibration_batches = 0, epochs = 500, max_steps = 0, max_minutes = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
+  silence_rms = 1e-4, bn_recalibration_batches = -1, epochs = 500, max_steps = 0, max_minutes = 0, valid_batches = 20, valid_every = 0, checkpoint_every = 200,
   seed = 0, threads = 2, device = "cpu", autocast = "off",
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
   frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1,
+}
+
+-- one line of meaning per setting (`--help`)
+local DOCS = {
+  layout = "dataset layout: slakh, musdb, moisesdb, cocochorales, stems_folder",
+  root = "dataset folder(s), comma-separated for a mixture of several",
+  train_split = "split trained on",
+  valid_split = "split validated on",
+  out = "run folder (created with its parents): config.jsonl, metrics.jsonl, last/, best.safetensors",
+  resume = "continue a run from its checkpoint folder (<run>/last): its settings, unless given again",
+  init = "start from a model's weights (.safetensors or .ckpt) with a fresh optimizer and schedule",
+  input = "features: hpss (the paper's), mel, or chroma_onset (chroma and onset frames)",
+  embedding_mode = "HPSS models: random (the paper's), both, harmonic or percussive",
+  embedding_dim = "embedding size of the EfficientNet models",
+  dropout = "dropout before the projection (EfficientNet models)",
+  lr = "Adam learning rate",
+  lr_similarity = "learning rate of the similarity's W (0: lr)",
+  warmup_steps = "steps of linear learning-rate warm-up from 0",
+  batch_size = "K: windows per contrastive batch (a K x K similarity matrix)",
+  window = "window length in seconds",
+  max_overlap = "largest overlap of two windows of a track (fraction of a window)",
+  noise = "std of the Gaussian noise added to positives",
+  silence_rms = "stems quieter than this RMS in a window count as silent",
+  bn_recalibration_batches = "training batches that re-estimate BatchNorm before each validation (-1: 4 where there is BatchNorm)",
+  epochs = "epochs to train",
+  max_steps = "stop after this many steps (0: no limit)",
+  max_minutes = "stop (checkpoint saved) after this many minutes of this start (0: no limit)",
+  valid_batches = "batches per validation",
+  valid_every = "also validate every N steps (0: at epoch ends only)",
+  checkpoint_every = "steps between checkpoints into <out>/last",
+  seed = "seed of the sampler, the augmentations and the model's initialisation",
+  threads = "CPU threads",
+  device = "cpu or cuda",
+  autocast = "off or bf16 (device=cuda)",
+  hard_negatives = "extra negative columns: any of shifted,same_song,transposed",
+  shift_min = "shifted negatives: smallest shift in seconds",
+  shift_max = "shifted negatives: largest shift in seconds",
+  shift_beats = "shifted negatives: shifts as fractions of the MIDI beat, e.g. 0.25,0.5,0.75 (overrides seconds)",
+  min_distance = "same_song negatives: at least this many seconds from the positive",
+  transpose_max = "transposed negatives: up to this many semitones either way",
+  renderings = "other renderings of the same songs: root=other[;other2],... (anchor and positive in different sounds)",
+  gain_db = "random per-stem gain within +-gain_db before mixing (0: off)",
+  eq_db = "random spectral tilt and bump within +-eq_db on log-mel features (0: off)",
+  valid_root = "dataset folder(s) validated on (default: root)",
+  frame_dim = "chroma_onset: learned values per frame",
+  frame_width = "chroma_onset: channels of the temporal convolutions",
+  frame_blocks = "chroma_onset: residual dilated blocks",
+  frame_prior = "chroma_onset: 1 adds the parameter-free prior channels (the baseline's similarity at the start), 0 not",
 }
 
 local M = {}
@@ -110,41 +159,35 @@ local function batch_features(batch, model, device, eq)
 end
 
 --- Re-estimates every BatchNorm's running statistics from `batches` batches of the sampler (its
--- state is restored afterwards): cumulative averages over the batches with the rest of the model in
--- eval mode. The model is left in eval mode.
+-- state is restored afterwards): cumulative averages over the batches (anchors and positives as one
+-- batch, as training sees them) with the rest of the model in eval mode (model:recalibrate_batchnorm).
+-- The model is left in eval mode.
 function M.recalibrate_batchnorm(model, sampler, batches, device)
   local saved = sampler:state()
-  local norms = {}
-  for _, m in ipairs(model:modules()) do
-    if m:type_name() == "BatchNorm2d" and m.track_running_stats then norms[#norms + 1] = m end
-  end
-  model:eval()
-  local momenta = {}
-  for i, bn in ipairs(norms) do
-    momenta[i] = bn.momentum
-    rawset(bn, "momentum", nil)
-    bn:reset_running_stats()
-    rawset(bn, "training", true)
-  end
-  for _ = 1, batches do
+  local left = batches
+  model:recalibrate_batchnorm(function()
+    if left <= 0 then return nil end
+    left = left - 1
     local batch = sampler:next_batch()
-    if not batch then break end
-    cocola.no_grad(function()
-      local a, p = batch_features(batch, model, device)
-      model:embed_pairs(a, p)
-    end)
-  end
-  for i, bn in ipairs(norms) do
-    rawset(bn, "momentum", momenta[i])
-    rawset(bn, "training", false)
-  end
+    if not batch then return nil end
+    local a, p = batch_features(batch, model, device)
+    return cocola.cat({ a, p }, 1)
+  end)
   sampler:set_state(saved)
 end
+
+-- A validation whose similarities are all equal (within float32 rounding of their size) measures
+-- nothing: a collapsed encoder, or BatchNorm statistics that make every eval-mode embedding alike.
+local function constant_similarities(sim)
+  local hi, lo = sim:max():item(), sim:min():item()
+  return hi - lo <= 1e-5 * math.max(1, math.abs(hi), math.abs(lo))
+end
+M.constant_similarities = constant_similarities
 
 local function validate(cfg, model, sampler)
   model:eval()
   sampler:set_state({ epoch = 0, position = 0 })
-  local loss_sum, acc_sum, n = 0, 0, 0
+  local loss_sum, acc_sum, n, constant = 0, 0, 0, 0
   for _ = 1, cfg.valid_batches do
     local batch = sampler:next_batch()
     if not batch then break end
@@ -154,11 +197,12 @@ local function validate(cfg, model, sampler)
     end)
     loss_sum = loss_sum + cocola.metrics.contrastive_loss(sim):item()
     acc_sum = acc_sum + cocola.metrics.accuracy(sim)
+    if constant_similarities(sim) then constant = constant + 1 end
     n = n + 1
   end
   model:train()
   if n == 0 then return nil end
-  return loss_sum / n, acc_sum / n
+  return loss_sum / n, acc_sum / n, constant == n
 end
 
 -- renderings = "root=other[;other2],..." -> {root = {other, other2}}
@@ -182,6 +226,10 @@ function M.open_split(layout, root, split, renderings)
   local all, matched = {}, 0
   local alternates = renderings and parse_renderings(renderings) or {}
   for r in root:gmatch("[^,]+") do
+    if not fs.is_dir(r) then
+      error(string.format("train: the data folder '%s' does not exist (root=%s%s)", r, root,
+        r == DEFAULTS.root and "; `make midi-stems` renders the project's MIDI songs there" or ""), 0)
+    end
     local tracks = cocola.data.open(layout, r, split)
     if alternates[r] then
       local others = {}
@@ -193,11 +241,62 @@ function M.open_split(layout, root, split, renderings)
   return all, matched
 end
 
+-- resume=<run>/last: the settings of the run's last start (<run>/config.jsonl) replace the defaults
+-- of every setting the arguments did not give (cfg from recipe.config; a table built otherwise is
+-- taken as it is)
+local function restore_settings(cfg, log)
+  if not fs.is_file(cfg.resume .. "/state.json") then
+    error(string.format("resume: '%s' is not a checkpoint folder (expected <run>/last with model.safetensors, optimizer.safetensors and state.json)",
+      cfg.resume), 0)
+  end
+  local given = recipe.explicit(cfg)
+  local run_dir = cfg.resume:gsub("/+$", ""):match("^(.*)/[^/]+$") or "."
+  local text = recipe.read(run_dir .. "/config.jsonl")
+  if not given or not text then return end
+  local saved = cjson.decode(text:match("([^\n]+)\n?$"))
+  local restored, kept = 0, {}
+  for key, default in pairs(DEFAULTS) do
+    local v = saved[key]
+    if v ~= nil and v ~= cjson.null and key ~= "resume" then
+      if math.type(default) == "integer" and math.tointeger(v) then v = math.tointeger(v) end
+      if given[key] then
+        if v ~= cfg[key] then kept[#kept + 1] = string.format("%s=%s (was %s)", key, tostring(cfg[key]), tostring(v)) end
+      elseif type(v) == type(default) then
+        cfg[key] = v
+        restored = restored + 1
+      end
+    end
+  end
+  table.sort(kept)
+  log(string.format("resume: settings of %s/config.jsonl restored%s", run_dir,
+    #kept > 0 and ("; given again: " .. table.concat(kept, ", ")) or ""))
+end
+
 --- runs training with a config table (the command line builds it); returns the list of step
--- losses and the final state. log (default print) receives the text lines.
+-- losses and the final state. log (default print) receives the text lines. A run that fails before
+-- its first checkpoint removes the output folder it created.
 function M.run(cfg, log)
   log = log or print
+  local fresh = cfg.resume == "" and lfs.attributes(cfg.out) == nil
+  local results = table.pack(xpcall(M._run, function(msg)
+    if os.getenv("COCOLA_DEBUG") then return debug.traceback(tostring(msg), 2) end
+    return msg
+  end, cfg, log))
+  if not results[1] then
+    if fresh and fs.is_dir(cfg.out) and not fs.is_dir(cfg.out .. "/last") then
+      for _, name in ipairs({ "config.jsonl", "metrics.jsonl", "best.safetensors", "last.tmp" }) do
+        os.execute(string.format("rm -rf '%s/%s'", cfg.out:gsub("'", "'\\''"), name))
+      end
+      lfs.rmdir(cfg.out) -- only if nothing else is in it
+    end
+    error(results[2], 0)
+  end
+  return table.unpack(results, 2, results.n)
+end
+
+function M._run(cfg, log)
   local started = cocola.wall_time()
+  if cfg.resume ~= "" then restore_settings(cfg, log) end
   recipe.log_config(cfg)
   if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
     error(string.format("train: device must be cpu or cuda, got '%s'", tostring(cfg.device)), 0)
@@ -213,6 +312,7 @@ function M.run(cfg, log)
     if cfg.bn_recalibration_batches > 0 then
       error("train: bn_recalibration_batches needs BatchNorm; the chroma_onset model has none", 0)
     end
+    if cfg.bn_recalibration_batches < 0 then cfg.bn_recalibration_batches = 0 end -- automatic: none to re-estimate
     for _, key in ipairs({ "frame_dim", "frame_width", "frame_blocks" }) do
       local v = math.tointeger(cfg[key])
       if not v or v < (key == "frame_blocks" and 0 or 1) then error("train: " .. key .. " must be a positive integer", 0) end
@@ -220,12 +320,25 @@ function M.run(cfg, log)
     end
     if cfg.frame_prior ~= 0 and cfg.frame_prior ~= 1 then error("train: frame_prior must be 0 or 1", 0) end
   end
+  if math.type(cfg.bn_recalibration_batches) ~= "integer" then
+    error("train: bn_recalibration_batches must be an integer (-1: automatic)", 0)
+  end
+  if cfg.bn_recalibration_batches < 0 then
+    -- automatic: models with BatchNorm re-estimate its statistics before each validation, so that a
+    -- young encoder's eval-mode embeddings are not all alike (the initial statistics make them so)
+    cfg.bn_recalibration_batches = 4
+    log("bn_recalibration_batches = -1 (automatic): 4 training batches re-estimate BatchNorm before each validation")
+  end
   if cfg.autocast ~= "off" and cfg.device ~= "cuda" then
     error("train: autocast=" .. tostring(cfg.autocast) .. " needs device=cuda", 0)
   end
   cocola.set_num_threads(cfg.threads)
   cocola.manual_seed(cfg.seed)
-  lfs.mkdir(cfg.out)
+  -- the data first: a missing folder is named before anything is written
+  local train_tracks, rendered = M.open_split(cfg.layout, cfg.root, cfg.train_split, cfg.renderings)
+  local valid_tracks = M.open_split(cfg.layout, cfg.valid_root ~= "" and cfg.valid_root or cfg.root, cfg.valid_split)
+  local made, err = pcall(fs.mkdir_p, cfg.out)
+  if not made then error(string.format("train: cannot create the output folder '%s' (%s)", cfg.out, recipe.clean_error(err)), 0) end
   -- the settings of every start or resume, for the record
   local previous = recipe.read(cfg.out .. "/config.jsonl")
   local function shown(v) return (math.type(v) == "float" and v == math.floor(v)) and string.format("%d", v) or tostring(v) end
@@ -244,8 +357,6 @@ function M.run(cfg, log)
       end
     end
   end
-  local train_tracks, rendered = M.open_split(cfg.layout, cfg.root, cfg.train_split, cfg.renderings)
-  local valid_tracks = M.open_split(cfg.layout, cfg.valid_root ~= "" and cfg.valid_root or cfg.root, cfg.valid_split)
   log(string.format("%d training tracks, %d validation tracks", #train_tracks, #valid_tracks))
   if cfg.renderings ~= "" then
     log(string.format("%d training tracks have other renderings (anchor and positive from different sounds)", rendered))
@@ -343,10 +454,16 @@ function M.run(cfg, log)
     if cfg.bn_recalibration_batches > 0 then
       M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.device)
     end
-    local vloss, vacc = validate(cfg, model, valid_sampler)
+    local vloss, vacc, degenerate = validate(cfg, model, valid_sampler)
     if not vloss then return end
-    recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, valid_loss = vloss, valid_accuracy = vacc })
+    recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, valid_loss = vloss, valid_accuracy = vacc,
+                                   valid_degenerate = degenerate or nil })
     log(string.format("\nepoch %d, step %d: valid loss %.4f, valid accuracy %.3f", state.epoch, state.step, vloss, vacc))
+    if degenerate then
+      log("  every validation similarity is the same (a collapsed encoder, or BatchNorm statistics that make all"
+        .. " eval-mode embeddings alike): this model is not kept as the best")
+      return
+    end
     if not state.best_valid_loss or vloss < state.best_valid_loss then
       state.best_valid_loss = vloss
       cocola.save(cfg.out .. "/best.safetensors", model:state_dict(), {
@@ -397,10 +514,11 @@ function M.run(cfg, log)
 end
 
 M.DEFAULTS = DEFAULTS
+M.DOCS = DOCS
 
 --- command-line entry: key=value arguments -> run; errors go to stderr with a non-zero status
-function M.main(args)
-  return recipe.main("train_cocola", DEFAULTS, M.run, args)
+function M.main(args, name)
+  return recipe.main(name or "train_cocola", DEFAULTS, M.run, args, DOCS)
 end
 
 return M

@@ -49,10 +49,27 @@ function EfficientNet:init(opts)
 end
 
 --- (N, C, H, W) -> (N, 1280, h, w) before pooling
-function EfficientNet:extract_features(x)
-  x = F.silu(self._bn0(self._conv_stem(x)))
-  for _, block in ipairs(self._blocks) do x = block(x) end
-  return F.silu(self._bn1(self._conv_head(x)))
+-- the Lua handle of each block's input is released once the block's output exists (see MBConvBlock)
+local release = getmetatable(require("cocola").zeros({ 1 })).__close
+
+function EfficientNet:extract_features(input)
+  local c = self._conv_stem(input)
+  local b = self._bn0(c)
+  release(c)
+  local x = F.silu(b)
+  release(b)
+  for _, block in ipairs(self._blocks) do
+    local y = block(x)
+    release(x)
+    x = y
+  end
+  local h = self._conv_head(x)
+  release(x)
+  local b1 = self._bn1(h)
+  release(h)
+  local out = F.silu(b1)
+  release(b1)
+  return out
 end
 
 function EfficientNet:forward(x)

@@ -42,17 +42,38 @@ local function drop_connect(x, p)
   return x * mask * (1 / keep)
 end
 
+-- Each intermediate's Lua handle is released as soon as the next one exists (the C tensors are
+-- refcounted, so what autograd saved for the backward pass stays alive): without it an inference
+-- batch holds every activation of the network until Lua's collector comes by.
+local release = getmetatable(cocola.zeros({ 1 })).__close
+local function step(x, y, keep)
+  if x ~= keep then release(x) end
+  return y
+end
+
 function MBConvBlock:forward(inputs)
   local x = inputs
-  if self._expand_conv then x = F.silu(self._bn0(self._expand_conv(x))) end
-  x = F.silu(self._bn1(self._depthwise_conv(x)))
+  if self._expand_conv then
+    local e = self._expand_conv(x)
+    local b = step(e, self._bn0(e))
+    x = step(b, F.silu(b))
+  end
+  local d = self._depthwise_conv(x)
+  step(x, nil, inputs)
+  local b1 = step(d, self._bn1(d))
+  x = step(b1, F.silu(b1))
   local s = F.adaptive_avg_pool2d(x, 1)
   s = self._se_expand(F.silu(self._se_reduce(s)))
-  x = x * s:sigmoid()
-  x = self._bn2(self._project_conv(x))
+  local gate = s:sigmoid()
+  local gated = x * gate
+  release(x)
+  release(gate)
+  local p = self._project_conv(gated)
+  release(gated)
+  x = step(p, self._bn2(p))
   if self.id_skip then
-    if self.training and self.drop_connect > 0 then x = drop_connect(x, self.drop_connect) end
-    x = x + inputs
+    if self.training and self.drop_connect > 0 then x = step(x, drop_connect(x, self.drop_connect)) end
+    x = step(x, x + inputs)
   end
   return x
 end
