@@ -143,6 +143,77 @@ describe("ranking.factorisation", function()
   end)
 end)
 
+describe("ranking.search and ranking.rank_embeddings", function()
+  -- an in-memory index of `n` files with 1 to 3 windows of random keys (the baseline: a dot product)
+  local function synthetic(n)
+    cocola.manual_seed(21)
+    local files, per_file = {}, {}
+    for i = 1, n do
+      local w = (i % 3) + 1
+      files[i] = { path = string.format("/lib/f%02d.wav", i), samples = (5 * w) * SR, windows = w }
+      per_file[i] = cocola.randn({ w, 20 })
+    end
+    -- most windows first, then by path: the order ranking.index keeps
+    local order = {}
+    for i = 1, n do order[i] = i end
+    table.sort(order, function(a, b)
+      if files[a].windows ~= files[b].windows then return files[a].windows > files[b].windows end
+      return files[a].path < files[b].path
+    end)
+    local sorted, keys, blocks = {}, {}, {}
+    for r, i in ipairs(order) do sorted[r] = files[i] end
+    for p = 1, 3 do
+      local offset = #keys
+      for r, i in ipairs(order) do
+        if files[i].windows >= p then keys[#keys + 1] = per_file[i]:narrow(1, p, 1) end
+        if r == #order then blocks[p] = { offset = offset, rows = #keys - offset } end
+      end
+    end
+    return {
+      format = ranking.FORMAT, settings = { window = 5.0, hop = 5.0, min_last = 2.5, sample_rate = SR },
+      identity = { kind = "chroma-onset", mode = "both" }, key_size = 20, files = sorted, blocks = blocks,
+      keys = cocola.cat(keys, 1),
+    }, per_file, files
+  end
+
+  it("averages the query's window products over each file's shared windows", function()
+    local index, per_file, files = synthetic(10)
+    local q = cocola.randn({ 2, 20 })
+    local found = ranking.search(index, q, 10 * SR)
+    local qt = q:totable()
+    for r, f in ipairs(index.files) do
+      local i = tonumber(f.path:match("f(%d+)"))
+      local k = math.min(2, files[i].windows)
+      local e, want = per_file[i]:totable(), 0
+      for p = 1, k do
+        for c = 1, 20 do want = want + qt[p][c] * e[p][c] end
+      end
+      assert.are.equal(k, found.windows[r])
+      assert.is_true(close(found.scores[r], want / k, 1e-5), f.path)
+    end
+  end)
+
+  it("keeps the best N in the order of the full ranking", function()
+    local index = synthetic(40)
+    local b = require("cocola.baselines").load("chroma-onset")
+    local q = cocola.randn({ 3, 20 })
+    local all = ranking.rank_embeddings(b, q, 15 * SR, index)
+    local best = ranking.rank_embeddings(b, q, 15 * SR, index, { top = 3 })
+    assert.are.equal(40, all.n)
+    assert.are.equal(40, best.n)
+    assert.are.equal(3, #best.rows)
+    for r = 1, 3 do
+      assert.are.equal(all.rows[r].path, best.rows[r].path)
+      assert.are.equal(r, best.rows[r].rank)
+    end
+    for r = 2, 40 do assert.is_true(all.rows[r - 1].score >= all.rows[r].score) end
+    -- a query shorter than some files ends in a partial window: exact tails need its audio
+    local ok, err = pcall(ranking.rank_embeddings, b, q:narrow(1, 1, 2), 8 * SR, index)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("exact tails need the query's audio", 1, true), err)
+  end)
+end)
+
 describe("ranking.rank", function()
   local tmp, model
   -- lengths chosen for every case of the shared windows: equal lengths, a longer and a shorter file

@@ -52,6 +52,7 @@
 --   ranking.stale(index) -> {changed = {paths}, missing = {paths}}
 --   ranking.rank(model, query, library, opts) -> result  (query: a path or a wave; library: an index,
 --                                                        an index path, or a list of files / folders)
+--   ranking.rank_embeddings(model, embeddings, query_samples, index, opts) -> {rows =, n =}
 --   ranking.search(index, queries, query_samples, opts) -> {score per file, windows per file}
 --   ranking.query_vectors(model, embeddings, role), ranking.library_vectors(model, embeddings)
 --   ranking.csv(result), ranking.json(result)
@@ -689,9 +690,8 @@ end
 -- replaces, for each file whose shared part ends in a partial window and whose length differs from
 -- the query's, that window's cached score by the score of the windows cut at the shared length.
 -- Returns the number of windows embedded.
-local function fix_tails(model, fact, index, selected, found, wave, queries, role, mode, batch, progress)
+local function fix_tails(model, fact, index, selected, found, wave, nq, queries, role, mode, batch, progress)
   local settings = index.settings
-  local nq = wave:size(2)
   local memo = {}
   local query_cuts, query_cut_rows = {}, {}     -- query longer: its window cut at the file's length
   local file_cuts = {}                          -- file longer: the file's window cut at the query's length
@@ -713,6 +713,9 @@ local function fix_tails(model, fact, index, selected, found, wave, queries, rol
     end
   end
   if #file_cuts == 0 then return 0 end
+  if not wave then
+    fail("exact tails need the query's audio for %d pairs that end in a cut window: pass opts.wave, or tails = 'cached'", #file_cuts)
+  end
   table.sort(file_cuts, function(a, b) return a.i < b.i end)
   local embedded = 0
   local query_cut_vectors
@@ -781,74 +784,13 @@ local function library_index(model, library, opts)
   return index, index.report.failed, shown
 end
 
---- ranking.rank(model, query, library, opts) -> result = {
---   rows = {{rank =, path =, name =, score =, windows = shared windows scored, overlap = s scored,
---            duration = s of the library file}, ...} (best first; opts.top of them),
---   n = files ranked, query =, role =, mode =, window =, hop =, sample_rate =, query_duration =,
---   query_windows =, tails = "exact" | "cached", tail_windows = windows embedded for exact tails,
---   missing = {indexed files no longer on disk}, reembedded = {changed files embedded again},
---   failed = {{path =, error =}} (keep_going), model = {kind =, fingerprint =}, index = path or nil }
--- query: an audio file path or a 16 kHz wave. library: an index (ranking.index / load_index), the
--- path of an index file, or a list of audio files and folders (embedded now, not cached).
--- opts.role = "cond": the query is the condition and the library holds accompaniments, score =
--- CCS(query, file); "gen": the query is the accompaniment, score = CCS(file, query).
--- opts.files: rank only these paths of the index. opts.refresh (default true): indexed files that
--- changed on disk are embedded again (and the index file rewritten when opts.save ~= false).
-function ranking.rank(model, query, library, opts)
-  opts = opts or {}
-  check_model(model, "rank")
-  local role = opts.role or "cond"
-  if not ranking.ROLES[role] then fail("role must be 'cond' or 'gen', got '%s'", tostring(role)) end
-  local tails = opts.tails or "exact"
-  if tails ~= "exact" and tails ~= "cached" then fail("tails must be 'exact' or 'cached', got '%s'", tostring(tails)) end
-  local top = opts.top
-  if top ~= nil and (math.type(top) ~= "integer" or top < 1) then fail("top must be a positive integer, got %s", tostring(top)) end
-  local batch = opt(opts, "batch", 16)
-  if math.type(batch) ~= "integer" or batch < 1 then fail("batch must be a positive integer, got %s", tostring(batch)) end
-  local fact = ranking.factorisation(model)
-  if library == nil then fail("rank: no library (an index, an index file, or audio files and folders)") end
-
-  local index, failed, shown_files = library_index(model, library, opts)
-  failed = failed or list()
-  local only_files = opts.files or shown_files
-  local reembedded, missing = list(), list()
-  if index.path and opts.refresh ~= false then
-    local st = ranking.stale(index)
-    if #st.changed > 0 then
-      local keep = {}
-      for _, f in ipairs(index.files) do keep[#keep + 1] = f.path end
-      -- re-embed the changed files; entries of missing files stay (their keys are still valid)
-      local present = {}
-      local gone = {}
-      for _, p in ipairs(st.missing) do gone[p] = true end
-      for _, p in ipairs(keep) do if not gone[p] then present[#present + 1] = p end end
-      local updated = ranking.index(model, present, {
-        previous = index, keep_previous = true, batch = batch, keep_going = opts.keep_going, progress = opts.progress,
-      })
-      for _, p in ipairs(updated.report.embedded) do reembedded[#reembedded + 1] = p end
-      for _, fl in ipairs(updated.report.failed) do failed[#failed + 1] = fl end
-      if opts.save ~= false then ranking.save_index(updated, index.path) else updated.path = index.path end
-      index = updated
-    end
-    for _, p in ipairs(st.missing) do missing[#missing + 1] = p end
-  end
-
-  local settings = index.settings
-  local mode = index.identity.mode
-  local wave, query_name = as_wave(query, settings)
-  local wopts = wave_options(settings, mode, batch)
-  local e, starts = scoring.embed_waves(model, wave, wopts)
-  local queries = fact.queries(e, role)
-  if queries:size(2) ~= index.key_size then
-    fail("the query gives vectors of %d values, the index holds %d", queries:size(2), index.key_size)
-  end
-
-  -- the files to rank: opts.files (paths) or all, less the missing ones
-  local selected, gone = {}, {}
-  for _, p in ipairs(missing) do gone[p] = true end
-  if only_files then
+-- the files of the index to rank, {[i] = path shown}: those of `paths` (an error for a path the index
+-- does not hold) or all, less those in the set `gone`
+local function select_files(index, paths, gone)
+  local selected = {}
+  if paths then
     local want = {}
-    for _, p in ipairs(only_files) do want[ranking.absolute(p)] = p end
+    for _, p in ipairs(paths) do want[ranking.absolute(p)] = p end
     for i, f in ipairs(index.files) do
       if want[f.path] then
         if not gone[f.path] then selected[i] = want[f.path] end
@@ -863,39 +805,150 @@ function ranking.rank(model, query, library, opts)
     end
   end
   if next(selected) == nil then fail("nothing to rank: the library has no audio files left") end
+  return selected
+end
 
-  local found = ranking.search(index, queries, wave:size(2), { files = selected })
+local function check_rank_options(opts)
+  local role = opts.role or "cond"
+  if not ranking.ROLES[role] then fail("role must be 'cond' or 'gen', got '%s'", tostring(role)) end
+  local tails = opts.tails or "exact"
+  if tails ~= "exact" and tails ~= "cached" then fail("tails must be 'exact' or 'cached', got '%s'", tostring(tails)) end
+  local top = opts.top
+  if top ~= nil and (math.type(top) ~= "integer" or top < 1) then fail("top must be a positive integer, got %s", tostring(top)) end
+  local batch = opt(opts, "batch", 16)
+  if math.type(batch) ~= "integer" or batch < 1 then fail("batch must be a positive integer, got %s", tostring(batch)) end
+  return role, tails, top, batch
+end
+
+-- the files of `selected` ({[i] = shown path}) best first (score descending, NaN last, then by
+-- path), the first `top` of them (all when nil), and how many there are: a full sort, or one pass
+-- keeping the best `top` when that is a small part of the files
+local function best_first(selected, scores, top)
+  local function before(i, j)
+    local si, sj = scores[i], scores[j]
+    if si ~= si then si = -math.huge end
+    if sj ~= sj then sj = -math.huge end
+    if si ~= sj then return si > sj end
+    return selected[i] < selected[j]
+  end
+  local all, n = {}, 0
+  for i in pairs(selected) do
+    n = n + 1
+    all[n] = i
+  end
+  if not top or top * 8 >= n then
+    table.sort(all, before)
+    if top then for r = n, top + 1, -1 do all[r] = nil end end
+    return all, n
+  end
+  local best = {}
+  for _, i in ipairs(all) do
+    if #best < top or before(i, best[#best]) then
+      local pos = #best < top and #best + 1 or top
+      while pos > 1 and before(i, best[pos - 1]) do
+        best[pos] = best[pos - 1]
+        pos = pos - 1
+      end
+      best[pos] = i
+    end
+  end
+  return best, n
+end
+
+--- ranking.rank_embeddings(model, embeddings (Kq, D), query_samples, index, opts) -> {rows =, n =,
+-- tail_windows =}: the search half of rank for a query already embedded with the index's settings
+-- (scoring.embed_waves): its query vectors, one product per query window, the per-file means over
+-- the shared windows, the exact tails and the sorted rows. opts: role, tails, top, files (paths),
+-- wave (the query's (1, n) wave: needed for exact tails when a pair ends in a cut window), model
+-- batch, progress, and missing (a set of paths to leave out).
+function ranking.rank_embeddings(model, e, query_samples, index, opts)
+  opts = opts or {}
+  local role, tails, top, batch = check_rank_options(opts)
+  if math.type(query_samples) ~= "integer" or query_samples < 1 then
+    fail("rank_embeddings: expected the query's length in samples, got %s", tostring(query_samples))
+  end
+  local fact = ranking.factorisation(model)
+  local queries = fact.queries(e, role)
+  if queries:size(2) ~= index.key_size then
+    fail("the query gives vectors of %d values, the index holds %d", queries:size(2), index.key_size)
+  end
+  local selected = select_files(index, opts.files, opts.missing or {})
+  local found = ranking.search(index, queries, query_samples, { files = selected })
   local tail_windows = 0
   if tails == "exact" then
-    tail_windows = fix_tails(model, fact, index, selected, found, wave, queries, role, mode, batch, opts.progress)
+    tail_windows = fix_tails(model, fact, index, selected, found, opts.wave, query_samples, queries, role,
+      index.identity.mode, batch, opts.progress)
   end
-
-  local rows = {}
-  local nq, sr = wave:size(2), settings.sample_rate
-  for i, shown in pairs(selected) do
-    local f = index.files[i]
-    rows[#rows + 1] = {
-      path = shown, name = basename(shown), score = found.scores[i], windows = found.windows[i],
-      overlap = math.min(nq, f.samples) / sr, duration = f.samples / sr,
+  local order, n = best_first(selected, found.scores, top)
+  local sr = index.settings.sample_rate
+  local shown_rows = list()
+  for r, i in ipairs(order) do
+    local f, shown = index.files[i], selected[i]
+    shown_rows[r] = {
+      rank = r, path = shown, name = basename(shown), score = found.scores[i], windows = found.windows[i],
+      overlap = math.min(query_samples, f.samples) / sr, duration = f.samples / sr,
     }
   end
-  table.sort(rows, function(a, b)
-    local sa, sb = a.score, b.score
-    if sa ~= sa then sa = -math.huge end
-    if sb ~= sb then sb = -math.huge end
-    if sa ~= sb then return sa > sb end
-    return a.path < b.path
-  end)
-  local n = #rows
-  local shown_rows = list()
-  for r = 1, top and math.min(top, n) or n do
-    rows[r].rank = r
-    shown_rows[r] = rows[r]
+  return { rows = shown_rows, n = n, tail_windows = tail_windows }
+end
+
+--- ranking.rank(model, query, library, opts) -> result = {
+--   rows = {{rank =, path =, name =, score =, windows = shared windows scored, overlap = s scored,
+--            duration = s of the library file}, ...} (best first; opts.top of them),
+--   n = files ranked, query =, role =, mode =, window =, hop =, sample_rate =, query_duration =,
+--   query_windows =, tails = "exact" | "cached", tail_windows = windows embedded for exact tails,
+--   missing = {indexed files no longer on disk}, reembedded = {changed files embedded again},
+--   failed = {{path =, error =}} (keep_going), model = {kind =, fingerprint =}, index = path or nil }
+-- query: an audio file path or a 16 kHz wave. library: an index (ranking.index / load_index), the
+-- path of an index file, or a list of audio files and folders (embedded now, not cached).
+-- opts.role = "cond": the query is the condition and the library holds accompaniments, score =
+-- CCS(query, file); "gen": the query is the accompaniment, score = CCS(file, query).
+-- opts.files: rank only these paths of the index. opts.refresh (default true): indexed files that
+-- changed on disk are embedded again (and the index file rewritten unless opts.save == false).
+function ranking.rank(model, query, library, opts)
+  opts = opts or {}
+  check_model(model, "rank")
+  local role, tails, _, batch = check_rank_options(opts)
+  ranking.factorisation(model)
+  if library == nil then fail("rank: no library (an index, an index file, or audio files and folders)") end
+
+  local index, failed, shown_files = library_index(model, library, opts)
+  failed = failed or list()
+  local reembedded, missing, gone = list(), list(), {}
+  if index.path and opts.refresh ~= false then
+    local st = ranking.stale(index)
+    for _, p in ipairs(st.missing) do
+      missing[#missing + 1] = p
+      gone[p] = true
+    end
+    if #st.changed > 0 then
+      -- embed the changed files again; entries of missing files stay (their keys are still valid)
+      local present = {}
+      for _, f in ipairs(index.files) do
+        if not gone[f.path] then present[#present + 1] = f.path end
+      end
+      local updated = ranking.index(model, present, {
+        previous = index, keep_previous = true, batch = batch, keep_going = opts.keep_going, progress = opts.progress,
+      })
+      for _, p in ipairs(updated.report.embedded) do reembedded[#reembedded + 1] = p end
+      for _, fl in ipairs(updated.report.failed) do failed[#failed + 1] = fl end
+      if opts.save ~= false then ranking.save_index(updated, index.path) else updated.path = index.path end
+      index = updated
+    end
   end
+
+  local settings = index.settings
+  local wave, query_name = as_wave(query, settings)
+  local e, starts = scoring.embed_waves(model, wave, wave_options(settings, index.identity.mode, batch))
+  local ranked = ranking.rank_embeddings(model, e, wave:size(2), index, {
+    role = role, tails = tails, top = opts.top, files = opts.files or shown_files, wave = wave, batch = batch,
+    progress = opts.progress, missing = gone,
+  })
+  local sr = settings.sample_rate
   return {
-    rows = shown_rows, n = n, query = query_name, role = role, mode = mode,
+    rows = ranked.rows, n = ranked.n, query = query_name, role = role, mode = index.identity.mode,
     window = settings.window, hop = settings.hop, sample_rate = sr,
-    query_duration = nq / sr, query_windows = #starts, tails = tails, tail_windows = tail_windows,
+    query_duration = wave:size(2) / sr, query_windows = #starts, tails = tails, tail_windows = ranked.tail_windows,
     missing = missing, reembedded = reembedded, failed = failed,
     model = { kind = index.identity.kind, fingerprint = index.identity.fingerprint }, index = index.path,
   }
