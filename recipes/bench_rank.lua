@@ -7,7 +7,8 @@
 -- PyTorch doing the same products, per-file means and sort in the same run (/usr/bin/python3 with
 -- torch, `threads` threads; "n/a" without it). Loading the index checks the model's fingerprint
 -- (a few hundred ms for the 5 M weights of the HPSS model); PyTorch reads the same file's bytes
--- with numpy.fromfile. Both loads come from the page cache; writing is bound by the disk.
+-- with numpy.fromfile. Both loads come from the page cache (after a sync); writing is bound by the
+-- disk (neither side waits for the data to reach it).
 -- Usage: lua5.4 recipes/bench_rank.lua [stems=10000] [windows=6] [threads=2] [repeats=5] [torch=true]
 --        [dir=/tmp] [hpss=true]
 local cocola = require "cocola"
@@ -139,6 +140,7 @@ local function bench(label, model, embedding_size, frames, dim)
     index = nil
     collectgarbage()
     collectgarbage()
+    os.execute("sync") -- the loads below read the page cache, not a file still being written back
     -- loads from the page cache (the file was just written): a warm-up, then the median of 3
     local load_ms = median_ms("load " .. label, 3, function()
       ranking.load_index(index_path, { model = model })

@@ -284,7 +284,8 @@ local function check_settings(index, opts, where)
   for _, k in ipairs(SETTING_KEYS) do
     local v = opts and opts[k]
     if v ~= nil and math.abs(v - index.settings[k]) > 1e-9 then
-      fail("%s was made with %s = %g, not %g; leave the option out to use the index's", where, k, index.settings[k], v)
+      fail("%s was made with %s = %g, not %g; leave the option out to use the index's, or make a new index", where, k,
+        index.settings[k], v)
     end
   end
 end
@@ -621,14 +622,21 @@ function ranking.load_index(path, o)
   return index
 end
 
---- ranking.stale(index) -> {changed = {paths}, missing = {paths}}: indexed files whose size or mtime
--- differ from the index's, and those no longer on disk
-function ranking.stale(index)
+--- ranking.stale(index[, paths]) -> {changed = {paths}, missing = {paths}}: indexed files whose size
+-- or mtime differ from the index's, and those no longer on disk; among `paths` only, when given
+function ranking.stale(index, paths)
+  local only
+  if paths then
+    only = {}
+    for _, p in ipairs(paths) do only[ranking.absolute(p)] = true end
+  end
   local changed, missing = list(), list()
   for _, f in ipairs(index.files) do
-    local st = file_stat(f.path)
-    if not st then missing[#missing + 1] = f.path
-    elseif st.size ~= f.size or st.mtime ~= f.mtime then changed[#changed + 1] = f.path end
+    if not only or only[f.path] then
+      local st = file_stat(f.path)
+      if not st then missing[#missing + 1] = f.path
+      elseif st.size ~= f.size or st.mtime ~= f.mtime then changed[#changed + 1] = f.path end
+    end
   end
   return { changed = changed, missing = missing }
 end
@@ -903,8 +911,9 @@ end
 -- path of an index file, or a list of audio files and folders (embedded now, not cached).
 -- opts.role = "cond": the query is the condition and the library holds accompaniments, score =
 -- CCS(query, file); "gen": the query is the accompaniment, score = CCS(file, query).
--- opts.files: rank only these paths of the index. opts.refresh (default true): indexed files that
--- changed on disk are embedded again (and the index file rewritten unless opts.save == false).
+-- opts.files: rank only these paths of the index. opts.refresh (default true): files to rank that
+-- changed on disk since they were indexed are embedded again (and the index file rewritten unless
+-- opts.save == false); those no longer on disk are left out and listed in `missing`.
 function ranking.rank(model, query, library, opts)
   opts = opts or {}
   check_model(model, "rank")
@@ -914,24 +923,25 @@ function ranking.rank(model, query, library, opts)
 
   local index, failed, shown_files = library_index(model, library, opts)
   failed = failed or list()
+  local only_files = opts.files or shown_files
   local reembedded, missing, gone = list(), list(), {}
   if index.path and opts.refresh ~= false then
-    local st = ranking.stale(index)
+    -- the files to rank that changed on disk since they were indexed (other entries stay as they are)
+    local st = ranking.stale(index, only_files)
     for _, p in ipairs(st.missing) do
       missing[#missing + 1] = p
       gone[p] = true
     end
     if #st.changed > 0 then
       -- embed the changed files again; entries of missing files stay (their keys are still valid)
-      local present = {}
-      for _, f in ipairs(index.files) do
-        if not gone[f.path] then present[#present + 1] = f.path end
-      end
-      local updated = ranking.index(model, present, {
+      local updated = ranking.index(model, st.changed, {
         previous = index, keep_previous = true, batch = batch, keep_going = opts.keep_going, progress = opts.progress,
       })
       for _, p in ipairs(updated.report.embedded) do reembedded[#reembedded + 1] = p end
-      for _, fl in ipairs(updated.report.failed) do failed[#failed + 1] = fl end
+      for _, fl in ipairs(updated.report.failed) do
+        failed[#failed + 1] = fl
+        gone[fl.path] = true -- its cached keys are out of date: left out
+      end
       if opts.save ~= false then ranking.save_index(updated, index.path) else updated.path = index.path end
       index = updated
     end
@@ -941,7 +951,7 @@ function ranking.rank(model, query, library, opts)
   local wave, query_name = as_wave(query, settings)
   local e, starts = scoring.embed_waves(model, wave, wave_options(settings, index.identity.mode, batch))
   local ranked = ranking.rank_embeddings(model, e, wave:size(2), index, {
-    role = role, tails = tails, top = opts.top, files = opts.files or shown_files, wave = wave, batch = batch,
+    role = role, tails = tails, top = opts.top, files = only_files, wave = wave, batch = batch,
     progress = opts.progress, missing = gone,
   })
   local sr = settings.sample_rate
