@@ -44,6 +44,11 @@ describe("errors", function()
     raises(function() return F.cross_entropy(cocola.zeros({ 2, 3 }), cocola.zeros({ 2 })) end, "cross_entropy", "int64")
   end)
 
+  it("t[i] out of range names the index and the size", function()
+    raises(function() return a23[3] end, "index 3", "dimension 1 of size 2")
+    raises(function() return a23[1][4] end, "index 4", "size 3")
+  end)
+
   it("unknown dtype name", function()
     raises(function() return cocola.zeros({ 2 }, { dtype = "float17" }) end, "unknown dtype", "float17")
   end)

@@ -258,6 +258,12 @@ describe("gradcheck: softmax and losses", function()
     function() return { R({ 3, 4 }), R({ 6, 4 }), cocola.tensor({ 5, 0, 2 }, { dtype = "int64" }) } end)
 end)
 
+describe("gradcheck: t[i] indexing", function()
+  case("t[i]", function(x) return x[1][2] * x[1][-1] end, function() return { R({ 3, 4 }) } end)
+  case("t[i][j] of 3-D", function(x) return x[1][2][1] * 3 + x[1][1][3] end, function() return { R({ 2, 3, 4 }) } end)
+  case("t[i] of 1-D (0-d)", function(x) return x[1][1][2] * x[1][2] end, function() return { R({ 2, 3 }) } end)
+end)
+
 describe("gradcheck: joining and selection", function()
   case("cat dim 1", function(x) return cocola.cat({ x[1], x[2] }, 1) end, function() return { R({ 2, 3 }), R({ 4, 3 }) } end)
   case("cat dim 2 of three", function(x) return cocola.cat({ x[1], x[2], x[3] }, 2) end,

@@ -388,3 +388,71 @@ describe("accessors", function()
     assert.are.same({ 1, -1, 2 }, l:totable())
   end)
 end)
+
+describe("t[i] indexing", function()
+  it("is 1-based on the first dim, negative from the end, and gives views", function()
+    local t = cocola.tensor({ { 1, 2, 3 }, { 4, 5, 6 } })
+    assert.are.same({ 1, 2, 3 }, t[1]:totable())
+    assert.are.same({ 4, 5, 6 }, t[-1]:totable())
+    assert.are.equal(t:storage_ptr(), t[2]:storage_ptr())
+    assert.are.equal(5, t[2][2]:item())
+    assert.are.equal(3, t[1][-1]:item())
+    -- a 1-d tensor gives 0-d ones, which print and read like torch's
+    local e = t[2][3]
+    assert.are.equal(0, e:dim())
+    assert.are.equal("tensor(6.)", tostring(e))
+    -- the same as select(1, i), and column access through t()
+    assert.are.same(t:select(1, 2):totable(), t[2]:totable())
+    assert.are.same({ 2, 5 }, t:t()[2]:totable())
+  end)
+
+  it("leaves methods, properties and other keys alone", function()
+    local t = cocola.zeros({ 2, 3 })
+    assert.are.equal(3, t:size(2))
+    assert.are.same({ 2, 3 }, t.shape)
+    assert.are.equal(2, t.ndim)
+    assert.is_nil(t.grad)
+    assert.is_nil(t.no_such_field)
+    assert.is_function(t.sum)
+  end)
+
+  it("t[i] = number fills and t[i] = tensor copies (broadcast) into the view", function()
+    local t = cocola.zeros({ 3, 2 })
+    t[1] = 7
+    t[-1] = cocola.tensor({ 1, 2 })
+    t[2][2] = 5
+    t[2] = t[2] + cocola.tensor({ 0.5 }) -- right side first, then the copy
+    assert.are.same({ { 7, 7 }, { 0.5, 5.5 }, { 1, 2 } }, t:totable())
+    local i = cocola.zeros({ 3 }, { dtype = "int64" })
+    i[2] = 9
+    assert.are.same({ 0, 9, 0 }, i:totable())
+  end)
+
+  it("names the index and the size when out of range, and rejects other misuse", function()
+    local t = cocola.zeros({ 2, 3 })
+    local function err(fn)
+      local ok, msg = pcall(fn)
+      assert.is_false(ok)
+      return tostring(msg)
+    end
+    assert.matches("index 3 is out of range for dimension 1 of size 2", err(function() return t[3] end))
+    assert.matches("index %-3 is out of range for dimension 1 of size 2", err(function() return t[-3] end))
+    assert.matches("1%-based", err(function() return t[0] end))
+    assert.matches("must be an integer, got 1.5", err(function() return t[1.5] end))
+    assert.matches("0%-d tensor", err(function() return t[1][1][1] end))
+    assert.matches("index 5 is out of range", err(function() t[5] = 1 end))
+    assert.matches("number or tensor", err(function() t[1] = "x" end))
+    assert.matches("shape mismatch", err(function() t[1] = cocola.zeros({ 2 }) end))
+    local leaf = cocola.zeros({ 2, 2 }):requires_grad(true)
+    assert.matches("requires grad", err(function() leaf[1] = 1 end))
+    assert.are.same({ { 0, 0, 0 }, { 0, 0, 0 } }, t:totable())
+  end)
+
+  it("pairs(t) runs over the first dim", function()
+    local t = cocola.tensor({ { 1, 2 }, { 3, 4 }, { 5, 6 } })
+    local seen = {}
+    for i, row in pairs(t) do seen[i] = row:sum():item() end
+    assert.are.same({ 3, 7, 11 }, seen)
+    for _ in pairs(cocola.tensor(1)) do error("a 0-d tensor has no first dim") end
+  end)
+end)

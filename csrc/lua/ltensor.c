@@ -137,12 +137,28 @@ static void push_shape(lua_State *L, const cc_tensor *t) {
   }
 }
 
+/* t[i] (key at stack index 2): the view at the 1-based index i of the first dim (negative: from
+   the end), without that dim, as t:select(1, i); a 1-d tensor gives a 0-d one */
+static cc_tensor *first_dim_view(lua_State *L, cc_tensor *t) {
+  int isint;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  if (!isint) luaL_error(L, "tensor index must be an integer, got %s", luaL_tolstring(L, 2, NULL));
+  if (t->ndim == 0) luaL_error(L, "cannot index a 0-d tensor (t:item() reads its value)");
+  if (i == 0) luaL_error(L, "tensor indices are 1-based (1 is the first, -1 the last)");
+  if (i > t->shape[0] || i < -t->shape[0])
+    luaL_error(L, "index %I is out of range for dimension 1 of size %I", i, (lua_Integer)t->shape[0]);
+  cc_tensor *v = cc_select(t, 0, i > 0 ? i - 1 : i);
+  if (!v) lc_error(L);
+  return v;
+}
+
 static int t_index(lua_State *L) {
-  /* methods first (upvalue 1), then properties */
+  /* methods first (upvalue 1), then t[i], then properties */
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1)) return 1;
   lua_pop(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) return lc_push(L, first_dim_view(L, lc_check(L, 1)));
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
   const char *key = lua_tostring(L, 2);
   cc_tensor *t = lc_check(L, 1);
@@ -163,6 +179,16 @@ static int t_index(lua_State *L) {
 
 static int t_newindex(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) { /* t[i] = number | tensor: fills or copies (broadcast) into t[i] */
+    bool is_number = lua_type(L, 3) == LUA_TNUMBER;
+    if (!is_number && !lc_is(L, 3)) return luaL_typeerror(L, 3, "number or tensor");
+    cc_tensor *src = is_number ? NULL : lc_check(L, 3);
+    cc_tensor *view = first_dim_view(L, t);
+    int rc = is_number ? cc_fill_(view, lua_tonumber(L, 3)) : cc_copy_(view, src);
+    cc_release(view);
+    if (rc) return lc_error(L);
+    return 0;
+  }
   const char *key = luaL_checkstring(L, 2);
   if (!strcmp(key, "grad")) {
     cc_tensor *g = lc_opt(L, 3);

@@ -93,6 +93,15 @@ function T:shape_string()
   return "{" .. table.concat(s, ",") .. "}"
 end
 
+--- pairs(t): for i, sub in pairs(t) runs over t[1], t[2], ... (the first dim)
+mt.__pairs = function(self)
+  local n = self:dim() > 0 and self:size(1) or 0
+  local function step(t, i)
+    if i < n then return i + 1, t[i + 1] end
+  end
+  return step, self, 0
+end
+
 -- ---- printing, in torch's format (torch/_tensor_str.py of 1.13) ---------------------------
 -- Tensors over THRESHOLD elements show EDGE entries at each end of every dim; every value shares
 -- one width; the last dim wraps at LINEWIDTH columns with its continuation lines indented; floats
