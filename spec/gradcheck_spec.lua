@@ -258,6 +258,31 @@ describe("gradcheck: softmax and losses", function()
     function() return { R({ 3, 4 }), R({ 6, 4 }), cocola.tensor({ 5, 0, 2 }, { dtype = "int64" }) } end)
 end)
 
+describe("gradcheck: sin, cos, floor, round", function()
+  local INTEGERS, HALVES = { -3, -2, -1, 0, 1, 2, 3 }, { -2.5, -1.5, -0.5, 0.5, 1.5, 2.5 }
+  case("sin", function(x) return x[1]:sin() end, function() return { R({ 3, 4 }, -4, 4) } end)
+  case("cos", function(x) return x[1]:cos() end, function() return { R({ 3, 4 }, -4, 4) } end)
+  case("floor (zero gradient) beside a smooth term", function(x) return x[1]:floor() + x[1] * 2 end,
+    function() return { R({ 3, 4 }, -3, 3, INTEGERS) } end)
+  case("round (zero gradient) beside a smooth term", function(x) return x[1]:round() * x[1] end,
+    function() return { R({ 3, 4 }, -3, 3, HALVES) } end)
+end)
+
+describe("gradcheck: sort, topk, cumsum", function()
+  case("sort last dim", function(x) return (x[1]:sort()) end, function() return { R({ 3, 5 }) } end)
+  case("sort dim 1 descending", function(x) return (x[1]:sort(1, true)) end, function() return { R({ 4, 3, 2 }) } end)
+  case("sort values used twice", function(x)
+    local v = x[1]:sort(2)
+    return v * v:narrow(2, 1, 1)
+  end, function() return { R({ 3, 4 }) } end)
+  case("topk largest along the last dim", function(x) return (x[1]:topk(2)) end, function() return { R({ 3, 5 }) } end)
+  case("topk smallest along dim 1", function(x) return (x[1]:topk(3, 1, false)) end, function() return { R({ 4, 3 }) } end)
+  case("topk k = size", function(x) return (x[1]:topk(4, 2)) * 2 end, function() return { R({ 2, 4 }) } end)
+  case("cumsum last dim", function(x) return x[1]:cumsum(-1) end, function() return { R({ 3, 5 }) } end)
+  case("cumsum dim 1 of 3-D", function(x) return x[1]:cumsum(1) end, function() return { R({ 3, 2, 4 }) } end)
+  case("cumsum twice", function(x) return x[1]:cumsum(2):cumsum(1) * x[1] end, function() return { R({ 3, 4 }) } end)
+end)
+
 describe("gradcheck: t[i] indexing", function()
   case("t[i]", function(x) return x[1][2] * x[1][-1] end, function() return { R({ 3, 4 }) } end)
   case("t[i][j] of 3-D", function(x) return x[1][2][1] * 3 + x[1][1][3] end, function() return { R({ 2, 3, 4 }) } end)

@@ -515,6 +515,10 @@ UNARY_METHOD(sigmoid, CC_UNARY_SIGMOID)
 UNARY_METHOD(silu, CC_UNARY_SILU)
 UNARY_METHOD(tanh, CC_UNARY_TANH)
 UNARY_METHOD(gelu, CC_UNARY_GELU)
+UNARY_METHOD(sin, CC_UNARY_SIN)
+UNARY_METHOD(cos, CC_UNARY_COS)
+UNARY_METHOD(floor, CC_UNARY_FLOOR)
+UNARY_METHOD(round, CC_UNARY_ROUND)
 
 static int t_clamp(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
@@ -593,6 +597,43 @@ static int t_argmax(lua_State *L) {
   return lc_push(L, cc_argmax(t, lc_dim(L, 2, t->ndim), lua_toboolean(L, 3)));
 }
 
+/* t:cumsum(dim) */
+static int t_cumsum(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  if (lua_isnoneornil(L, 2)) return luaL_argerror(L, 2, "cumsum needs a dim (1-based; -1 for the last)");
+  return lc_push(L, cc_cumsum(t, lc_dim(L, 2, t->ndim)));
+}
+
+/* an optional dim argument (default: the last), as sort and topk take it */
+static int opt_dim_last(lua_State *L, int idx, const cc_tensor *t) {
+  if (lua_isnoneornil(L, idx)) return t->ndim ? t->ndim - 1 : 0;
+  return lc_dim(L, idx, t->ndim);
+}
+
+/* t:sort(dim = -1, descending = false) -> values, int64 indices (0-based) */
+static int t_sort(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  int d = opt_dim_last(L, 2, t);
+  cc_tensor *v, *i;
+  if (cc_sort(t, d, lua_toboolean(L, 3), &v, &i)) return lc_error(L);
+  lc_push(L, v);
+  lc_push(L, i);
+  return 2;
+}
+
+/* t:topk(k, dim = -1, largest = true, sorted = true) -> values, int64 indices (0-based); always sorted */
+static int t_topk(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  lua_Integer k = luaL_checkinteger(L, 2);
+  int d = opt_dim_last(L, 3, t);
+  bool largest = lua_isnoneornil(L, 4) ? true : lua_toboolean(L, 4);
+  cc_tensor *v, *i;
+  if (cc_topk(t, k, d, largest, &v, &i)) return lc_error(L);
+  lc_push(L, v);
+  lc_push(L, i);
+  return 2;
+}
+
 static int t_softmax(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
   return lc_push(L, cc_softmax(t, lc_dim(L, 2, t->ndim)));
@@ -617,7 +658,8 @@ static const luaL_Reg methods[] = {
     {"tanh", t_tanh}, {"gelu", t_gelu}, {"clamp", t_clamp}, {"eq", t_eq}, {"ne", t_ne}, {"lt", t_lt},
     {"le", t_le}, {"gt", t_gt}, {"ge", t_ge}, {"masked_fill", t_masked_fill}, {"sum", t_sum}, {"mean", t_mean},
     {"max", t_max}, {"argmax", t_argmax}, {"softmax", t_softmax}, {"log_softmax", t_log_softmax},
-    {"matmul", t_matmul}, {"close", t_release}, {NULL, NULL}};
+    {"matmul", t_matmul}, {"sin", t_sin}, {"cos", t_cos}, {"floor", t_floor}, {"round", t_round},
+    {"cumsum", t_cumsum}, {"sort", t_sort}, {"topk", t_topk}, {"close", t_release}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {{"__gc", t_release}, {"__close", t_release}, {"__add", t_add},
                                        {"__sub", t_sub}, {"__mul", t_mul}, {"__div", t_div},
