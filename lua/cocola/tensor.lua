@@ -93,6 +93,139 @@ function T:shape_string()
   return "{" .. table.concat(s, ",") .. "}"
 end
 
+-- ---- comparisons --------------------------------------------------------------------------
+-- t:eq/ne/lt/le/gt/ge(other) (C) give 0/1 masks in t's dtype; torch's longer names too
+T.greater, T.greater_equal, T.less, T.less_equal, T.not_equal = T.gt, T.ge, T.lt, T.le, T.ne
+
+--- t:equal(other): true when both have the same shape and the same values (a NaN equals nothing)
+function T:equal(other)
+  if not core.is_tensor(other) then error("equal: expected a tensor, got " .. type(other), 2) end
+  local a, b = self.shape, other.shape
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return self:ne(other):sum():item() == 0
+end
+
+--- t:isnan(), t:isinf(), t:isfinite(): 0/1 masks in t's dtype (an int64 tensor has only finite values)
+function T:isnan()
+  if self:dtype() == "int64" then return self:mul(0) end
+  return self:ne(self)
+end
+function T:isinf()
+  if self:dtype() == "int64" then return self:mul(0) end
+  return self:abs():eq(math.huge)
+end
+function T:isfinite()
+  if self:dtype() == "int64" then return self:mul(0):add(1) end
+  return self:eq(self):mul(self:abs():ne(math.huge))
+end
+
+--- t:any(dim, keepdim) / t:all(dim, keepdim): whether any / every entry is nonzero (NaN counts as
+-- nonzero), over all entries (dim nil), a dim or a list of dims; a 0/1 mask in t's dtype
+function T:any(dim, keepdim) return self:ne(0):sum(dim, keepdim):gt(0) end
+function T:all(dim, keepdim) return self:eq(0):sum(dim, keepdim):eq(0) end
+
+-- ---- statistics and norms, composed of differentiable ops -----------------------------------
+-- dim: nil (every entry), a dim, or a list of dims (1-based, negatives from the end)
+
+local function count_over(t, dim)
+  if dim == nil then return t:numel() end
+  if type(dim) == "table" then
+    local n = 1
+    for _, d in ipairs(dim) do n = n * t:size(d) end
+    return n
+  end
+  return t:size(dim)
+end
+
+local function check_floating(t, what)
+  if t:dtype() == "int64" then
+    error(what .. ": expected a floating tensor (float32 or float64), got int64 (convert with :float())", 3)
+  end
+end
+
+-- max (or min) over dim with the reduced dims kept, outside the graph
+local function extreme(t, dim, largest)
+  local x = largest and t:detach() or -t:detach()
+  if dim == nil then
+    x = x:max()
+  elseif type(dim) == "table" then
+    for _, d in ipairs(dim) do x = x:max(d, true) end
+  else
+    x = x:max(dim, true)
+  end
+  return largest and x or -x
+end
+
+--- t:var(dim, opts) or t:var(dim, unbiased, keepdim): the variance over dim (mean of squared
+-- deviations from the mean, divided by N - correction). opts: {correction = 1, unbiased = true
+-- (correction 1; false: 0), keepdim = false}, as torch.var.
+function T:var(dim, unbiased, keepdim)
+  check_floating(self, "var")
+  local correction = 1
+  if type(unbiased) == "table" then
+    local opts = unbiased
+    keepdim = opts.keepdim
+    if opts.correction ~= nil and opts.unbiased ~= nil then
+      error("var: give correction or unbiased, not both", 2)
+    end
+    if opts.correction ~= nil then
+      correction = opts.correction
+    elseif opts.unbiased == false then
+      correction = 0
+    end
+  elseif unbiased == false then
+    correction = 0
+  end
+  if type(correction) ~= "number" then error("var: correction must be a number", 2) end
+  local dev = self - self:mean(dim, true)
+  local n = count_over(self, dim)
+  return (dev * dev):sum(dim, keepdim) / math.max(n - correction, 0)
+end
+
+--- t:std(dim, opts) or t:std(dim, unbiased, keepdim): the square root of t:var with the same arguments
+function T:std(dim, unbiased, keepdim)
+  check_floating(self, "std")
+  return self:var(dim, unbiased, keepdim):sqrt()
+end
+
+--- t:norm(p = 2, dim, keepdim): the vector p-norm over dim (every entry when nil). p: any positive
+-- number, math.huge (largest |x|), -math.huge (smallest |x|), 0 (count of nonzeros, no gradient), or
+-- "fro" (2). Gradients as torch's: 0 where a norm is 0; for +-math.huge shared equally among the
+-- entries that attain it.
+function T:norm(p, dim, keepdim)
+  check_floating(self, "norm")
+  if p == nil or p == "fro" then p = 2 end
+  if type(p) ~= "number" then error("norm: p must be a number or \"fro\", got " .. tostring(p), 2) end
+  if p < 0 and p ~= -math.huge then error("norm: p must be positive, 0 or +-math.huge, got " .. p, 2) end
+  if p == 0 then return self:ne(0):sum(dim, keepdim) end
+  local a = self:abs()
+  if p == 1 then return a:sum(dim, keepdim) end
+  if p == math.huge or p == -math.huge then
+    local m = extreme(a, dim, p > 0)
+    local hit = a:eq(m) + a:isnan()
+    local share = hit / hit:sum(dim, true)
+    return core.where(hit, a * share, 0):sum(dim, keepdim)
+  end
+  local s = p == 2 and (self * self):sum(dim, keepdim) or a:pow(p):sum(dim, keepdim)
+  -- s^(1/p) has an infinite slope at s = 0: the zero branch keeps its NaN out of the gradient
+  local zero = s:eq(0)
+  local safe = core.where(zero, 1, s)
+  return core.where(zero, 0, p == 2 and safe:sqrt() or safe:pow(1 / p))
+end
+
+--- t:logsumexp(dim, keepdim): log(sum(exp(t))) over dim (every entry when nil), computed as
+-- m + log(sum(exp(t - m))) with m the maximum, so it neither overflows nor underflows
+function T:logsumexp(dim, keepdim)
+  check_floating(self, "logsumexp")
+  local m = extreme(self, dim, true)
+  m = core.where(m:abs():eq(math.huge), 0, m) -- an infinite maximum would give inf - inf
+  local lse = (self - m):exp():sum(dim, keepdim):log()
+  return lse + (keepdim and m or m:reshape(lse.shape))
+end
+
 --- pairs(t): for i, sub in pairs(t) runs over t[1], t[2], ... (the first dim)
 mt.__pairs = function(self)
   local n = self:dim() > 0 and self:size(1) or 0
