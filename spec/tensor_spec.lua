@@ -539,6 +539,8 @@ describe("sort, topk, cumsum, rounding", function()
     assert.are.same({ { 1, 5, 3, 2 } }, v:totable())
     assert.are.same({ { 0, 0, 0, 1 } }, i:totable())
     assert.are.same({ 2, 0 }, (x:topk(0)).shape)
+    assert.are.equal(5, (cocola.tensor(5):topk(1)):item())
+    assert.is_false(pcall(function() return cocola.tensor(5):topk(0) end))
   end)
 
   it("topk and sort refuse bad arguments with clear errors", function()

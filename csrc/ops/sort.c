@@ -66,7 +66,7 @@ int cc_topk(cc_tensor *x, int64_t k, int dim, bool largest, cc_tensor **values, 
   int d = cc_normalize_dim(dim, x->ndim, "topk");
   if (d < 0) return -1;
   int64_t size = x->ndim ? x->shape[d] : 1;
-  if (k < 0 || k > size) {
+  if (k < 0 || k > size || (x->ndim == 0 && k != 1)) {
     cc_set_error("topk: k (%lld) is out of range for dimension %d of size %lld", (long long)k, d + 1,
                  (long long)size);
     return -1;
