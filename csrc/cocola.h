@@ -120,7 +120,9 @@ cc_tensor *cc_expand(cc_tensor *t, int ndim, const int64_t *shape);  /* -1 keeps
 /* ---- elementwise (broadcasting) ---- */
 typedef enum {
   CC_UNARY_NEG, CC_UNARY_EXP, CC_UNARY_LOG, CC_UNARY_SQRT, CC_UNARY_ABS, CC_UNARY_RELU,
-  CC_UNARY_SIGMOID, CC_UNARY_SILU, CC_UNARY_TANH, CC_UNARY_GELU, CC_UNARY_COUNT
+  CC_UNARY_SIGMOID, CC_UNARY_SILU, CC_UNARY_TANH, CC_UNARY_GELU, CC_UNARY_SIN, CC_UNARY_COS,
+  CC_UNARY_FLOOR, CC_UNARY_ROUND, /* round: halves to even, as torch.round */
+  CC_UNARY_COUNT
 } cc_unary_kind;
 cc_tensor *cc_unary(cc_tensor *x, cc_unary_kind kind);
 cc_tensor *cc_add(cc_tensor *a, cc_tensor *b);
@@ -146,6 +148,13 @@ cc_tensor *cc_mean(cc_tensor *x, int ndims, const int *dims, bool keepdim);
 int cc_max(cc_tensor *x, int dim, bool keepdim, cc_tensor **values, cc_tensor **indices); /* indices int64 0-based */
 cc_tensor *cc_max_all(cc_tensor *x);
 cc_tensor *cc_argmax(cc_tensor *x, int dim, bool keepdim);
+cc_tensor *cc_cumsum(cc_tensor *x, int dim); /* running sum along dim; floats accumulate in double */
+
+/* ---- sorting (indices int64, 0-based) ---- */
+/* stable: equal values keep their order; NaN sorts above every number (torch's order) */
+int cc_sort(cc_tensor *x, int dim, bool descending, cc_tensor **values, cc_tensor **indices);
+/* the k largest (or smallest) along dim, in sorted order; 0 <= k <= the size of dim */
+int cc_topk(cc_tensor *x, int64_t k, int dim, bool largest, cc_tensor **values, cc_tensor **indices);
 
 /* ---- linear algebra ---- */
 cc_tensor *cc_matmul(cc_tensor *a, cc_tensor *b); /* 1-D, 2-D and batched with broadcast batch dims */

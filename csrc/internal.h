@@ -24,6 +24,9 @@
   X(WHERE, "out <- in0 != 0 ? in1 : in2")                                                         \
   X(SUM, "out <- sum of in0 over the dims where out has size 1 and in0 does not (keepdim shape)") \
   X(MAX, "out0 values, out1 int64 indices of in0 along dim i0 (keepdim shape)")                   \
+  X(CUMSUM, "out <- running sum of in0 along dim i0 (in0's shape), from the last element when i1 (reverse)") \
+  X(SORT, "out0 values, out1 int64 indices of in0 sorted along dim i0 (stable; NaN above every number); i1 descending") \
+  X(SORT_BACKWARD, "out dx <- in0 grad placed along dim i0 at the int64 indices in1 (a permutation of each row); all one shape") \
   X(GEMM, "out[..] <- f0 op(in0[..]) op(in1[..]) + f1 out[..] over equal batch dims; i0 tA, i1 tB") \
   X(CONV2D, "out (N,O,Ho,Wo) <- conv2d(in0 x (N,C,H,W), in1 w (O,C/g,kh,kw)) + in2 bias (O) or NULL; all contiguous; i0 sh, i1 sw, i2 ph, i3 pw, i4 dh, i5 dw, i6 groups") \
   X(CONV2D_BACKWARD_INPUT, "out dx (N,C,H,W) <- from in0 grad_out (N,O,Ho,Wo), in1 w; contiguous; ints as CONV2D") \

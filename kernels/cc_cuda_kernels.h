@@ -85,6 +85,48 @@ typedef struct {
 } cck_max_args;
 cudaError_t cck_max(const cck_max_args *a, cudaStream_t s);
 
+/* ---- running sum along one dim (cumsum), one item per row: floats accumulate in double, in the
+ * CPU kernel's order; reverse runs from the last element (cumsum's backward) ---- */
+typedef struct {
+  const void *in;
+  void *out;
+  int dtype;
+  int ndim, dim, reverse;
+  int64_t shape[CCK_MAX_DIMS]; /* of both */
+  int64_t xstride[CCK_MAX_DIMS], ostride[CCK_MAX_DIMS];
+  int64_t rows; /* numel / shape[dim] */
+} cck_cumsum_args;
+cudaError_t cck_cumsum(const cck_cumsum_args *a, cudaStream_t s);
+
+/* ---- stable sort of every row along one dim (cc_sort_before of kernels/scalar.h): values and int64
+ * positions. Bottom-up merge sort in scratch, each pass one item per element that finds its place in
+ * the merged run by binary search in the other run; cck_sort_scratch bytes of scratch ---- */
+typedef struct {
+  const void *in;
+  void *vals;
+  int64_t *idx;
+  int dtype;
+  int ndim, dim, descending;
+  int64_t shape[CCK_MAX_DIMS]; /* of all three */
+  int64_t xstride[CCK_MAX_DIMS], vstride[CCK_MAX_DIMS], istride[CCK_MAX_DIMS];
+  int64_t rows, n; /* rows of n values */
+} cck_sort_args;
+size_t cck_sort_scratch(const cck_sort_args *a);
+cudaError_t cck_sort(const cck_sort_args *a, void *scratch, cudaStream_t s);
+/* dx[.., idx[.., j, ..], ..] <- g[.., j, ..] along dim, one item per element (indices: a permutation
+ * of each row, so no two items write one place); an index outside its row is skipped */
+typedef struct {
+  const void *g;
+  const int64_t *idx;
+  void *dx;
+  int dtype;
+  int ndim, dim;
+  int64_t shape[CCK_MAX_DIMS];
+  int64_t gstride[CCK_MAX_DIMS], istride[CCK_MAX_DIMS], dstride[CCK_MAX_DIMS];
+  int64_t numel;
+} cck_sort_bw_args;
+cudaError_t cck_sort_backward(const cck_sort_bw_args *a, cudaStream_t s);
+
 /* ---- bfloat16 autocast copies: n contiguous elements, bf16 as uint16_t bit patterns ---- */
 cudaError_t cck_float_to_bf16(void *dst, const void *src, int64_t n, cudaStream_t s);
 cudaError_t cck_bf16_to_float(void *dst, const void *src, int64_t n, cudaStream_t s);

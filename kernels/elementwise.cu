@@ -49,6 +49,10 @@ template <typename T> __device__ __forceinline__ T unary_fn(int kind, T x) {
   case CC_UNARY_SIGMOID: return cc_sigmoid(x);
   case CC_UNARY_SILU: return cc_silu(x);
   case CC_UNARY_TANH: return cc_tanh(x);
+  case CC_UNARY_SIN: return cc_sin(x);
+  case CC_UNARY_COS: return cc_cos(x);
+  case CC_UNARY_FLOOR: return cc_floor(x);
+  case CC_UNARY_ROUND: return cc_round(x);
   default: return cc_gelu(x); /* CC_UNARY_GELU */
   }
 }
@@ -63,7 +67,7 @@ template <typename T> struct UnaryF {
   }
 };
 
-/* integers: neg and abs only (the op level refuses the others) */
+/* integers: neg, abs, and floor and round (the integer itself); the op level refuses the others */
 struct UnaryI64F {
   cck_iter it;
   int kind;
@@ -71,7 +75,7 @@ struct UnaryI64F {
     int64_t off[2];
     cck_offsets<2>(it, i, off);
     int64_t v = ((const int64_t *)it.ptr[1])[off[1]];
-    ((int64_t *)it.ptr[0])[off[0]] = kind == CC_UNARY_NEG ? -v : (v < 0 ? -v : v);
+    ((int64_t *)it.ptr[0])[off[0]] = kind == CC_UNARY_NEG ? -v : (kind == CC_UNARY_ABS ? (v < 0 ? -v : v) : v);
   }
 };
 
@@ -91,6 +95,10 @@ template <typename T> __device__ __forceinline__ T unary_bw_fn(int kind, T g, T 
   case CC_UNARY_SIGMOID: return cc_sigmoid_bw(g, x, y);
   case CC_UNARY_SILU: return cc_silu_bw(g, x, y);
   case CC_UNARY_TANH: return cc_tanh_bw(g, x, y);
+  case CC_UNARY_SIN: return cc_sin_bw(g, x, y);
+  case CC_UNARY_COS: return cc_cos_bw(g, x, y);
+  case CC_UNARY_FLOOR: return cc_floor_bw(g, x, y);
+  case CC_UNARY_ROUND: return cc_round_bw(g, x, y);
   default: return cc_gelu_bw(g, x, y); /* CC_UNARY_GELU */
   }
 }

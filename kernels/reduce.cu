@@ -1,5 +1,5 @@
-/* reduce.cu — sum over dims (floats accumulate in double, as csrc/ops/reduce.c) and max/argmax along
- * one dim. Sums of many values run in two passes: partial sums per (output, part), then one item per
+/* reduce.cu — sum over dims (floats accumulate in double, as csrc/ops/reduce.c), max/argmax along
+ * one dim and the running sum (cumsum) along one dim. Sums of many values run in two passes: partial sums per (output, part), then one item per
  * output adds its parts (see cck_parts in cuda_common.cuh). */
 #include "cuda_common.cuh"
 
@@ -88,4 +88,32 @@ template <typename T> struct MaxF {
 
 extern "C" cudaError_t cck_max(const cck_max_args *a, cudaStream_t s) {
   CCK_DISPATCH_ALL(a->dtype, T, return cck_launch(a->n_out, MaxF<T>{*a}, s));
+}
+
+/* ---- cumsum along dim: one item per row, the CPU loop ---- */
+template <typename T> struct CumsumF {
+  cck_cumsum_args a;
+  __device__ void operator()(int64_t r) const {
+    int64_t xoff = 0, ooff = 0, rem = r;
+    for (int d = a.ndim - 1; d >= 0; d--) {
+      if (d == a.dim) continue;
+      int64_t q = rem / a.shape[d], i = rem - q * a.shape[d];
+      rem = q;
+      xoff += i * a.xstride[d];
+      ooff += i * a.ostride[d];
+    }
+    const T *p = (const T *)a.in + xoff;
+    T *o = (T *)a.out + ooff;
+    int64_t n = a.shape[a.dim], xs = a.xstride[a.dim], os = a.ostride[a.dim];
+    typename Acc<T>::type acc = 0;
+    for (int64_t k = 0; k < n; k++) {
+      int64_t j = a.reverse ? n - 1 - k : k;
+      acc += p[j * xs];
+      o[j * os] = (T)acc;
+    }
+  }
+};
+
+extern "C" cudaError_t cck_cumsum(const cck_cumsum_args *a, cudaStream_t s) {
+  CCK_DISPATCH_ALL(a->dtype, T, return cck_launch(a->rows, CumsumF<T>{*a}, s));
 }

@@ -95,6 +95,11 @@ CC_DEF1(cc_silu, x / (1 + CC_EXP_ACT(-x)))
 CC_DEF1(cc_tanh, tanh(x))
 /* exact GELU as torch's default: x * Phi(x) */
 CC_DEF1(cc_gelu, x * (erf(x * (T)0.70710678118654752440) + 1) / 2)
+CC_DEF1(cc_sin, sin(x))
+CC_DEF1(cc_cos, cos(x))
+CC_DEF1(cc_floor, floor(x))
+/* halves to the even neighbour, as torch.round (rint in the default rounding mode) */
+CC_DEF1(cc_round, rint(x))
 
 /* backward: dL/dx given g = dL/dy, the input x and the output y */
 CC_DEF_BW(cc_neg_bw, -g)
@@ -109,6 +114,11 @@ CC_DEF_BW(cc_tanh_bw, g * (1 - y * y))
 /* d/dx x Phi(x) = Phi(x) + x phi(x) */
 CC_DEF_BW(cc_gelu_bw, g * ((erf(x * (T)0.70710678118654752440) + 1) / 2 +
                            x * exp(-x * x / 2) * (T)0.39894228040143267794))
+CC_DEF_BW(cc_sin_bw, g * cos(x))
+CC_DEF_BW(cc_cos_bw, -g * sin(x))
+/* piecewise constant: a zero gradient (even where g is not finite), as torch */
+CC_DEF_BW(cc_floor_bw, ((void)g, (T)0))
+CC_DEF_BW(cc_round_bw, ((void)g, (T)0))
 
 /* binary forward */
 CC_DEF2(cc_add2, a + b)
@@ -117,6 +127,27 @@ CC_DEF2(cc_mul2, a * b)
 CC_DEF2(cc_div2, a / b)
 CC_DEF2(cc_pow2, pow(a, b))
 CC_DEF2(cc_max2, a > b ? a : (a == a ? b : a)) /* propagates NaN of a */
+
+/* ---- the order of sort and topk: a goes before b. NaN sorts after every number (torch's order),
+ * the whole order reverses when descending, and equal keys are not before each other, so a sort
+ * that keeps ties in their input order (both sorts here do) is the one torch's stable sort gives. ---- */
+#ifdef CC_SCALAR_CXX
+template <typename T> CC_HD bool cc_is_nan(T x) { return x != x; }
+CC_HD bool cc_is_nan(int64_t x) { return (void)x, false; }
+template <typename T> CC_HD bool cc_sort_before(T a, T b, int descending) {
+  return descending ? (b < a || (cc_is_nan(a) && !cc_is_nan(b))) : (a < b || (cc_is_nan(b) && !cc_is_nan(a)));
+}
+#else
+#define CC_SORT_BEFORE_DEF(SUF, T, IS_NAN)                                                         \
+  CC_HD int cc_sort_before##SUF(T a, T b, int descending) {                                        \
+    return descending ? (b < a || (IS_NAN(a) && !IS_NAN(b))) : (a < b || (IS_NAN(b) && !IS_NAN(a))); \
+  }
+#define CC_FLOAT_IS_NAN(v) ((v) != (v))
+#define CC_INT_IS_NAN(v) ((void)(v), 0)
+CC_SORT_BEFORE_DEF(_f, float, CC_FLOAT_IS_NAN)
+CC_SORT_BEFORE_DEF(_d, double, CC_FLOAT_IS_NAN)
+CC_SORT_BEFORE_DEF(_i, int64_t, CC_INT_IS_NAN)
+#endif
 
 /* ---- Adam / AdamW, one element, in torch.optim.Adam's single-tensor order (torch 1.13):
  * decoupled ? p *= 1 - lr*wd : g += wd*p;  m = m*b1 + (1-b1)*g;  v = v*b2 + (1-b2)*g*g;

@@ -172,10 +172,13 @@ local UNARY = {
   abs = { "normal", function(t) return t:abs() end }, relu = { "normal", function(t) return t:relu() end },
   sigmoid = { "normal", function(t) return t:sigmoid() end }, silu = { "normal", function(t) return t:silu() end },
   tanh = { "normal", function(t) return t:tanh() end }, gelu = { "normal", function(t) return t:gelu() end },
+  sin = { "normal", function(t) return t:sin() * 3 end }, cos = { "normal", function(t) return t:cos() end },
+  floor = { "normal", function(t) return (t * 3):floor() + t end }, round = { "normal", function(t) return (t * 3):round() * t end },
 }
 local LAYOUTS = { "transposed", "strided", "narrowed", "permuted" }
 local k = 0
-for _, name in ipairs({ "neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "silu", "tanh", "gelu" }) do
+for _, name in ipairs({ "neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "silu", "tanh", "gelu", "sin", "cos",
+  "floor", "round" }) do
   k = k + 1
   local layout = LAYOUTS[(k - 1) % #LAYOUTS + 1]
   local shape = layout == "permuted" and { 3, 4, 5 } or { 6, 7 }
@@ -187,7 +190,9 @@ case { name = "unary_silu_float64", ops = { "UNARY", "UNARY_BACKWARD" },
 case { name = "unary_large", ops = { "UNARY", "UNARY_BACKWARD" }, inputs = { I({ 300, 257 }, "transposed") },
   fn = function(x) return x[1]:gelu() end }
 case { name = "unary_int64", ops = { "UNARY" }, inputs = { I({ 4, 5 }, "transposed", "int", { high = 9 }) },
-  fn = function(x) return { -(x[1] - 4), (x[1] - 4):abs() } end }
+  fn = function(x) return { -(x[1] - 4), (x[1] - 4):abs(), (x[1] - 4):floor(), (x[1] - 4):round() } end }
+case { name = "round_halves_to_even", ops = { "UNARY" }, inputs = { I({ 6, 7 }, "transposed", "normal", { grad = false }) },
+  fn = function(x) return { (x[1] * 4):round() / 2, (x[1] * 4):floor():add(0.5):round() } end }
 
 -- binary with broadcasting (and non-contiguous operands)
 case { name = "add_bcast", ops = { "BINARY" }, inputs = { I({ 3, 4, 5 }, "permuted"), I({ 4, 1 }) },
@@ -248,6 +253,58 @@ case { name = "max_int64", ops = { "MAX" }, inputs = { I({ 5, 6 }, "transposed",
   fn = function(x)
     local v, i = x[1]:max(2)
     return { v, i }
+  end }
+
+-- cumsum (its backward is the reversed running sum), sort and topk (their backward puts the gradient
+-- back through the indices); ties and NaN must come out in the CPU's order
+case { name = "cumsum", ops = { "CUMSUM" }, inputs = { I({ 3, 4, 5 }, "permuted"), I({ 6, 7 }, "strided") },
+  fn = function(x) return { x[1]:cumsum(2), x[1]:cumsum(-1), x[2]:cumsum(1) * x[2] } end }
+case { name = "cumsum_float64_int64_long_rows", ops = { "CUMSUM" },
+  inputs = { I({ 3, 2000 }, "narrowed", "normal", { dtype = "float64" }), I({ 5, 6 }, "transposed", "int", { high = 100 }) },
+  fn = function(x) return { x[1]:cumsum(2), x[2]:cumsum(1), x[2]:cumsum(2) } end }
+case { name = "sort_dims_and_directions", ops = { "SORT", "SORT_BACKWARD" }, inputs = { I({ 4, 5, 6 }, "permuted") },
+  fn = function(x)
+    local out = {}
+    for _, d in ipairs({ 1, 2, -1 }) do
+      for _, desc in ipairs({ false, true }) do
+        local v, i = x[1]:sort(d, desc)
+        out[#out + 1], out[#out + 2] = v * (d + 2), i
+      end
+    end
+    return out
+  end }
+case { name = "sort_ties_stable", ops = { "SORT", "SORT_BACKWARD" }, inputs = { I({ 7, 9 }, "transposed") },
+  fn = function(x)
+    local ties = (x[1] * 1.5):floor() + x[1] * 0 -- few distinct values, still on the graph
+    local v, i = ties:sort(2)
+    local vd, id = ties:sort(1, true)
+    return { v, i, vd, id }
+  end }
+case { name = "sort_nan", ops = { "SORT", "SORT_BACKWARD" },
+  inputs = { I({ 5, 8 }, "narrowed"), I({ 5, 8 }, "contiguous", "mask") },
+  fn = function(x)
+    local out = {}
+    for _, desc in ipairs({ false, true }) do
+      local v, i = cocola.where(x[2], 0 / 0, x[1]):sort(2, desc)
+      local nan = v:ne(v)
+      out[#out + 1], out[#out + 2], out[#out + 3] = v:masked_fill(nan, 0), nan, i
+    end
+    return out
+  end }
+case { name = "sort_long_rows_int64", ops = { "SORT", "SORT_BACKWARD" },
+  inputs = { I({ 3, 1500 }, "strided"), I({ 4, 300 }, "transposed", "int", { high = 20 }), I({ 1000 }, "contiguous", "normal", { dtype = "float64" }) },
+  fn = function(x)
+    local v, i = x[1]:sort(2, true)
+    local vi, ii = x[2]:sort(2)
+    local v64, i64 = x[3]:sort()
+    return { v, i, vi, ii, v64, i64 }
+  end }
+case { name = "topk", ops = { "SORT", "SORT_BACKWARD" }, inputs = { I({ 6, 10 }, "transposed"), I({ 3, 4, 5 }, "permuted") },
+  fn = function(x)
+    local v, i = x[1]:topk(3)
+    local vs, is = x[2]:topk(2, 2, false)
+    local va, ia = x[1]:topk(6, 1)
+    return { v, i, vs, is, va, ia }
   end }
 
 -- GEMM: matmul in all its shapes, bmm, linear (beta = 1 with the bias), broadcast batches

@@ -258,6 +258,75 @@ describe("gradcheck: softmax and losses", function()
     function() return { R({ 3, 4 }), R({ 6, 4 }), cocola.tensor({ 5, 0, 2 }, { dtype = "int64" }) } end)
 end)
 
+describe("gradcheck: sin, cos, floor, round", function()
+  local INTEGERS, HALVES = { -3, -2, -1, 0, 1, 2, 3 }, { -2.5, -1.5, -0.5, 0.5, 1.5, 2.5 }
+  case("sin", function(x) return x[1]:sin() end, function() return { R({ 3, 4 }, -4, 4) } end)
+  case("cos", function(x) return x[1]:cos() end, function() return { R({ 3, 4 }, -4, 4) } end)
+  case("floor (zero gradient) beside a smooth term", function(x) return x[1]:floor() + x[1] * 2 end,
+    function() return { R({ 3, 4 }, -3, 3, INTEGERS) } end)
+  case("round (zero gradient) beside a smooth term", function(x) return x[1]:round() * x[1] end,
+    function() return { R({ 3, 4 }, -3, 3, HALVES) } end)
+end)
+
+describe("gradcheck: sort, topk, cumsum", function()
+  case("sort last dim", function(x) return (x[1]:sort()) end, function() return { R({ 3, 5 }) } end)
+  case("sort dim 1 descending", function(x) return (x[1]:sort(1, true)) end, function() return { R({ 4, 3, 2 }) } end)
+  case("sort values used twice", function(x)
+    local v = x[1]:sort(2)
+    return v * v:narrow(2, 1, 1)
+  end, function() return { R({ 3, 4 }) } end)
+  case("topk largest along the last dim", function(x) return (x[1]:topk(2)) end, function() return { R({ 3, 5 }) } end)
+  case("topk smallest along dim 1", function(x) return (x[1]:topk(3, 1, false)) end, function() return { R({ 4, 3 }) } end)
+  case("topk k = size", function(x) return (x[1]:topk(4, 2)) * 2 end, function() return { R({ 2, 4 }) } end)
+  case("cumsum last dim", function(x) return x[1]:cumsum(-1) end, function() return { R({ 3, 5 }) } end)
+  case("cumsum dim 1 of 3-D", function(x) return x[1]:cumsum(1) end, function() return { R({ 3, 2, 4 }) } end)
+  case("cumsum twice", function(x) return x[1]:cumsum(2):cumsum(1) * x[1] end, function() return { R({ 3, 4 }) } end)
+end)
+
+describe("gradcheck: statistics, norms, logsumexp", function()
+  case("var all", function(x) return x[1]:var() end, function() return { R({ 3, 4 }) } end)
+  case("var dim 2 biased keepdim", function(x) return x[1]:var(2, false, true) end, function() return { R({ 3, 4 }) } end)
+  case("var dims {1,3} correction 2", function(x) return x[1]:var({ 1, 3 }, { correction = 2 }) end,
+    function() return { R({ 3, 2, 4 }) } end)
+  case("std dim 1", function(x) return x[1]:std(1) end, function() return { R({ 4, 3 }) } end)
+  case("std all", function(x) return x[1]:std() end, function() return { R({ 3, 4 }) } end)
+  case("norm p=2 all", function(x) return x[1]:norm() end, function() return { R({ 3, 4 }) } end)
+  case("norm p=2 dim 2 keepdim", function(x) return x[1]:norm(2, 2, true) end, function() return { R({ 3, 4 }) } end)
+  case("norm p=1 dim 1", function(x) return x[1]:norm(1, 1) end, function() return { NZ({ 3, 4 }) } end)
+  case("norm p=inf dim 2", function(x) return x[1]:norm(math.huge, 2) end, function() return { NZ({ 3, 4 }) } end)
+  case("norm p=-inf all", function(x) return x[1]:norm(-math.huge) end, function() return { NZ({ 3, 4 }) } end)
+  case("norm p=3 dim -1", function(x) return x[1]:norm(3, -1) end, function() return { NZ({ 2, 3, 4 }) } end)
+  case("norm p=0.5 all", function(x) return x[1]:norm(0.5) end, function() return { NZ({ 3, 4 }) } end)
+  case("logsumexp dim 2", function(x) return x[1]:logsumexp(2) end, function() return { R({ 3, 4 }, -3, 3) } end)
+  case("logsumexp dims {1,3} keepdim", function(x) return x[1]:logsumexp({ 1, 3 }, true) end,
+    function() return { R({ 3, 2, 4 }, -3, 3) } end)
+  case("logsumexp far from 0", function(x) return (x[1] + 700):logsumexp(1) end, function() return { R({ 4, 3 }, -3, 3) } end)
+end)
+
+describe("gradcheck: losses", function()
+  local function PROB(shape) return R(shape, 0.05, 0.95) end
+  case("mse_loss mean", function(x) return F.mse_loss(x[1], x[2]) end, function() return { R({ 3, 4 }), R({ 3, 4 }) } end)
+  case("mse_loss none", function(x) return F.mse_loss(x[1], x[2], "none") end, function() return { R({ 3, 4 }), R({ 3, 4 }) } end)
+  case("l1_loss sum", function(x) return F.l1_loss(x[1], x[2], { reduction = "sum" }) end,
+    function() return { R({ 3, 4 }, 0.5, 2), R({ 3, 4 }, -2, -0.5) } end)
+  case("binary_cross_entropy (input and target)", function(x) return F.binary_cross_entropy(x[1], x[2]) end,
+    function() return { PROB({ 3, 4 }), PROB({ 3, 4 }) } end)
+  case("binary_cross_entropy with a weight", function(x)
+    return F.binary_cross_entropy(x[1], x[2], { weight = x[3], reduction = "none" })
+  end, function() return { PROB({ 3, 4 }), { PROB({ 3, 4 }), grad = false }, POS({ 3, 4 }) } end)
+  case("binary_cross_entropy_with_logits", function(x) return F.binary_cross_entropy_with_logits(x[1], x[2]) end,
+    function() return { R({ 3, 4 }, -4, 4), PROB({ 3, 4 }) } end)
+  case("binary_cross_entropy_with_logits weight and pos_weight", function(x)
+    return F.binary_cross_entropy_with_logits(x[1], x[2], { weight = x[3], pos_weight = x[4], reduction = "sum" })
+  end, function() return { R({ 3, 4 }, -4, 4), PROB({ 3, 4 }), POS({ 3, 4 }), POS({ 3, 4 }) } end)
+end)
+
+describe("gradcheck: t[i] indexing", function()
+  case("t[i]", function(x) return x[1][2] * x[1][-1] end, function() return { R({ 3, 4 }) } end)
+  case("t[i][j] of 3-D", function(x) return x[1][2][1] * 3 + x[1][1][3] end, function() return { R({ 2, 3, 4 }) } end)
+  case("t[i] of 1-D (0-d)", function(x) return x[1][1][2] * x[1][2] end, function() return { R({ 2, 3 }) } end)
+end)
+
 describe("gradcheck: joining and selection", function()
   case("cat dim 1", function(x) return cocola.cat({ x[1], x[2] }, 1) end, function() return { R({ 2, 3 }), R({ 4, 3 }) } end)
   case("cat dim 2 of three", function(x) return cocola.cat({ x[1], x[2], x[3] }, 2) end,

@@ -171,6 +171,52 @@ CASES.layer_norm_large = function(x) return F.layer_norm(x[1], { 512 }, x[2], x[
 CASES.softmax_large = function(x) return x[1]:softmax(2) end
 CASES.cross_entropy_large = function(x) return F.cross_entropy(x[1], x[2]) end
 
+-- ---- tensor API: unary math, sort/topk/cumsum, statistics, norms, any/all, losses, t[i] ----
+CASES.sin = function(x) return x[1]:sin() end
+CASES.cos = function(x) return x[1]:cos() end
+CASES.floor = function(x) return x[1]:floor() end
+CASES.round_half_even = function(x) return x[1]:round() end
+CASES.sort_last = function(x) return { x[1]:sort() } end
+CASES.sort_dim1_descending = function(x) return { x[1]:sort(1, true) } end
+CASES.sort_noncontig = function(x) return { x[1]:t():sort(2) } end
+CASES.topk_last = function(x) return { x[1]:topk(3) } end
+CASES.topk_smallest_dim1 = function(x) return { x[1]:topk(2, 1, false) } end
+CASES.topk_1d = function(x) return { x[1]:topk(4) } end
+CASES.cumsum_last = function(x) return x[1]:cumsum(-1) end
+CASES.cumsum_dim1 = function(x) return x[1]:cumsum(1) end
+CASES.cumsum_noncontig = function(x) return x[1]:t():cumsum(2) end
+CASES.var_all = function(x) return x[1]:var() end
+CASES.var_dim = function(x) return x[1]:var(2) end
+CASES.var_dims_biased_keepdim = function(x) return x[1]:var({ 1, 3 }, { correction = 0, keepdim = true }) end
+CASES.var_unbiased_false = function(x) return x[1]:var(2, false) end
+CASES.std_all = function(x) return x[1]:std() end
+CASES.std_dim_keepdim = function(x) return x[1]:std(-1, { keepdim = true }) end
+CASES.norm_all = function(x) return x[1]:norm() end
+CASES.norm_p1_dim = function(x) return x[1]:norm(1, 2) end
+CASES.norm_inf_dim_keepdim = function(x) return x[1]:norm(math.huge, 1, true) end
+CASES.norm_neg_inf = function(x) return x[1]:norm(-math.huge) end
+CASES.norm_p3_last = function(x) return x[1]:norm(3, -1) end
+CASES.norm_p2_dims = function(x) return x[1]:norm(2, { 1, 3 }) end
+CASES.logsumexp_dim = function(x) return x[1]:logsumexp(2) end
+CASES.logsumexp_dims_keepdim = function(x) return F.logsumexp(x[1], { 1, 3 }, true) end
+CASES.logsumexp_large = function(x) return x[1]:logsumexp(1) end
+CASES.any_all = function(x)
+  local t = x[1]
+  return { t:any(), t:any(2), t:all(1), t:ne(0):all(2, true) }
+end
+CASES.mse_loss = function(x) return F.mse_loss(x[1], x[2]) end
+CASES.mse_loss_sum = function(x) return F.mse_loss(x[1], x[2], "sum") end
+CASES.l1_loss = function(x) return F.l1_loss(x[1], x[2]) end
+CASES.l1_loss_none = function(x) return F.l1_loss(x[1], x[2], { reduction = "none" }) end
+CASES.bce = function(x) return F.binary_cross_entropy(x[1], x[2]) end
+CASES.bce_weight_sum = function(x) return F.binary_cross_entropy(x[1], x[2], { weight = x[3], reduction = "sum" }) end
+CASES.bce_logits = function(x) return F.binary_cross_entropy_with_logits(x[1], x[2]) end
+CASES.bce_logits_weights_none = function(x)
+  return F.binary_cross_entropy_with_logits(x[1], x[2], { weight = x[3], pos_weight = x[4], reduction = "none" })
+end
+CASES.index_row = function(x) return x[1][2] * 2 end
+CASES.index_element = function(x) return { x[1][3][-1], x[1][1][2][2] } end
+
 -- ---- the runner ----
 local fx = cocola.load(FIXTURE)
 

@@ -215,6 +215,92 @@ static int max_cuda(const cc_call *c) {
   return launched(cck_max(&a, S()), "max");
 }
 
+/* in0 x -> out (x's shape and dtype); i0 dim, i1 reverse */
+static int cumsum_cuda(const cc_call *c) {
+  cc_tensor *x = c->in[0], *out = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_same_shape(x, out) || x->dtype != out->dtype || dim < 0 || dim >= x->ndim) {
+    cc_set_error("cumsum: the output must have the input's shape and dtype");
+    return -1;
+  }
+  cck_cumsum_args a;
+  memset(&a, 0, sizeof a);
+  a.in = cc_data_ptr(x);
+  a.out = cc_data_ptr(out);
+  a.dtype = x->dtype;
+  a.ndim = x->ndim;
+  a.dim = dim;
+  a.reverse = (int)c->i[1];
+  for (int d = 0; d < x->ndim; d++) {
+    a.shape[d] = x->shape[d];
+    a.xstride[d] = x->stride[d];
+    a.ostride[d] = out->stride[d];
+  }
+  int64_t numel = cc_numel(x);
+  if (numel == 0) return 0;
+  a.rows = numel / x->shape[dim];
+  return launched(cck_cumsum(&a, S()), "cumsum");
+}
+
+/* ======================================================================= sort ====== */
+/* in0 x -> out0 values, out1 int64 indices (x's shape); i0 dim, i1 descending */
+static int sort_cuda(const cc_call *c) {
+  cc_tensor *x = c->in[0], *vals = c->out[0], *idx = c->out[1];
+  int dim = (int)c->i[0];
+  if (!cc_same_shape(x, vals) || !cc_same_shape(x, idx) || vals->dtype != x->dtype || idx->dtype != CC_INT64 ||
+      dim < 0 || dim >= x->ndim) {
+    cc_set_error("sort: outputs must have the input's shape (values of its dtype, int64 indices)");
+    return -1;
+  }
+  cck_sort_args a;
+  memset(&a, 0, sizeof a);
+  a.in = cc_data_ptr(x);
+  a.vals = cc_data_ptr(vals);
+  a.idx = cc_data_ptr(idx);
+  a.dtype = x->dtype;
+  a.ndim = x->ndim;
+  a.dim = dim;
+  a.descending = (int)c->i[1];
+  for (int d = 0; d < x->ndim; d++) {
+    a.shape[d] = x->shape[d];
+    a.xstride[d] = x->stride[d];
+    a.vstride[d] = vals->stride[d];
+    a.istride[d] = idx->stride[d];
+  }
+  int64_t numel = cc_numel(x);
+  if (numel == 0) return 0;
+  a.n = x->shape[dim];
+  a.rows = numel / a.n;
+  RETURN_LAUNCHED_WITH_SCRATCH(cck_sort_scratch(&a), cck_sort(&a, scratch, S()), "sort");
+}
+
+/* in0 grad, in1 int64 indices -> out dx, one shape; i0 dim */
+static int sort_backward_cuda(const cc_call *c) {
+  cc_tensor *g = c->in[0], *idx = c->in[1], *dx = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_same_shape(g, idx) || !cc_same_shape(g, dx) || idx->dtype != CC_INT64 || g->dtype != dx->dtype ||
+      dim < 0 || dim >= g->ndim) {
+    cc_set_error("sort backward: gradient, indices and result must share a shape, with int64 indices");
+    return -1;
+  }
+  cck_sort_bw_args a;
+  memset(&a, 0, sizeof a);
+  a.g = cc_data_ptr(g);
+  a.idx = cc_data_ptr(idx);
+  a.dx = cc_data_ptr(dx);
+  a.dtype = g->dtype;
+  a.ndim = g->ndim;
+  a.dim = dim;
+  for (int d = 0; d < g->ndim; d++) {
+    a.shape[d] = g->shape[d];
+    a.gstride[d] = g->stride[d];
+    a.istride[d] = idx->stride[d];
+    a.dstride[d] = dx->stride[d];
+  }
+  a.numel = cc_numel(g);
+  return launched(cck_sort_backward(&a, S()), "sort backward");
+}
+
 /* ======================================================================= pad, pool ====== */
 /* in0 contiguous x -> out (contiguous); i[2k], i[2k+1]: before/after pads of dim ndim-1-k; f0 value */
 static int pad_cuda(const cc_call *c) {
@@ -473,6 +559,9 @@ void cc_cuda_register_ops(void) {
   cc_register_kernel(CC_OP_WHERE, CC_CUDA, where_cuda);
   cc_register_kernel(CC_OP_SUM, CC_CUDA, sum_cuda);
   cc_register_kernel(CC_OP_MAX, CC_CUDA, max_cuda);
+  cc_register_kernel(CC_OP_CUMSUM, CC_CUDA, cumsum_cuda);
+  cc_register_kernel(CC_OP_SORT, CC_CUDA, sort_cuda);
+  cc_register_kernel(CC_OP_SORT_BACKWARD, CC_CUDA, sort_backward_cuda);
   cc_register_kernel(CC_OP_PAD, CC_CUDA, pad_cuda);
   cc_register_kernel(CC_OP_AVG_POOL2D, CC_CUDA, avg_pool_cuda);
   cc_register_kernel(CC_OP_AVG_POOL2D_BACKWARD, CC_CUDA, avg_pool_backward_cuda);

@@ -153,6 +153,29 @@ static int f_manual_seed(lua_State *L) {
   cc_manual_seed((uint64_t)luaL_checkinteger(L, 1));
   return 0;
 }
+/* cocola.seed(): seeds the generator from the system's entropy (as torch.seed()) and returns the
+   seed, a non-negative integer that cocola.manual_seed takes back */
+static int f_seed(lua_State *L) {
+  uint64_t seed = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  bool read = f && fread(&seed, sizeof seed, 1, f) == 1;
+  if (f) fclose(f);
+  if (!read) { /* no /dev/urandom: the clock and an address, mixed by one Philox round trip */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cc_philox_out r = cc_philox((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts, (uint64_t)ts.tv_sec, 0);
+    seed = (uint64_t)r.v[0] << 32 | r.v[1];
+  }
+  seed &= (uint64_t)INT64_MAX;
+  cc_manual_seed(seed);
+  lua_pushinteger(L, (lua_Integer)seed);
+  return 1;
+}
+/* cocola.initial_seed(): the seed of the generator (manual_seed's, seed()'s, or the fixed default) */
+static int f_initial_seed(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)cc_get_seed());
+  return 1;
+}
 static int f_rng_state(lua_State *L) {
   uint64_t seed, offset;
   cc_rng_get_state(&seed, &offset);
@@ -635,6 +658,7 @@ static const luaL_Reg functions[] = {
     {"zeros", f_zeros}, {"ones", f_ones}, {"full", f_full}, {"arange", f_arange}, {"rand", f_rand},
     {"randn", f_randn}, {"randint", f_randint}, {"uniform_", f_uniform_}, {"normal_", f_normal_},
     {"tensor", f_tensor}, {"is_tensor", f_is_tensor}, {"manual_seed", f_manual_seed},
+    {"seed", f_seed}, {"initial_seed", f_initial_seed},
     {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
     {"get_num_threads", f_get_num_threads}, {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},

@@ -137,12 +137,28 @@ static void push_shape(lua_State *L, const cc_tensor *t) {
   }
 }
 
+/* t[i] (key at stack index 2): the view at the 1-based index i of the first dim (negative: from
+   the end), without that dim, as t:select(1, i); a 1-d tensor gives a 0-d one */
+static cc_tensor *first_dim_view(lua_State *L, cc_tensor *t) {
+  int isint;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  if (!isint) luaL_error(L, "tensor index must be an integer, got %s", luaL_tolstring(L, 2, NULL));
+  if (t->ndim == 0) luaL_error(L, "cannot index a 0-d tensor (t:item() reads its value)");
+  if (i == 0) luaL_error(L, "tensor indices are 1-based (1 is the first, -1 the last)");
+  if (i > t->shape[0] || i < -t->shape[0])
+    luaL_error(L, "index %I is out of range for dimension 1 of size %I", i, (lua_Integer)t->shape[0]);
+  cc_tensor *v = cc_select(t, 0, i > 0 ? i - 1 : i);
+  if (!v) lc_error(L);
+  return v;
+}
+
 static int t_index(lua_State *L) {
-  /* methods first (upvalue 1), then properties */
+  /* methods first (upvalue 1), then t[i], then properties */
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1)) return 1;
   lua_pop(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) return lc_push(L, first_dim_view(L, lc_check(L, 1)));
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
   const char *key = lua_tostring(L, 2);
   cc_tensor *t = lc_check(L, 1);
@@ -163,6 +179,16 @@ static int t_index(lua_State *L) {
 
 static int t_newindex(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) { /* t[i] = number | tensor: fills or copies (broadcast) into t[i] */
+    bool is_number = lua_type(L, 3) == LUA_TNUMBER;
+    if (!is_number && !lc_is(L, 3)) return luaL_typeerror(L, 3, "number or tensor");
+    cc_tensor *src = is_number ? NULL : lc_check(L, 3);
+    cc_tensor *view = first_dim_view(L, t);
+    int rc = is_number ? cc_fill_(view, lua_tonumber(L, 3)) : cc_copy_(view, src);
+    cc_release(view);
+    if (rc) return lc_error(L);
+    return 0;
+  }
   const char *key = luaL_checkstring(L, 2);
   if (!strcmp(key, "grad")) {
     cc_tensor *g = lc_opt(L, 3);
@@ -489,6 +515,10 @@ UNARY_METHOD(sigmoid, CC_UNARY_SIGMOID)
 UNARY_METHOD(silu, CC_UNARY_SILU)
 UNARY_METHOD(tanh, CC_UNARY_TANH)
 UNARY_METHOD(gelu, CC_UNARY_GELU)
+UNARY_METHOD(sin, CC_UNARY_SIN)
+UNARY_METHOD(cos, CC_UNARY_COS)
+UNARY_METHOD(floor, CC_UNARY_FLOOR)
+UNARY_METHOD(round, CC_UNARY_ROUND)
 
 static int t_clamp(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
@@ -567,6 +597,43 @@ static int t_argmax(lua_State *L) {
   return lc_push(L, cc_argmax(t, lc_dim(L, 2, t->ndim), lua_toboolean(L, 3)));
 }
 
+/* t:cumsum(dim) */
+static int t_cumsum(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  if (lua_isnoneornil(L, 2)) return luaL_argerror(L, 2, "cumsum needs a dim (1-based; -1 for the last)");
+  return lc_push(L, cc_cumsum(t, lc_dim(L, 2, t->ndim)));
+}
+
+/* an optional dim argument (default: the last), as sort and topk take it */
+static int opt_dim_last(lua_State *L, int idx, const cc_tensor *t) {
+  if (lua_isnoneornil(L, idx)) return t->ndim ? t->ndim - 1 : 0;
+  return lc_dim(L, idx, t->ndim);
+}
+
+/* t:sort(dim = -1, descending = false) -> values, int64 indices (0-based) */
+static int t_sort(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  int d = opt_dim_last(L, 2, t);
+  cc_tensor *v, *i;
+  if (cc_sort(t, d, lua_toboolean(L, 3), &v, &i)) return lc_error(L);
+  lc_push(L, v);
+  lc_push(L, i);
+  return 2;
+}
+
+/* t:topk(k, dim = -1, largest = true, sorted = true) -> values, int64 indices (0-based); always sorted */
+static int t_topk(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  lua_Integer k = luaL_checkinteger(L, 2);
+  int d = opt_dim_last(L, 3, t);
+  bool largest = lua_isnoneornil(L, 4) ? true : lua_toboolean(L, 4);
+  cc_tensor *v, *i;
+  if (cc_topk(t, k, d, largest, &v, &i)) return lc_error(L);
+  lc_push(L, v);
+  lc_push(L, i);
+  return 2;
+}
+
 static int t_softmax(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
   return lc_push(L, cc_softmax(t, lc_dim(L, 2, t->ndim)));
@@ -591,7 +658,8 @@ static const luaL_Reg methods[] = {
     {"tanh", t_tanh}, {"gelu", t_gelu}, {"clamp", t_clamp}, {"eq", t_eq}, {"ne", t_ne}, {"lt", t_lt},
     {"le", t_le}, {"gt", t_gt}, {"ge", t_ge}, {"masked_fill", t_masked_fill}, {"sum", t_sum}, {"mean", t_mean},
     {"max", t_max}, {"argmax", t_argmax}, {"softmax", t_softmax}, {"log_softmax", t_log_softmax},
-    {"matmul", t_matmul}, {"close", t_release}, {NULL, NULL}};
+    {"matmul", t_matmul}, {"sin", t_sin}, {"cos", t_cos}, {"floor", t_floor}, {"round", t_round},
+    {"cumsum", t_cumsum}, {"sort", t_sort}, {"topk", t_topk}, {"close", t_release}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {{"__gc", t_release}, {"__close", t_release}, {"__add", t_add},
                                        {"__sub", t_sub}, {"__mul", t_mul}, {"__div", t_div},

@@ -3,6 +3,7 @@
 
 void cc_cpu_register_elementwise(void);
 void cc_cpu_register_reduce(void);
+void cc_cpu_register_sort(void);
 void cc_cpu_register_linalg(void);
 void cc_cpu_register_conv(void);
 void cc_cpu_register_norm(void);
@@ -13,6 +14,7 @@ void cc_cpu_register_optim(void);
 void cc_cpu_backend_init(void) {
   cc_cpu_register_elementwise();
   cc_cpu_register_reduce();
+  cc_cpu_register_sort();
   cc_cpu_register_linalg();
   cc_cpu_register_conv();
   cc_cpu_register_norm();

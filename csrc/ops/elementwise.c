@@ -158,11 +158,16 @@ cc_tensor *cc_compare(cc_tensor *a, cc_tensor *b, cc_cmp_kind kind) {
 }
 
 /* ---- unary ---- */
-static const char *const unary_names[CC_UNARY_COUNT] = {"neg", "exp", "log", "sqrt", "abs", "relu",
-                                                        "sigmoid", "silu", "tanh", "gelu"};
+static const char *const unary_names[CC_UNARY_COUNT] = {"neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid",
+                                                        "silu", "tanh", "gelu", "sin", "cos", "floor", "round"};
 static const char *const unary_nodes[CC_UNARY_COUNT] = {
-    "NegBackward", "ExpBackward", "LogBackward", "SqrtBackward", "AbsBackward", "ReluBackward",
-    "SigmoidBackward", "SiluBackward", "TanhBackward", "GeluBackward"};
+    "NegBackward", "ExpBackward", "LogBackward", "SqrtBackward", "AbsBackward", "ReluBackward", "SigmoidBackward",
+    "SiluBackward", "TanhBackward", "GeluBackward", "SinBackward", "CosBackward", "FloorBackward", "RoundBackward"};
+
+/* the kinds defined on int64 tensors (floor and round of an integer are the integer, as in torch) */
+static bool unary_takes_int64(cc_unary_kind kind) {
+  return kind == CC_UNARY_NEG || kind == CC_UNARY_ABS || kind == CC_UNARY_FLOOR || kind == CC_UNARY_ROUND;
+}
 
 static int unary_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
   cc_tensor *x = node->saved[0], *y = node->saved[1];
@@ -182,7 +187,7 @@ cc_tensor *cc_unary(cc_tensor *x, cc_unary_kind kind) {
     cc_set_error("unknown unary op %d", (int)kind);
     return NULL;
   }
-  if (!cc_is_floating(x->dtype) && kind != CC_UNARY_NEG && kind != CC_UNARY_ABS) {
+  if (!cc_is_floating(x->dtype) && !unary_takes_int64(kind)) {
     cc_set_error("%s: expected a floating tensor (float32 or float64), got %s", unary_names[kind],
                  cc_dtype_name(x->dtype));
     return NULL;
@@ -422,6 +427,10 @@ static int copy_cpu(const cc_call *c) {
       UNARY_CASE(CC_UNARY_SILU, cc_silu, SUF)                                                      \
       UNARY_CASE(CC_UNARY_TANH, cc_tanh, SUF)                                                      \
       UNARY_CASE(CC_UNARY_GELU, cc_gelu, SUF)                                                      \
+      UNARY_CASE(CC_UNARY_SIN, cc_sin, SUF)                                                        \
+      UNARY_CASE(CC_UNARY_COS, cc_cos, SUF)                                                        \
+      UNARY_CASE(CC_UNARY_FLOOR, cc_floor, SUF)                                                    \
+      UNARY_CASE(CC_UNARY_ROUND, cc_round, SUF)                                                    \
     }                                                                                              \
   }
 UNARY_ROW(float, _f)
@@ -434,7 +443,7 @@ static void unary_row_i64(int64_t n, char *const *p, const int64_t *strides, con
   int kind = ((const scalar_ctx *)ctx)->kind;
   for (int64_t i = 0; i < n; i++) {
     int64_t v = a[i * sa];
-    o[i * so] = kind == CC_UNARY_NEG ? -v : (v < 0 ? -v : v);
+    o[i * so] = kind == CC_UNARY_NEG ? -v : (kind == CC_UNARY_ABS ? (v < 0 ? -v : v) : v); /* floor, round: v */
   }
 }
 
@@ -466,6 +475,10 @@ static int unary_cpu(const cc_call *c) {
       UNARY_BW_CASE(CC_UNARY_SILU, cc_silu_bw, SUF)                                                \
       UNARY_BW_CASE(CC_UNARY_TANH, cc_tanh_bw, SUF)                                                \
       UNARY_BW_CASE(CC_UNARY_GELU, cc_gelu_bw, SUF)                                                \
+      UNARY_BW_CASE(CC_UNARY_SIN, cc_sin_bw, SUF)                                                  \
+      UNARY_BW_CASE(CC_UNARY_COS, cc_cos_bw, SUF)                                                  \
+      UNARY_BW_CASE(CC_UNARY_FLOOR, cc_floor_bw, SUF)                                              \
+      UNARY_BW_CASE(CC_UNARY_ROUND, cc_round_bw, SUF)                                              \
     }                                                                                              \
   }
 UNARY_BW_ROW(float, _f)

@@ -5,7 +5,10 @@
 #include "cpu_iter.h"
 #include "scalar.h"
 
-static uint64_t rng_seed = 0x5eed5eedULL, rng_offset = 0;
+/* a fixed default seed: a program that never seeds draws the same numbers on every run (torch seeds
+   its default generator from entropy instead; cocola.seed() does that here on request) */
+#define CC_DEFAULT_SEED 0x5eed5eedULL
+static uint64_t rng_seed = CC_DEFAULT_SEED, rng_offset = 0;
 
 void cc_manual_seed(uint64_t seed) {
   rng_seed = seed;

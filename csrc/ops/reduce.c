@@ -1,5 +1,5 @@
-/* reduce.c — sum/mean over dims (keepdim), sum_to (undoing broadcasting), max/argmax along a dim:
- * forward, backward and CPU kernels. Float sums accumulate in double. */
+/* reduce.c — sum/mean over dims (keepdim), sum_to (undoing broadcasting), max/argmax along a dim,
+ * cumsum along a dim: forward, backward and CPU kernels. Float sums accumulate in double. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -211,6 +211,35 @@ cc_tensor *cc_max_all(cc_tensor *x) {
   return v;
 }
 
+/* ---- cumsum: the gradient of a running sum is the running sum of the gradient from the end ---- */
+static int cumsum_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
+  cc_tensor *dx = cc_empty(g->ndim, g->shape, g->dtype, g->storage->device);
+  if (!dx) return -1;
+  int64_t ints[2] = {node->ints[0], 1};
+  if (cc_run(CC_OP_CUMSUM, dx, 1, &g, ints, 2, NULL, 0)) {
+    cc_release(dx);
+    return -1;
+  }
+  gi[0] = dx;
+  return 0;
+}
+
+cc_tensor *cc_cumsum(cc_tensor *x, int dim) {
+  int d = cc_normalize_dim(dim, x->ndim, "cumsum");
+  if (d < 0) return NULL;
+  if (x->ndim == 0) return cc_clone(x);
+  cc_tensor *out = cc_empty(x->ndim, x->shape, x->dtype, x->storage->device);
+  if (!out) return NULL;
+  int64_t ints[2] = {d, 0};
+  if (cc_numel(x) && cc_run(CC_OP_CUMSUM, out, 1, &x, ints, 2, NULL, 0)) {
+    cc_release(out);
+    return NULL;
+  }
+  cc_node *node = cc_attach_node(out, "CumsumBackward", cumsum_backward, 1, &x);
+  if (node) node->ints[0] = d;
+  return out;
+}
+
 /* ======================================================================= CPU kernels ===== */
 
 /* out has the input's rank with 1 at reduced dims */
@@ -321,7 +350,48 @@ static int max_cpu(const cc_call *c) {
   return 0;
 }
 
+/* one row at a time, in order (from the end when reversed); floats accumulate in double */
+#define CUMSUM_ROW(T, ACC)                                                                         \
+  {                                                                                                \
+    const T *p = (const T *)x->storage->data + xoff;                                               \
+    T *q = (T *)out->storage->data + ooff;                                                         \
+    ACC acc = 0;                                                                                   \
+    for (int64_t k = 0; k < n; k++) {                                                              \
+      int64_t j = reverse ? n - 1 - k : k;                                                         \
+      acc += p[j * xs];                                                                            \
+      q[j * os] = (T)acc;                                                                          \
+    }                                                                                              \
+  }
+
+static int cumsum_cpu(const cc_call *c) {
+  cc_tensor *x = c->in[0], *out = c->out[0];
+  int dim = (int)c->i[0], reverse = (int)c->i[1];
+  if (!cc_same_shape(x, out) || x->dtype != out->dtype || dim < 0 || dim >= x->ndim) {
+    cc_set_error("cumsum: the output must have the input's shape and dtype");
+    return -1;
+  }
+  int64_t n = x->shape[dim], numel = cc_numel(x);
+  if (numel == 0) return 0;
+  int64_t rows = numel / n, xs = x->stride[dim], os = out->stride[dim];
+#pragma omp parallel for schedule(static) if (numel > 32768 && rows > 1)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t xoff = x->offset, ooff = out->offset, rem = r;
+    for (int d = x->ndim - 1; d >= 0; d--) {
+      if (d == dim) continue;
+      int64_t i = rem % x->shape[d];
+      rem /= x->shape[d];
+      xoff += i * x->stride[d];
+      ooff += i * out->stride[d];
+    }
+    if (x->dtype == CC_FLOAT32) CUMSUM_ROW(float, double)
+    else if (x->dtype == CC_FLOAT64) CUMSUM_ROW(double, double)
+    else CUMSUM_ROW(int64_t, int64_t)
+  }
+  return 0;
+}
+
 void cc_cpu_register_reduce(void) {
+  cc_register_kernel(CC_OP_CUMSUM, CC_CPU, cumsum_cpu);
   cc_register_kernel(CC_OP_SUM, CC_CPU, sum_cpu);
   cc_register_kernel(CC_OP_MAX, CC_CPU, max_cpu);
 }
