@@ -977,16 +977,7 @@ end
 --- ranking.json(result) -> JSON text of a rank result
 function ranking.json(result) return scoring.json(result) end
 
-local function csv_field(v)
-  if v == nil then return "" end
-  if type(v) == "number" then
-    if math.type(v) == "integer" then return string.format("%d", v) end
-    return string.format("%.10g", v)
-  end
-  v = tostring(v)
-  if v:find('[,"\n\r]') then return '"' .. v:gsub('"', '""') .. '"' end
-  return v
-end
+local csv_field = scoring.csv_field
 
 --- ranking.csv(result) -> CSV text: rank,name,path,score,windows,overlap,duration, one line per row
 function ranking.csv(result)

@@ -145,16 +145,21 @@ function recipe.end_progress()
   end
 end
 
---- an error message without Lua's "file:line: " prefixes (all of them, unless COCOLA_DEBUG is set)
-function recipe.clean_error(msg)
+--- an error message without the "file:line: " prefixes Lua adds (all of them)
+function recipe.strip_locations(msg)
   msg = tostring(msg)
-  if os.getenv("COCOLA_DEBUG") then return msg end
   local prev
   repeat
     prev = msg
     msg = msg:gsub("^[^%s:]+:%d+: ", "", 1)
   until msg == prev
   return msg
+end
+
+--- an error message for the user: recipe.strip_locations, unless COCOLA_DEBUG is set
+function recipe.clean_error(msg)
+  if os.getenv("COCOLA_DEBUG") then return tostring(msg) end
+  return recipe.strip_locations(msg)
 end
 
 --- writes text to path atomically (a temporary file renamed into place)

@@ -60,15 +60,7 @@ local function opt(o, k, d)
 end
 
 -- an error message without the "file:line: " prefixes Lua adds
-local function clean(msg)
-  msg = tostring(msg)
-  local prev
-  repeat
-    prev = msg
-    msg = msg:gsub("^[^%s:]+:%d+: ", "", 1)
-  until msg == prev
-  return msg
-end
+local clean = require("cocola.recipe").strip_locations
 scoring.clean_error = clean
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
@@ -611,6 +603,8 @@ function scoring.json(value, o)
   return table.concat(out)
 end
 
+--- scoring.csv_field(v) -> a CSV field: empty for nil, numbers as the JSON writer writes them,
+-- text quoted when it holds a comma, a quote or a line break
 local function csv_field(v)
   if v == nil then return "" end
   if type(v) == "number" then return json_number(v) end
@@ -618,6 +612,7 @@ local function csv_field(v)
   if v:find('[,"\n\r]') then return '"' .. v:gsub('"', '""') .. '"' end
   return v
 end
+scoring.csv_field = csv_field
 
 --- scoring.csv(folder_result) -> CSV text: a header name,cond,gen,score,harmonic,percussive,windows,
 -- duration then one line per matched pair (harmonic and percussive empty for mel models).
