@@ -6,6 +6,7 @@ local cocola = require "cocola"
 local audio = require "cocola.audio"
 local scoring = require "cocola.scoring"
 local files = require "helpers.files"
+local models = require "helpers.models"
 local cjson = require "cjson"
 
 cocola.set_num_threads(1)
@@ -31,24 +32,6 @@ local function cocola_cmd(args, tmp, env)
   return status, out, read(err_path) or ""
 end
 
--- a random model whose eval-mode activations depend on the input (see scoring_spec.lua)
-local function calibrated_model()
-  local BN = require "cocola.nn.BatchNorm2d"
-  cocola.manual_seed(3)
-  local m = cocola.models.cocola { input = "hpss" }
-  for _, nm in ipairs(m:named_modules()) do
-    local mod = nm[2]
-    if mod:is_instance_of(BN) then
-      mod:reset_running_stats()
-      mod.momentum = nil
-    end
-  end
-  m:train()
-  local calib = cocola.randn({ 4, WIN }) * cocola.tensor({ { 0.3 }, { 0.1 }, { 0.03 }, { 0.01 } })
-  cocola.no_grad(function() m:embed(audio.cocola_features(calib)) end)
-  return m:eval()
-end
-
 local function close(a, b, tol)
   return type(a) == "number" and type(b) == "number" and math.abs(a - b) <= (tol or 1e-5) * math.max(1, math.abs(a), math.abs(b))
 end
@@ -65,7 +48,7 @@ describe("the cocola command", function()
   setup(function()
     tmp = files.tmpdir()
     model_path = tmp .. "/model.safetensors"
-    cocola.save(model_path, calibrated_model():state_dict())
+    cocola.save(model_path, models.calibrated("hpss", 3):state_dict())
     cocola.manual_seed(9)
     -- 8 s: two windows (0-5 s and the last 5 s); gen at 44.1 kHz stereo, resampled on load
     audio.save(tmp .. "/a.wav", cocola.randn({ 1, 8 * SR }) * 0.1, SR)

@@ -9,6 +9,7 @@ local audio = require "cocola.audio"
 local scoring = require "cocola.scoring"
 local ranking = require "cocola.ranking"
 local files = require "helpers.files"
+local models = require "helpers.models"
 local cjson = require "cjson"
 local lfs = require "lfs"
 
@@ -35,24 +36,6 @@ end
 local function frame_model(seed)
   cocola.manual_seed(seed or 5)
   return cocola.models.chroma_onset_cocola { dim = 8, width = 16, blocks = 2, prior = true }:eval()
-end
-
--- a random HPSS COCOLA model whose eval-mode activations depend on the input (see scoring_spec.lua)
-local function calibrated_hpss_model()
-  local BN = require "cocola.nn.BatchNorm2d"
-  cocola.manual_seed(7)
-  local m = cocola.models.cocola { input = "hpss" }
-  for _, nm in ipairs(m:named_modules()) do
-    local mod = nm[2]
-    if mod:is_instance_of(BN) then
-      mod:reset_running_stats()
-      mod.momentum = nil
-    end
-  end
-  m:train()
-  local calib = cocola.randn({ 4, 5 * SR }) * cocola.tensor({ { 0.3 }, { 0.1 }, { 0.03 }, { 0.01 } })
-  cocola.no_grad(function() m:embed(audio.cocola_features(calib, { mode = m.input })) end)
-  return m:eval()
 end
 
 local function frac(x) return x - x:to("int64"):to("float32") end
@@ -316,7 +299,7 @@ describe("ranking.rank", function()
   end)
 
   it("equals scoring.score_files for a paper-architecture HPSS model too (bilinear W)", function()
-    local m = calibrated_hpss_model()
+    local m = models.calibrated("hpss", 7)
     local r = ranking.rank(m, tmp .. "/lib/partial.wav", { tmp .. "/lib/short.wav", tmp .. "/lib/tailless.wav" })
     assert.are.equal(2, r.n)
     -- to 1e-3: score_files runs a pair's windows through the encoder as one batch, rank each file's

@@ -9,29 +9,12 @@ local cocola = require "cocola"
 local audio = require "cocola.audio"
 local scoring = require "cocola.scoring"
 local files = require "helpers.files"
+local models = require "helpers.models"
 local cjson = require "cjson"
 
 cocola.set_num_threads(1)
 
 local SR, WIN = 16000, 80000
-
--- a random model whose eval-mode activations depend on the input
-local function calibrated_model(input)
-  local BN = require "cocola.nn.BatchNorm2d"
-  cocola.manual_seed(7)
-  local m = cocola.models.cocola { input = input or "hpss" }
-  for _, nm in ipairs(m:named_modules()) do
-    local mod = nm[2]
-    if mod:is_instance_of(BN) then
-      mod:reset_running_stats()
-      mod.momentum = nil -- cumulative: the running statistics become this batch's
-    end
-  end
-  m:train()
-  local calib = cocola.randn({ 4, WIN }) * cocola.tensor({ { 0.3 }, { 0.1 }, { 0.03 }, { 0.01 } })
-  cocola.no_grad(function() m:embed(audio.cocola_features(calib, { mode = m.input })) end)
-  return m:eval()
-end
 
 local function close(a, b, tol)
   return math.abs(a - b) <= (tol or 1e-4) * math.max(1, math.abs(a), math.abs(b))
@@ -103,7 +86,7 @@ describe("scoring.score_waves", function()
   local model, cond, gen
   local n = 2 * WIN + 40000 -- 12.5 s: two whole windows, then the last 5 s (from 7.5 s)
   setup(function()
-    model = calibrated_model("hpss")
+    model = models.calibrated("hpss")
     cocola.manual_seed(11)
     cond = cocola.randn({ 1, n }) * 0.1
     gen = cocola.randn({ 1, n + 800 }) * 0.05 -- 50 ms longer: scored over the overlap
@@ -203,7 +186,7 @@ end)
 describe("scoring files, folders and embeddings", function()
   local model, dir
   setup(function()
-    model = calibrated_model("hpss")
+    model = models.calibrated("hpss")
     dir = files.tmpdir()
     cocola.manual_seed(5)
     local fs = require "cocola.data.fs"
@@ -356,17 +339,17 @@ end)
 
 describe("score arguments", function()
   -- every model reads score{cond = y, gen = x, mode = m} as score(y, x, m): CCS(y, x) = h_y^T W h_x
-  local function models()
+  local function all_models()
     cocola.manual_seed(13)
     local co = cocola.models.chroma_onset_cocola { dim = 8, width = 8, blocks = 1, prior = true }:eval()
-    return { calibrated_model("hpss"), co, require("cocola.baselines").load("chroma-onset") }
+    return { models.calibrated("hpss"), co, require("cocola.baselines").load("chroma-onset") }
   end
   cocola.manual_seed(17)
   local a = cocola.randn({ 2, WIN }) * 0.1
   local b = cocola.randn({ 2, WIN }) * 0.05
 
   it("names the condition and the accompaniment; the positional order is the same", function()
-    for _, m in ipairs(models()) do
+    for _, m in ipairs(all_models()) do
       local y, x = m:features(a), m:features(b)
       cocola.no_grad(function()
         local named = m:score { cond = y, gen = x }
@@ -388,7 +371,7 @@ describe("score arguments", function()
   end)
 
   it("rejects unknown names, a missing side, and a mix of both forms", function()
-    for _, m in ipairs(models()) do
+    for _, m in ipairs(all_models()) do
       local y = m:features(a)
       local ok, err = pcall(m.score, m, { cond = y, generated = y })
       assert.is_false(ok)

@@ -310,20 +310,7 @@ end
 
 -- ---- embedding --------------------------------------------------------------------------------
 
-local function model_device(model)
-  local params = model:parameters()
-  if params[1] then return params[1]:device() end
-  return "cpu"
-end
-
-local function evaluating(model, fn)
-  local was_training = model.training
-  if was_training then model:eval() end
-  local ok, a = pcall(cocola.no_grad, fn)
-  if was_training then model:train() end
-  if not ok then error(a, 0) end
-  return a
-end
+local model_device, evaluating = scoring.model_device, scoring.evaluating
 
 -- (B, D) embeddings of windows {wave = (1, n), start = samples, length = samples}, each zero-padded
 -- to the full window as scoring pads them, in batches of `batch`

@@ -189,6 +189,10 @@ local function evaluating(model, fn)
   if not ok then error(a, 0) end
   return a, b
 end
+--- scoring.evaluating(model, fn) -> fn's results, run with the model in eval mode and gradients off
+-- (a model in training mode is switched back afterwards); scoring.model_device(model) -> its device
+scoring.evaluating = evaluating
+scoring.model_device = model_device
 
 -- (B, window) batch of the windows starting at starts[i .. j] of a source (of n samples)
 local function window_batch(source, starts, i, j, win, n)
