@@ -165,4 +165,40 @@ static inline void cc_release_n(int n, cc_tensor **ts) {
   }
 }
 
+/* ---- operand checks every backend's kernel of an op shares (one message, one rule) ---------- */
+/* CUMSUM: in0 x, out (x's shape and dtype), i0 dim in range */
+static inline bool cc_cumsum_operands_ok(const cc_call *c) {
+  const cc_tensor *x = c->in[0], *out = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_same_shape(x, out) || x->dtype != out->dtype || dim < 0 || dim >= x->ndim) {
+    cc_set_error("cumsum: the output must have the input's shape and dtype");
+    return false;
+  }
+  return true;
+}
+
+/* SORT: in0 x, out0 values (x's shape and dtype), out1 int64 indices (x's shape), i0 dim in range */
+static inline bool cc_sort_operands_ok(const cc_call *c) {
+  const cc_tensor *x = c->in[0], *vals = c->out[0], *idx = c->out[1];
+  int dim = (int)c->i[0];
+  if (!cc_same_shape(x, vals) || !cc_same_shape(x, idx) || vals->dtype != x->dtype || idx->dtype != CC_INT64 ||
+      dim < 0 || dim >= x->ndim) {
+    cc_set_error("sort: outputs must have the input's shape (values of its dtype, int64 indices)");
+    return false;
+  }
+  return true;
+}
+
+/* SORT_BACKWARD: in0 gradient, in1 int64 indices, out dx, one shape, i0 dim in range */
+static inline bool cc_sort_backward_operands_ok(const cc_call *c) {
+  const cc_tensor *g = c->in[0], *idx = c->in[1], *dx = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_same_shape(g, idx) || !cc_same_shape(g, dx) || idx->dtype != CC_INT64 || g->dtype != dx->dtype ||
+      dim < 0 || dim >= g->ndim) {
+    cc_set_error("sort backward: gradient, indices and result must share a shape, with int64 indices");
+    return false;
+  }
+  return true;
+}
+
 #endif

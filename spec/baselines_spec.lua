@@ -16,8 +16,7 @@ cocola.set_num_threads(1)
 local SR, WIN = 16000, 80000
 local FRAMES = 1 + WIN // 512 -- 157
 local DIM = 12 + FRAMES - chroma_onset.ONSET_SKIP
-local ROOT = io.popen("pwd"):read("l")
-local ENV = string.format("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'", ROOT, ROOT, ROOT)
+local cli = require "helpers.cli"
 
 local fx = cocola.load("spec/fixtures/baselines.safetensors")
 
@@ -293,16 +292,7 @@ describe("scoring with the chroma-onset baseline", function()
     assert.are.same({ 2, DIM }, e.mean.shape)
   end)
 
-  local function run(args)
-    local err_path = tmp .. "/stderr.txt"
-    local p = io.popen(string.format("cd '%s' && %s lua5.4 '%s/bin/cocola' %s 2>'%s'", tmp, ENV, ROOT, args, err_path))
-    local out = p:read("a")
-    local _, _, status = p:close()
-    local f = io.open(err_path, "rb")
-    local err = f and f:read("a") or ""
-    if f then f:close() end
-    return status, out, err
-  end
+  local function run(args) return cli.cocola(args, tmp, nil, tmp) end
 
   it("is what `cocola score --model chroma-onset` uses, even beside a file of that name", function()
     local status, out, err = run("score --model chroma-onset --cond a.wav --gen b.wav --json --threads 1")

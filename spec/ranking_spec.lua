@@ -16,20 +16,13 @@ local lfs = require "lfs"
 cocola.set_num_threads(1)
 
 local SR = 16000
-local ROOT = io.popen("pwd"):read("l")
-local ENV = string.format("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'", ROOT, ROOT, ROOT)
+local cli = require "helpers.cli"
+local read, one_line_error = cli.read, cli.one_line_error
+local cocola_cmd = cli.cocola
 
 local function close(a, b, tol)
   return type(a) == "number" and type(b) == "number"
     and math.abs(a - b) <= (tol or 1e-4) * math.max(1, math.abs(a), math.abs(b))
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 -- a small chroma-onset COCOLA model with its prior channels (frame-bilinear similarity)
@@ -55,22 +48,6 @@ local function music(seconds, seed)
     wave = wave + (frac(t * pitch) - 0.5) * gate * (0.2 / k)
   end
   return wave:reshape({ 1, n })
-end
-
--- runs `lua5.4 bin/cocola <args>` from the repository root; returns status, stdout, stderr
-local function cocola_cmd(args, tmp)
-  local err_path = tmp .. "/stderr.txt"
-  local p = io.popen(string.format("cd '%s' && %s lua5.4 bin/cocola %s 2>'%s'", ROOT, ENV, args, err_path))
-  local out = p:read("a")
-  local _, _, status = p:close()
-  return status, out, read(err_path) or ""
-end
-
-local function one_line_error(status, err, pattern)
-  assert.are.equal(1, status, err)
-  assert.truthy(err:match("^cocola: [^\n]*\n$"), "expected one line 'cocola: ...', got: " .. err)
-  assert.is_nil(err:find("traceback", 1, true), err)
-  if pattern then assert.truthy(err:find(pattern, 1, true), "expected '" .. pattern .. "' in: " .. err) end
 end
 
 describe("ranking.factorisation", function()

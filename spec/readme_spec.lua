@@ -4,8 +4,8 @@
 -- the checkout's lua/ and build/ on the paths. A block that fails names its line in README.md.
 local files = require "helpers.files"
 
-local ROOT = io.popen("pwd"):read("l")
-local ENV = string.format("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'", ROOT, ROOT, ROOT)
+local cli = require "helpers.cli"
+local ROOT, ENV = cli.ROOT, cli.ENV
 
 local function lua_blocks(text)
   local blocks, line, current, start = {}, 0, nil, nil

@@ -219,10 +219,7 @@ static int max_cuda(const cc_call *c) {
 static int cumsum_cuda(const cc_call *c) {
   cc_tensor *x = c->in[0], *out = c->out[0];
   int dim = (int)c->i[0];
-  if (!cc_same_shape(x, out) || x->dtype != out->dtype || dim < 0 || dim >= x->ndim) {
-    cc_set_error("cumsum: the output must have the input's shape and dtype");
-    return -1;
-  }
+  if (!cc_cumsum_operands_ok(c)) return -1;
   cck_cumsum_args a;
   memset(&a, 0, sizeof a);
   a.in = cc_data_ptr(x);
@@ -247,11 +244,7 @@ static int cumsum_cuda(const cc_call *c) {
 static int sort_cuda(const cc_call *c) {
   cc_tensor *x = c->in[0], *vals = c->out[0], *idx = c->out[1];
   int dim = (int)c->i[0];
-  if (!cc_same_shape(x, vals) || !cc_same_shape(x, idx) || vals->dtype != x->dtype || idx->dtype != CC_INT64 ||
-      dim < 0 || dim >= x->ndim) {
-    cc_set_error("sort: outputs must have the input's shape (values of its dtype, int64 indices)");
-    return -1;
-  }
+  if (!cc_sort_operands_ok(c)) return -1;
   cck_sort_args a;
   memset(&a, 0, sizeof a);
   a.in = cc_data_ptr(x);
@@ -278,11 +271,7 @@ static int sort_cuda(const cc_call *c) {
 static int sort_backward_cuda(const cc_call *c) {
   cc_tensor *g = c->in[0], *idx = c->in[1], *dx = c->out[0];
   int dim = (int)c->i[0];
-  if (!cc_same_shape(g, idx) || !cc_same_shape(g, dx) || idx->dtype != CC_INT64 || g->dtype != dx->dtype ||
-      dim < 0 || dim >= g->ndim) {
-    cc_set_error("sort backward: gradient, indices and result must share a shape, with int64 indices");
-    return -1;
-  }
+  if (!cc_sort_backward_operands_ok(c)) return -1;
   cck_sort_bw_args a;
   memset(&a, 0, sizeof a);
   a.g = cc_data_ptr(g);

@@ -366,10 +366,7 @@ static int max_cpu(const cc_call *c) {
 static int cumsum_cpu(const cc_call *c) {
   cc_tensor *x = c->in[0], *out = c->out[0];
   int dim = (int)c->i[0], reverse = (int)c->i[1];
-  if (!cc_same_shape(x, out) || x->dtype != out->dtype || dim < 0 || dim >= x->ndim) {
-    cc_set_error("cumsum: the output must have the input's shape and dtype");
-    return -1;
-  }
+  if (!cc_cumsum_operands_ok(c)) return -1;
   int64_t n = x->shape[dim], numel = cc_numel(x);
   if (numel == 0) return 0;
   int64_t rows = numel / n, xs = x->stride[dim], os = out->stride[dim];

@@ -140,10 +140,7 @@ SORT_PAIR_DEF(_i, int64_t)
 static int sort_cpu(const cc_call *c) {
   cc_tensor *x = c->in[0], *vals = c->out[0], *idx = c->out[1];
   int dim = (int)c->i[0], descending = (int)c->i[1];
-  if (!cc_same_shape(x, vals) || !cc_same_shape(x, idx) || vals->dtype != x->dtype || idx->dtype != CC_INT64) {
-    cc_set_error("sort: outputs must have the input's shape (values of its dtype, int64 indices)");
-    return -1;
-  }
+  if (!cc_sort_operands_ok(c)) return -1;
   int64_t n = x->shape[dim], numel = cc_numel(x);
   if (numel == 0) return 0;
   int64_t rows = numel / n, xs = x->stride[dim], vs = vals->stride[dim], is = idx->stride[dim];
@@ -198,11 +195,7 @@ static int sort_cpu(const cc_call *c) {
 static int sort_backward_cpu(const cc_call *c) {
   cc_tensor *g = c->in[0], *idx = c->in[1], *dx = c->out[0];
   int dim = (int)c->i[0];
-  if (!cc_same_shape(g, idx) || !cc_same_shape(g, dx) || idx->dtype != CC_INT64 || g->dtype != dx->dtype ||
-      dim < 0 || dim >= g->ndim) {
-    cc_set_error("sort backward: gradient, indices and result must share a shape, with int64 indices");
-    return -1;
-  }
+  if (!cc_sort_backward_operands_ok(c)) return -1;
   int64_t n = g->shape[dim], numel = cc_numel(g);
   if (numel == 0) return 0;
   int64_t rows = numel / n, gs = g->stride[dim], is = idx->stride[dim], ds = dx->stride[dim];
