@@ -122,9 +122,12 @@ typedef enum {
   CC_UNARY_NEG, CC_UNARY_EXP, CC_UNARY_LOG, CC_UNARY_SQRT, CC_UNARY_ABS, CC_UNARY_RELU,
   CC_UNARY_SIGMOID, CC_UNARY_SILU, CC_UNARY_TANH, CC_UNARY_GELU, CC_UNARY_SIN, CC_UNARY_COS,
   CC_UNARY_FLOOR, CC_UNARY_ROUND, /* round: halves to even, as torch.round */
+  /* with a parameter (cc_unary_param): negative slope, alpha, unused */
+  CC_UNARY_LEAKY_RELU, CC_UNARY_ELU, CC_UNARY_GELU_TANH,
   CC_UNARY_COUNT
 } cc_unary_kind;
-cc_tensor *cc_unary(cc_tensor *x, cc_unary_kind kind);
+cc_tensor *cc_unary(cc_tensor *x, cc_unary_kind kind); /* the parametrised kinds get their torch default */
+cc_tensor *cc_unary_param(cc_tensor *x, cc_unary_kind kind, double param);
 cc_tensor *cc_add(cc_tensor *a, cc_tensor *b);
 cc_tensor *cc_sub(cc_tensor *a, cc_tensor *b);
 cc_tensor *cc_mul(cc_tensor *a, cc_tensor *b);
@@ -167,6 +170,18 @@ typedef struct {
   int64_t groups;
 } cc_conv2d_opts;
 cc_tensor *cc_conv2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv2d_opts *opt);
+typedef struct {
+  int64_t stride[2], padding[2], output_padding[2], dilation[2];
+  int64_t groups;
+} cc_conv_transpose2d_opts;
+/* x (N,Cin,H,W) or (Cin,H,W), w (Cin,Cout/groups,kh,kw), b (Cout) or NULL; torch's F.conv_transpose2d */
+cc_tensor *cc_conv_transpose2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv_transpose2d_opts *opt);
+typedef struct {
+  int64_t stride, padding, dilation, groups, output_padding; /* output_padding: transposed only */
+} cc_conv1d_opts;
+/* x (N,C,L) or (C,L); conv1d w (O,C/groups,k); conv_transpose1d w (C,O/groups,k); b (O) or NULL */
+cc_tensor *cc_conv1d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv1d_opts *opt);
+cc_tensor *cc_conv_transpose1d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv1d_opts *opt);
 cc_tensor *cc_pad(cc_tensor *x, int npairs, const int64_t *pads, double value); /* torch order: last dim first */
 cc_tensor *cc_adaptive_avg_pool2d(cc_tensor *x, int64_t out_h, int64_t out_w);
 
@@ -174,6 +189,8 @@ cc_tensor *cc_adaptive_avg_pool2d(cc_tensor *x, int64_t out_h, int64_t out_w);
 cc_tensor *cc_batch_norm(cc_tensor *x, cc_tensor *running_mean, cc_tensor *running_var, cc_tensor *weight,
                          cc_tensor *bias, bool training, double momentum, double eps);
 cc_tensor *cc_layer_norm(cc_tensor *x, int nnorm, cc_tensor *weight, cc_tensor *bias, double eps);
+/* x (N,C,*), weight and bias (C) or NULL; torch's F.group_norm */
+cc_tensor *cc_group_norm(cc_tensor *x, int64_t groups, cc_tensor *weight, cc_tensor *bias, double eps);
 cc_tensor *cc_dropout(cc_tensor *x, double p, bool training);
 cc_tensor *cc_softmax(cc_tensor *x, int dim);
 cc_tensor *cc_log_softmax(cc_tensor *x, int dim);

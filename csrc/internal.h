@@ -17,8 +17,8 @@
   X(FILL, "out <- f0")                                                                            \
   X(COPY, "out <- in0 (any strides, any dtype)")                                                  \
   X(RANDOM, "out <- random: i0 kind (0 uniform,1 normal,2 randint), i1 counter, f0 f1 params")    \
-  X(UNARY, "out <- kind i0 (in0)")                                                                \
-  X(UNARY_BACKWARD, "out <- d kind i0: in0 grad_out, in1 x, in2 y")                               \
+  X(UNARY, "out <- kind i0 (in0), f0 the kind's parameter")                                      \
+  X(UNARY_BACKWARD, "out <- d kind i0: in0 grad_out, in1 x, in2 y; f0 the parameter")             \
   X(BINARY, "out <- in0 (kind i0) in1, inputs expanded to out's shape")                           \
   X(SCALAR, "out <- in0 (kind i0) f0 [f1]")                                                       \
   X(WHERE, "out <- in0 != 0 ? in1 : in2")                                                         \

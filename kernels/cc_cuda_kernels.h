@@ -50,8 +50,8 @@ typedef struct {
 
 cudaError_t cck_fill(const cck_iter *it, double value, cudaStream_t s);                 /* 1 op */
 cudaError_t cck_copy(const cck_iter *it, cudaStream_t s);                               /* out, in: any dtypes */
-cudaError_t cck_unary(const cck_iter *it, int kind, cudaStream_t s);                    /* out, x */
-cudaError_t cck_unary_backward(const cck_iter *it, int kind, cudaStream_t s);           /* dx, g, x, y */
+cudaError_t cck_unary(const cck_iter *it, int kind, double param, cudaStream_t s);          /* out, x */
+cudaError_t cck_unary_backward(const cck_iter *it, int kind, double param, cudaStream_t s); /* dx, g, x, y */
 cudaError_t cck_binary(const cck_iter *it, int kind, cudaStream_t s);                   /* out, a, b */
 cudaError_t cck_scalar(const cck_iter *it, int kind, double a, double b, cudaStream_t s); /* out, x */
 cudaError_t cck_where(const cck_iter *it, cudaStream_t s);                              /* out, cond, a, b */

@@ -38,8 +38,11 @@ extern "C" cudaError_t cck_copy(const cck_iter *it, cudaStream_t s) {
 }
 
 /* ---- unary ---- */
-template <typename T> __device__ __forceinline__ T unary_fn(int kind, T x) {
+template <typename T> __device__ __forceinline__ T unary_fn(int kind, T x, T param) {
   switch (kind) {
+  case CC_UNARY_LEAKY_RELU: return cc_leaky_relu(x, param);
+  case CC_UNARY_ELU: return cc_elu(x, param);
+  case CC_UNARY_GELU_TANH: return cc_gelu_tanh(x, param);
   case CC_UNARY_NEG: return cc_neg(x);
   case CC_UNARY_EXP: return cc_exp(x);
   case CC_UNARY_LOG: return cc_log(x);
@@ -60,10 +63,11 @@ template <typename T> __device__ __forceinline__ T unary_fn(int kind, T x) {
 template <typename T> struct UnaryF {
   cck_iter it;
   int kind;
+  T param;
   __device__ void operator()(int64_t i) const {
     int64_t off[2];
     cck_offsets<2>(it, i, off);
-    ((T *)it.ptr[0])[off[0]] = unary_fn<T>(kind, ((const T *)it.ptr[1])[off[1]]);
+    ((T *)it.ptr[0])[off[0]] = unary_fn<T>(kind, ((const T *)it.ptr[1])[off[1]], param);
   }
 };
 
@@ -79,13 +83,16 @@ struct UnaryI64F {
   }
 };
 
-extern "C" cudaError_t cck_unary(const cck_iter *it, int kind, cudaStream_t s) {
+extern "C" cudaError_t cck_unary(const cck_iter *it, int kind, double param, cudaStream_t s) {
   if (it->dtype[0] == CCK_I64) return cck_launch(it->numel, UnaryI64F{*it, kind}, s);
-  CCK_DISPATCH_FLOAT(it->dtype[0], T, return cck_launch(it->numel, UnaryF<T>{*it, kind}, s));
+  CCK_DISPATCH_FLOAT(it->dtype[0], T, return cck_launch(it->numel, UnaryF<T>{*it, kind, (T)param}, s));
 }
 
-template <typename T> __device__ __forceinline__ T unary_bw_fn(int kind, T g, T x, T y) {
+template <typename T> __device__ __forceinline__ T unary_bw_fn(int kind, T g, T x, T y, T param) {
   switch (kind) {
+  case CC_UNARY_LEAKY_RELU: return cc_leaky_relu_bw(g, x, y, param);
+  case CC_UNARY_ELU: return cc_elu_bw(g, x, y, param);
+  case CC_UNARY_GELU_TANH: return cc_gelu_tanh_bw(g, x, y, param);
   case CC_UNARY_NEG: return cc_neg_bw(g, x, y);
   case CC_UNARY_EXP: return cc_exp_bw(g, x, y);
   case CC_UNARY_LOG: return cc_log_bw(g, x, y);
@@ -107,17 +114,18 @@ template <typename T> __device__ __forceinline__ T unary_bw_fn(int kind, T g, T 
 template <typename T> struct UnaryBwF {
   cck_iter it;
   int kind;
+  T param;
   __device__ void operator()(int64_t i) const {
     int64_t off[4];
     cck_offsets<4>(it, i, off);
     const T g = ((const T *)it.ptr[1])[off[1]], x = ((const T *)it.ptr[2])[off[2]];
     const T y = ((const T *)it.ptr[3])[off[3]];
-    ((T *)it.ptr[0])[off[0]] = unary_bw_fn<T>(kind, g, x, y);
+    ((T *)it.ptr[0])[off[0]] = unary_bw_fn<T>(kind, g, x, y, param);
   }
 };
 
-extern "C" cudaError_t cck_unary_backward(const cck_iter *it, int kind, cudaStream_t s) {
-  CCK_DISPATCH_FLOAT(it->dtype[0], T, return cck_launch(it->numel, UnaryBwF<T>{*it, kind}, s));
+extern "C" cudaError_t cck_unary_backward(const cck_iter *it, int kind, double param, cudaStream_t s) {
+  CCK_DISPATCH_FLOAT(it->dtype[0], T, return cck_launch(it->numel, UnaryBwF<T>{*it, kind, (T)param}, s));
 }
 
 /* ---- binary ---- */

@@ -31,6 +31,10 @@
   template <typename T> CC_HD T name(T g, T x, T y) { (void)x; (void)y; return (expr); }
 #define CC_DEF2(name, expr)                                                                        \
   template <typename T> CC_HD T name(T a, T b) { return (expr); }
+#define CC_DEF1P(name, expr)                                                                       \
+  template <typename T> CC_HD T name(T x, T a) { return (expr); }
+#define CC_DEF_BWP(name, expr)                                                                     \
+  template <typename T> CC_HD T name(T g, T x, T y, T a) { (void)x; (void)y; return (expr); }
 #define CC_FN(name, T) name<T>
 #else
 #define CC_DEF1(name, expr)                                                                        \
@@ -46,6 +50,17 @@
 #define CC_DEF2(name, expr)                                                                        \
   CC_HD float name##_f(float a, float b) { return (expr); }                                        \
   CC_HD double name##_d(double a, double b) { return (expr); }
+/* with one parameter a (a slope, a scale) */
+#define CC_DEF1P(name, expr)                                                                       \
+  CC_HD float name##_f(float x, float a) { typedef float T; (void)sizeof(T); return (expr); }     \
+  CC_HD double name##_d(double x, double a) { typedef double T; (void)sizeof(T); return (expr); }
+#define CC_DEF_BWP(name, expr)                                                                     \
+  CC_HD float name##_f(float g, float x, float y, float a) {                                       \
+    typedef float T; (void)sizeof(T); (void)x; (void)y; return (expr);                             \
+  }                                                                                                \
+  CC_HD double name##_d(double g, double x, double y, double a) {                                  \
+    typedef double T; (void)sizeof(T); (void)x; (void)y; return (expr);                            \
+  }
 #endif
 
 /* exp for float that compilers vectorise (Cephes' expf: range reduction by ln 2, degree-6
@@ -119,6 +134,24 @@ CC_DEF_BW(cc_cos_bw, -g * sin(x))
 /* piecewise constant: a zero gradient (even where g is not finite), as torch */
 CC_DEF_BW(cc_floor_bw, ((void)g, (T)0))
 CC_DEF_BW(cc_round_bw, ((void)g, (T)0))
+
+/* with a parameter a: leaky_relu (negative slope a), elu (alpha a, torch's scale 1 and input scale 1),
+ * gelu with the tanh approximation (a unused; "gelu_new" of GPT-2 / T5, torch's approximate='tanh') */
+CC_DEF1P(cc_leaky_relu, x > 0 ? x : x * a)
+CC_DEF1P(cc_elu, x > 0 ? x : a * expm1(x))
+#define CC_GELU_TANH_BETA 0.79788456080286535588 /* sqrt(2 / pi) */
+#define CC_GELU_TANH_KAPPA 0.044715
+CC_DEF1P(cc_gelu_tanh, ((void)a, (T)0.5 * x * (1 + tanh((T)CC_GELU_TANH_BETA * (x + (T)CC_GELU_TANH_KAPPA * x * x * x)))))
+CC_DEF_BWP(cc_leaky_relu_bw, x > 0 ? g : g * a)
+/* d/dx a (e^x - 1) = a e^x = y + a where x <= 0 */
+CC_DEF_BWP(cc_elu_bw, x > 0 ? g : g * (y + a))
+/* as torch: 0.5 (1 + t) + 0.5 x (1 - t^2) beta (1 + 3 kappa x^2), t = tanh(beta (x + kappa x^3)) */
+CC_DEF_BWP(cc_gelu_tanh_bw,
+           ((void)a, g * ((T)0.5 * (1 + tanh((T)CC_GELU_TANH_BETA * (x + (T)CC_GELU_TANH_KAPPA * x * x * x))) +
+                          (T)0.5 * x *
+                              (1 - tanh((T)CC_GELU_TANH_BETA * (x + (T)CC_GELU_TANH_KAPPA * x * x * x)) *
+                                       tanh((T)CC_GELU_TANH_BETA * (x + (T)CC_GELU_TANH_KAPPA * x * x * x))) *
+                              (T)CC_GELU_TANH_BETA * (1 + 3 * (T)CC_GELU_TANH_KAPPA * x * x))))
 
 /* binary forward */
 CC_DEF2(cc_add2, a + b)

@@ -174,11 +174,13 @@ local UNARY = {
   tanh = { "normal", function(t) return t:tanh() end }, gelu = { "normal", function(t) return t:gelu() end },
   sin = { "normal", function(t) return t:sin() * 3 end }, cos = { "normal", function(t) return t:cos() end },
   floor = { "normal", function(t) return (t * 3):floor() + t end }, round = { "normal", function(t) return (t * 3):round() * t end },
+  leaky_relu = { "normal", function(t) return t:leaky_relu(0.2) end }, elu = { "normal", function(t) return t:elu(0.7) end },
+  gelu_tanh = { "normal", function(t) return (t * 2):gelu("tanh") end },
 }
 local LAYOUTS = { "transposed", "strided", "narrowed", "permuted" }
 local k = 0
 for _, name in ipairs({ "neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "silu", "tanh", "gelu", "sin", "cos",
-  "floor", "round" }) do
+  "floor", "round", "leaky_relu", "elu", "gelu_tanh" }) do
   k = k + 1
   local layout = LAYOUTS[(k - 1) % #LAYOUTS + 1]
   local shape = layout == "permuted" and { 3, 4, 5 } or { 6, 7 }
@@ -349,6 +351,18 @@ for _, cc in ipairs(conv_cases) do
   case { name = "conv2d_" .. cc[1], ops = { "CONV2D", "CONV2D_BACKWARD_INPUT", "CONV2D_BACKWARD_WEIGHT" }, inputs = inputs,
     fn = function(x) return F.conv2d(x[1], x[2], x[3], cc[5]) end }
 end
+case { name = "conv_transpose2d", ops = { "CONV2D", "CONV2D_BACKWARD_INPUT", "CONV2D_BACKWARD_WEIGHT" },
+  inputs = { I({ 2, 4, 5, 3 }, "permuted"), I({ 4, 3, 3, 3 }), I({ 3 }) },
+  fn = function(x) return F.conv_transpose2d(x[1], x[2], x[3], { stride = 2, padding = 1, output_padding = 1 }) end }
+case { name = "conv_transpose2d_groups", ops = { "CONV2D", "CONV2D_BACKWARD_INPUT", "CONV2D_BACKWARD_WEIGHT" },
+  inputs = { I({ 1, 4, 4, 4 }), I({ 4, 2, 2, 3 }) },
+  fn = function(x) return F.conv_transpose2d(x[1], x[2], nil, { stride = { 1, 2 }, padding = { 0, 1 }, dilation = 2, groups = 2 }) end }
+case { name = "conv1d_and_transpose", ops = { "CONV2D", "CONV2D_BACKWARD_INPUT", "CONV2D_BACKWARD_WEIGHT" },
+  inputs = { I({ 2, 8, 9 }, "transposed"), I({ 6, 8, 3 }), I({ 6 }), I({ 6, 4, 8 }), I({ 4 }) },
+  fn = function(x)
+    local h = F.conv1d(x[1], x[2], x[3], { padding = 2, dilation = 2 }):leaky_relu(0.1)
+    return F.conv_transpose1d(h, x[4], x[5], { stride = 4, padding = 2 })
+  end }
 case { name = "conv2d_noncontig_input", ops = { "CONV2D", "CONV2D_BACKWARD_INPUT", "CONV2D_BACKWARD_WEIGHT" },
   inputs = { I({ 2, 3, 6, 5 }, "permuted"), I({ 4, 3, 3, 3 }, "transposed"), I({ 4 }) },
   fn = function(x) return F.conv2d(x[1], x[2], x[3], { padding = 1 }) end }
@@ -402,6 +416,8 @@ case { name = "layer_norm", ops = { "LAYER_NORM", "LAYER_NORM_BACKWARD" }, input
   fn = function(x) return F.layer_norm(x[1], { 8 }, x[2], x[3], 1e-5) end }
 case { name = "layer_norm_2d", ops = { "LAYER_NORM", "LAYER_NORM_BACKWARD" }, inputs = { I({ 2, 3, 4 }, "strided"), I({ 3, 4 }), I({ 3, 4 }) },
   fn = function(x) return F.layer_norm(x[1], { 3, 4 }, x[2], x[3], 1e-5) end }
+case { name = "group_norm", ops = { "LAYER_NORM", "LAYER_NORM_BACKWARD" }, inputs = { I({ 2, 8, 3, 4 }, "permuted"), I({ 8 }), I({ 8 }) },
+  fn = function(x) return F.group_norm(x[1], 4, x[2], x[3], 1e-6) end }
 case { name = "layer_norm_noaffine", ops = { "LAYER_NORM", "LAYER_NORM_BACKWARD" }, inputs = { I({ 5, 6 }, "transposed") },
   fn = function(x) return F.layer_norm(x[1], 6, nil, nil, 1e-6) end }
 case { name = "layer_norm_weight_only_large", ops = { "LAYER_NORM", "LAYER_NORM_BACKWARD" }, inputs = { I({ 24, 512 }, "narrowed"), I({ 512 }) },

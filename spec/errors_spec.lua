@@ -110,6 +110,50 @@ describe("errors", function()
     raises(function() return F.conv2d(cocola.zeros({ 5, 5 }), cocola.zeros({ 4, 3, 3, 3 })) end, "conv2d", "input")
   end)
 
+  it("conv1d, the transposed convolutions and their options", function()
+    local x1 = cocola.zeros({ 2, 3, 8 })
+    raises(function() return F.conv1d(x1, cocola.zeros({ 4, 2, 3 })) end, "conv1d", "expects 2 input channels", "has 3")
+    raises(function() return F.conv1d(x1, cocola.zeros({ 4, 3, 3, 3 })) end, "conv1d", "3%-D weight")
+    raises(function() return F.conv1d(cocola.zeros({ 2, 3, 8, 1 }), cocola.zeros({ 4, 3, 3 })) end, "conv1d", "2%-D %(C,L%) or 3%-D")
+    raises(function() return F.conv1d(x1, cocola.zeros({ 4, 3, 3 }), nil, { stride = 0 }) end, "conv1d", "stride")
+    raises(function() return F.conv1d(x1, cocola.zeros({ 4, 3, 11 })) end, "conv1d", "larger than")
+    raises(function() return F.conv_transpose1d(x1, cocola.zeros({ 4, 2, 3 })) end, "conv_transpose1d", "input channels")
+    local x2 = cocola.zeros({ 1, 4, 5, 5 })
+    raises(function() return F.conv_transpose2d(x2, cocola.zeros({ 3, 2, 3, 3 })) end, "conv_transpose2d", "input channels")
+    raises(function() return F.conv_transpose2d(x2, cocola.zeros({ 4, 2, 3, 3 }), nil, { stride = 2, output_padding = 2 }) end,
+      "conv_transpose2d", "output_padding %(2%) must be smaller than either stride %(2%) or dilation %(1%)")
+    raises(function() return F.conv_transpose2d(x2, cocola.zeros({ 4, 2, 3, 3 }), cocola.zeros({ 3 })) end,
+      "conv_transpose2d", "bias must have shape %(2%)")
+    raises(function() return F.conv_transpose2d(x2, cocola.zeros({ 4, 2, 3, 3 }), nil, { padding = 4 }) end,
+      "conv_transpose2d", "must be positive")
+    raises(function() return F.conv_transpose2d(x2, cocola.zeros({ 4, 2, 3, 3 }), nil, { groups = 3 }) end,
+      "conv_transpose2d", "groups=3")
+  end)
+
+  it("group_norm, interpolate and attention misuse", function()
+    local x = cocola.zeros({ 2, 6, 4, 4 })
+    raises(function() return F.group_norm(x, 4) end, "group_norm", "4 groups do not divide the 6 channels")
+    raises(function() return F.group_norm(x, 3, cocola.ones({ 5 })) end, "group_norm", "weight must have shape %(6%)")
+    raises(function() return F.group_norm(cocola.zeros({ 6 }), 3) end, "group_norm", "at least 2 dims")
+    raises(function() return F.group_norm(x:to("int64"), 3) end, "group_norm", "floating")
+    raises(function() return F.interpolate(x, { scale_factor = 2, mode = "bilinear" }) end, "interpolate", "nearest")
+    raises(function() return F.interpolate(x, {}) end, "interpolate", "exactly one of size and scale_factor")
+    raises(function() return F.interpolate(x, { size = { 2, 3, 4 } }) end, "interpolate", "needs 2 values")
+    raises(function() return F.interpolate(cocola.zeros({ 4, 4 }), { scale_factor = 2 }) end, "interpolate", "3%-D")
+    local q, k, v = cocola.zeros({ 2, 3, 8 }), cocola.zeros({ 2, 5, 8 }), cocola.zeros({ 2, 5, 4 })
+    raises(function() return F.scaled_dot_product_attention(q, cocola.zeros({ 2, 5, 7 }), v) end,
+      "scaled_dot_product_attention", "feature size")
+    raises(function() return F.scaled_dot_product_attention(q, k, cocola.zeros({ 2, 4, 4 })) end,
+      "scaled_dot_product_attention", "key count")
+    raises(function() return F.scaled_dot_product_attention(q, k, v, { key_mask = cocola.ones({ 2, 4 }) }) end,
+      "key_mask must have shape %(2, 5%)")
+    raises(function() return F.scaled_dot_product_attention(q, k, v, { key_mask = cocola.tensor({ { 1, 1, 0, 0, 0 }, { 0, 0, 0, 0, 0 } }) }) end,
+      "key_mask masks every key")
+    raises(function() return F.scaled_dot_product_attention(q, k, v, { attn_mask = cocola.zeros({ 3, 4 }) }) end, "shape mismatch")
+    raises(function() return F.gelu(q, "fast") end, "approximate must be \"none\" or \"tanh\"")
+    raises(function() return q:leaky_relu(0 / 0) end, "leaky_relu", "finite")
+  end)
+
   it("cross_entropy target out of range", function()
     local logits = cocola.zeros({ 2, 3 })
     raises(function() return F.cross_entropy(logits, cocola.tensor({ 0, 3 }, { dtype = "int64" })) end, "out of bounds", "3")

@@ -121,6 +121,11 @@ describe("gradcheck: elementwise unary", function()
   case("silu", function(x) return F.silu(x[1]) end, function() return { R({ 3, 4 }, -5, 5) } end)
   case("tanh", function(x) return x[1]:tanh() end, function() return { R({ 3, 4 }, -3, 3) } end)
   case("gelu", function(x) return x[1]:gelu() end, function() return { R({ 3, 4 }, -4, 4) } end)
+  case("gelu tanh approximation", function(x) return F.gelu(x[1], "tanh") end, function() return { R({ 3, 4 }, -4, 4) } end)
+  case("leaky_relu slope 0.1", function(x) return F.leaky_relu(x[1], 0.1) end, function() return { NZ({ 3, 4 }) } end)
+  case("leaky_relu default slope", function(x) return x[1]:leaky_relu() end, function() return { NZ({ 3, 4 }) } end)
+  case("elu alpha 1", function(x) return F.elu(x[1]) end, function() return { NZ({ 3, 4 }) } end)
+  case("elu alpha 0.7", function(x) return x[1]:elu(0.7) end, function() return { NZ({ 3, 4 }) } end)
 end)
 
 describe("gradcheck: reductions", function()
@@ -175,6 +180,22 @@ describe("gradcheck: convolution", function()
     function() return { R({ 2, 3, 4, 4 }), R({ 5, 3, 1, 1 }) } end)
   case("conv2d 3-D input (C,H,W)", function(x) return F.conv2d(x[1], x[2], x[3], { padding = 1 }) end,
     function() return { R({ 3, 5, 5 }), R({ 2, 3, 3, 3 }), R({ 2 }) } end)
+  case("conv_transpose2d stride 2 padding 1 output_padding 1", function(x)
+    return F.conv_transpose2d(x[1], x[2], x[3], { stride = 2, padding = 1, output_padding = 1 })
+  end, function() return { R({ 2, 3, 3, 4 }), R({ 3, 2, 3, 3 }), R({ 2 }) } end)
+  case("conv_transpose2d groups 2 dilation 2", function(x)
+    return F.conv_transpose2d(x[1], x[2], x[3], { groups = 2, dilation = 2, padding = { 1, 0 } })
+  end, function() return { R({ 1, 4, 3, 3 }), R({ 4, 3, 3, 2 }), R({ 6 }) } end)
+  case("conv_transpose2d 3-D input without bias", function(x) return F.conv_transpose2d(x[1], x[2], nil, { stride = { 1, 2 } }) end,
+    function() return { R({ 2, 3, 3 }), R({ 2, 3, 2, 2 }) } end)
+  case("conv1d stride 2 padding 1 dilation 2", function(x)
+    return F.conv1d(x[1], x[2], x[3], { stride = 2, padding = 1, dilation = 2 })
+  end, function() return { R({ 2, 3, 9 }), R({ 4, 3, 3 }), R({ 4 }) } end)
+  case("conv1d groups 3 on (C,L)", function(x) return F.conv1d(x[1], x[2], nil, { groups = 3, padding = 2 }) end,
+    function() return { R({ 3, 7 }), R({ 6, 1, 5 }) } end)
+  case("conv_transpose1d stride 3 padding 1 output_padding 2", function(x)
+    return F.conv_transpose1d(x[1], x[2], x[3], { stride = 3, padding = 1, output_padding = 2 })
+  end, function() return { R({ 2, 4, 5 }), R({ 4, 3, 4 }), R({ 3 }) } end)
   case("conv2d on a channels-last permuted input", function(x) return F.conv2d(x[1]:permute(1, 4, 2, 3), x[2], x[3], { padding = 1 }) end,
     function() return { R({ 1, 5, 5, 3 }), R({ 2, 3, 3, 3 }), R({ 2 }) } end)
 end)
@@ -190,6 +211,12 @@ describe("gradcheck: pad and pooling", function()
     function() return { R({ 1, 2, 5, 7 }) } end)
   case("adaptive_avg_pool2d upsampling 3x3 -> 5x4", function(x) return F.adaptive_avg_pool2d(x[1], { 5, 4 }) end,
     function() return { R({ 1, 2, 3, 3 }) } end)
+  case("interpolate nearest x2 (4-D)", function(x) return F.interpolate(x[1], { scale_factor = 2 }) end,
+    function() return { R({ 1, 2, 3, 4 }) } end)
+  case("interpolate nearest x(2,3) (4-D)", function(x) return F.interpolate(x[1], { size = { 6, 6 } }) end,
+    function() return { R({ 2, 1, 3, 2 }) } end)
+  case("interpolate nearest x3 (3-D)", function(x) return F.interpolate(x[1], { scale_factor = 3 }) end,
+    function() return { R({ 2, 3, 4 }) } end)
   case("adaptive_avg_pool2d 3-D input", function(x) return F.adaptive_avg_pool2d(x[1], 2) end, function() return { R({ 3, 5, 5 }) } end)
 end)
 
@@ -217,7 +244,24 @@ describe("gradcheck: normalisation", function()
     function() return { R({ 2, 3, 6 }), R({ 6 }), R({ 6 }) } end)
   case("layer_norm last two dims", function(x) return F.layer_norm(x[1], { 3, 4 }, x[2], x[3]) end,
     function() return { R({ 2, 3, 4 }), R({ 3, 4 }), R({ 3, 4 }) } end)
+  case("group_norm 2 groups with weight and bias", function(x) return F.group_norm(x[1], 2, x[2], x[3], 1e-5) end,
+    function() return { R({ 2, 4, 3, 2 }), R({ 4 }), R({ 4 }) } end)
+  case("group_norm 3-D input, one channel per group", function(x) return F.group_norm(x[1], 3, x[2], x[3], 1e-6) end,
+    function() return { R({ 2, 3, 5 }), R({ 3 }), R({ 3 }) } end)
+  case("group_norm without affine", function(x) return F.group_norm(x[1], 1) end, function() return { R({ 3, 4, 2, 2 }) } end)
   case("layer_norm without affine", function(x) return F.layer_norm(x[1], 5, nil, nil, 1e-6) end, function() return { R({ 4, 5 }) } end)
+end)
+
+describe("gradcheck: attention", function()
+  case("scaled_dot_product_attention (B,H,L,E)", function(x) return F.scaled_dot_product_attention(x[1], x[2], x[3]) end,
+    function() return { R({ 2, 2, 3, 4 }), R({ 2, 2, 5, 4 }), R({ 2, 2, 5, 3 }) } end)
+  case("scaled_dot_product_attention with an additive mask and a scale", function(x)
+    return F.scaled_dot_product_attention(x[1], x[2], x[3], { attn_mask = x[4], scale = 0.3 })
+  end, function() return { R({ 2, 3, 4 }), R({ 2, 5, 4 }), R({ 2, 5, 2 }), R({ 3, 5 }) } end)
+  case("scaled_dot_product_attention with a key mask", function(x)
+    local keep = cocola.tensor({ { 1, 1, 0, 1 }, { 1, 0, 0, 0 } }, { dtype = "float64" })
+    return F.scaled_dot_product_attention(x[1], x[2], x[3], { key_mask = keep })
+  end, function() return { R({ 2, 2, 3, 4 }), R({ 2, 2, 4, 4 }), R({ 2, 2, 4, 3 }) } end)
 end)
 
 describe("gradcheck: dropout", function()

@@ -290,6 +290,36 @@ local function run_case(name)
   return worst
 end
 
+-- ---- latent diffusion ops ----
+CASES.leaky_relu_01 = function(x) return F.leaky_relu(x[1], 0.1) end
+CASES.leaky_relu_default = function(x) return x[1]:leaky_relu() end
+CASES.elu_default = function(x) return F.elu(x[1]) end
+CASES.elu_alpha = function(x) return x[1]:elu(0.5) end
+CASES.gelu_tanh = function(x) return x[1]:gelu("tanh") end
+CASES.group_norm_affine = function(x) return F.group_norm(x[1], 4, x[2], x[3], 1e-6) end
+CASES.group_norm_1d_eps = function(x) return F.group_norm(x[1], 2) end
+CASES.group_norm_large = function(x) return F.group_norm(x[1], 32, x[2], x[3]) end
+CASES.conv1d_basic = function(x) return F.conv1d(x[1], x[2], x[3], { padding = 1 }) end
+CASES.conv1d_stride_dil_groups = function(x)
+  return F.conv1d(x[1], x[2], x[3], { stride = 2, padding = 4, dilation = 2, groups = 2 })
+end
+CASES.conv_transpose1d_hifigan = function(x) return F.conv_transpose1d(x[1], x[2], x[3], { stride = 5, padding = 5 }) end
+CASES.conv_transpose1d_outpad_groups = function(x)
+  return F.conv_transpose1d(x[1], x[2], x[3], { stride = 2, padding = 1, output_padding = 1, groups = 2 })
+end
+CASES.conv_transpose2d_basic = function(x)
+  return F.conv_transpose2d(x[1], x[2], x[3], { stride = 2, padding = 1, output_padding = 1 })
+end
+CASES.conv_transpose2d_dil_groups = function(x)
+  return F.conv_transpose2d(x[1], x[2], nil, { stride = { 1, 2 }, padding = { 0, 1 }, dilation = 2, groups = 2 })
+end
+CASES.interpolate_x2 = function(x) return F.interpolate(x[1], { scale_factor = 2 }) end
+CASES.interpolate_size = function(x) return F.interpolate(x[1], { size = { 8, 12 } }) end
+CASES.interpolate_1d_x3 = function(x) return F.interpolate(x[1], { scale_factor = 3 }) end
+CASES.sdpa_heads = function(x) return F.scaled_dot_product_attention(x[1], x[2], x[3]) end
+CASES.sdpa_additive_mask = function(x) return F.scaled_dot_product_attention(x[1], x[2], x[3], { attn_mask = x[4] }) end
+CASES.sdpa_key_mask = function(x) return F.scaled_dot_product_attention(x[1], x[2], x[3], { key_mask = x[4] }) end
+
 describe("ops parity with PyTorch", function()
   local names = {}
   for name in pairs(CASES) do names[#names + 1] = name end

@@ -110,7 +110,7 @@ static int unary_cuda(const cc_call *c) {
   if (same_shapes("unary", 2, ops)) return -1;
   cck_iter it;
   cc_cuda_make_iter(2, ops, &it);
-  return launched(cck_unary(&it, (int)c->i[0], S()), "unary");
+  return launched(cck_unary(&it, (int)c->i[0], c->f[0], S()), "unary");
 }
 
 static int unary_backward_cuda(const cc_call *c) {
@@ -122,7 +122,7 @@ static int unary_backward_cuda(const cc_call *c) {
   if (same_shapes("unary backward", 4, ops)) return -1;
   cck_iter it;
   cc_cuda_make_iter(4, ops, &it);
-  return launched(cck_unary_backward(&it, (int)c->i[0], S()), "unary backward");
+  return launched(cck_unary_backward(&it, (int)c->i[0], c->f[0], S()), "unary backward");
 }
 
 static int binary_cuda(const cc_call *c) {

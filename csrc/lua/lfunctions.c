@@ -299,6 +299,39 @@ static int f_conv2d(lua_State *L) {
   return lc_push(L, cc_conv2d(x, w, b, &o));
 }
 
+/* (x, w, b, {stride, padding, output_padding, dilation, groups}): numbers or {h, w} pairs */
+static int f_conv_transpose2d(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1), *w = lc_check(L, 2), *b = lc_opt(L, 3);
+  cc_conv_transpose2d_opts o;
+  read_pair(L, 4, "stride", 1, o.stride);
+  read_pair(L, 4, "padding", 0, o.padding);
+  read_pair(L, 4, "output_padding", 0, o.output_padding);
+  read_pair(L, 4, "dilation", 1, o.dilation);
+  o.groups = (int64_t)lc_opt_number(L, 4, "groups", 1);
+  return lc_push(L, cc_conv_transpose2d(x, w, b, &o));
+}
+
+/* (x, w, b, {stride, padding, dilation, groups[, output_padding]}): numbers */
+static void read_conv1d_opts(lua_State *L, int idx, cc_conv1d_opts *o) {
+  o->stride = (int64_t)lc_opt_number(L, idx, "stride", 1);
+  o->padding = (int64_t)lc_opt_number(L, idx, "padding", 0);
+  o->dilation = (int64_t)lc_opt_number(L, idx, "dilation", 1);
+  o->groups = (int64_t)lc_opt_number(L, idx, "groups", 1);
+  o->output_padding = (int64_t)lc_opt_number(L, idx, "output_padding", 0);
+}
+static int f_conv1d(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1), *w = lc_check(L, 2), *b = lc_opt(L, 3);
+  cc_conv1d_opts o;
+  read_conv1d_opts(L, 4, &o);
+  return lc_push(L, cc_conv1d(x, w, b, &o));
+}
+static int f_conv_transpose1d(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1), *w = lc_check(L, 2), *b = lc_opt(L, 3);
+  cc_conv1d_opts o;
+  read_conv1d_opts(L, 4, &o);
+  return lc_push(L, cc_conv_transpose1d(x, w, b, &o));
+}
+
 static int f_pad(lua_State *L) {
   cc_tensor *x = lc_check(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -361,6 +394,13 @@ static int f_layer_norm(lua_State *L) {
       return luaL_error(L, "layer_norm: normalized_shape does not match the input's trailing dims (%I vs %I at %d)",
                         (lua_Integer)shape[k], (lua_Integer)x->shape[x->ndim - n + k], k + 1);
   return lc_push(L, cc_layer_norm(x, n, lc_opt(L, 3), lc_opt(L, 4), luaL_optnumber(L, 5, 1e-5)));
+}
+
+/* (x, num_groups, weight, bias, eps = 1e-5), as F.group_norm */
+static int f_group_norm(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  lua_Integer groups = luaL_checkinteger(L, 2);
+  return lc_push(L, cc_group_norm(x, (int64_t)groups, lc_opt(L, 3), lc_opt(L, 4), luaL_optnumber(L, 5, 1e-5)));
 }
 
 static int f_linear(lua_State *L) { return lc_push(L, cc_linear(lc_check(L, 1), lc_check(L, 2), lc_opt(L, 3))); }
@@ -664,6 +704,8 @@ static const luaL_Reg functions[] = {
     {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},
     {"device_available", f_device_available}, {"wall_time", f_wall_time}, {"empty_cache", f_empty_cache}, {"cached_bytes", f_cached_bytes}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},
     {"bmm", f_bmm}, {"where", f_where}, {"conv2d", f_conv2d}, {"pad", f_pad},
+    {"conv_transpose2d", f_conv_transpose2d}, {"conv1d", f_conv1d}, {"conv_transpose1d", f_conv_transpose1d},
+    {"group_norm", f_group_norm},
     {"adaptive_avg_pool2d", f_adaptive_avg_pool2d}, {"batch_norm", f_batch_norm}, {"layer_norm", f_layer_norm},
     {"linear", f_linear}, {"dropout", f_dropout}, {"cross_entropy", f_cross_entropy}, {"adam_step", f_adam_step},
     {"_st_header", f_st_header}, {"_st_read", f_st_read}, {"_st_write", f_st_write}, {NULL, NULL}};

@@ -514,11 +514,29 @@ UNARY_METHOD(relu, CC_UNARY_RELU)
 UNARY_METHOD(sigmoid, CC_UNARY_SIGMOID)
 UNARY_METHOD(silu, CC_UNARY_SILU)
 UNARY_METHOD(tanh, CC_UNARY_TANH)
-UNARY_METHOD(gelu, CC_UNARY_GELU)
 UNARY_METHOD(sin, CC_UNARY_SIN)
 UNARY_METHOD(cos, CC_UNARY_COS)
 UNARY_METHOD(floor, CC_UNARY_FLOOR)
 UNARY_METHOD(round, CC_UNARY_ROUND)
+
+/* x:gelu([approximate]): "none" (exact, the default) or "tanh" (GPT-2's gelu_new), as torch */
+static int t_gelu(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  const char *approximate = luaL_optstring(L, 2, "none");
+  if (strcmp(approximate, "none") == 0) return lc_push(L, cc_unary(x, CC_UNARY_GELU));
+  if (strcmp(approximate, "tanh") == 0) return lc_push(L, cc_unary(x, CC_UNARY_GELU_TANH));
+  return luaL_argerror(L, 2, lua_pushfstring(L, "approximate must be \"none\" or \"tanh\", got \"%s\"", approximate));
+}
+/* x:leaky_relu([negative_slope = 0.01]) */
+static int t_leaky_relu(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  return lc_push(L, cc_unary_param(x, CC_UNARY_LEAKY_RELU, luaL_optnumber(L, 2, 0.01)));
+}
+/* x:elu([alpha = 1]) */
+static int t_elu(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  return lc_push(L, cc_unary_param(x, CC_UNARY_ELU, luaL_optnumber(L, 2, 1.0)));
+}
 
 static int t_clamp(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
@@ -655,7 +673,7 @@ static const luaL_Reg methods[] = {
     {"select", t_select}, {"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"add", t_add}, {"sub", t_sub},
     {"mul", t_mul}, {"div", t_div}, {"pow", t_pow}, {"neg", t_neg}, {"exp", t_exp}, {"log", t_log},
     {"sqrt", t_sqrt}, {"abs", t_abs}, {"relu", t_relu}, {"sigmoid", t_sigmoid}, {"silu", t_silu},
-    {"tanh", t_tanh}, {"gelu", t_gelu}, {"clamp", t_clamp}, {"eq", t_eq}, {"ne", t_ne}, {"lt", t_lt},
+    {"tanh", t_tanh}, {"gelu", t_gelu}, {"leaky_relu", t_leaky_relu}, {"elu", t_elu}, {"clamp", t_clamp}, {"eq", t_eq}, {"ne", t_ne}, {"lt", t_lt},
     {"le", t_le}, {"gt", t_gt}, {"ge", t_ge}, {"masked_fill", t_masked_fill}, {"sum", t_sum}, {"mean", t_mean},
     {"max", t_max}, {"argmax", t_argmax}, {"softmax", t_softmax}, {"log_softmax", t_log_softmax},
     {"matmul", t_matmul}, {"sin", t_sin}, {"cos", t_cos}, {"floor", t_floor}, {"round", t_round},

@@ -1,8 +1,9 @@
-/* conv.c — conv2d, constant padding and adaptive average pooling: op level (checks, outputs,
+/* conv.c — conv2d, conv_transpose2d, the 1-D convolutions (over a height of 1), constant padding and
+ * adaptive average pooling: op level (checks, outputs,
  * autograd nodes), backward rules and the CPU kernels (the conv kernels, written once for float and
  * double, live in conv_cpu_tmpl.c and are included below).
  * Shapes: conv2d x (N,C,H,W) or (C,H,W), w (O,C/groups,kh,kw), b (O) -> (N,O,Ho,Wo), torch's
- * F.conv2d semantics; pad: F.pad constant mode, pads in torch order (last dim first), negative
+ * F.conv2d semantics; conv_transpose2d x (N,Cin,H,W), w (Cin,Cout/groups,kh,kw) as F.conv_transpose2d; pad: F.pad constant mode, pads in torch order (last dim first), negative
  * pads crop; adaptive_avg_pool2d: (N,C,H,W) or (C,H,W) -> (..,oh,ow) with torch's bins. */
 #include "internal.h"
 
@@ -169,6 +170,200 @@ cc_tensor *cc_conv2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv2d_o
     return NULL;
   }
   return conv2d_4d(x, w, b, opt);
+}
+
+/* ---- conv_transpose2d: the gradient of conv2d with respect to its input, as an op of its own ----
+ * x (N,Cin,H,W) or (C,H,W), w (Cin, Cout/groups, kh, kw), b (Cout) -> (N, Cout, H', W'),
+ * H' = (H - 1) sh - 2 ph + dh (kh - 1) + oph + 1 (torch's F.conv_transpose2d). Forward is conv2d's
+ * backward-input kernel; its backward is conv2d (for x) and conv2d's backward-weight kernel (for w). */
+static int conv_transpose2d_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
+  cc_tensor *gc = cc_contiguous(g);
+  if (!gc) return -1;
+  cc_tensor *x = node->saved[0], *w = node->saved[1];
+  int rc = 0;
+  if (cc_node_needs(node, 0)) {
+    gi[0] = cc_empty(4, node->shape, gc->dtype, gc->storage->device);
+    rc = gi[0] ? conv_run(CC_OP_CONV2D, gi[0], gc, w, NULL, node->ints) : -1;
+  }
+  if (!rc && cc_node_needs(node, 1)) {
+    gi[1] = cc_empty(4, node->inputs[1]->shape, gc->dtype, gc->storage->device);
+    rc = gi[1] ? conv_run(CC_OP_CONV2D_BACKWARD_WEIGHT, gi[1], x, gc, NULL, node->ints) : -1;
+  }
+  cc_release(gc);
+  return rc;
+}
+
+static cc_tensor *conv_transpose2d_4d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv_transpose2d_opts *opt) {
+  const char *op = "conv_transpose2d";
+  char s1[128], s2[128];
+  if (w->ndim != 4) {
+    cc_shape_str(w->ndim, w->shape, s1, sizeof s1);
+    cc_set_error("%s: expected a 4-D weight (in_channels, out_channels/groups, kh, kw), got shape %s", op, s1);
+    return NULL;
+  }
+  if (cc_check_floating(op, x) || cc_check_same(op, x, w) || (b && cc_check_same(op, x, b))) return NULL;
+  int64_t groups = opt->groups;
+  if (groups <= 0) {
+    cc_set_error("%s: groups must be positive, got %lld", op, (long long)groups);
+    return NULL;
+  }
+  for (int k = 0; k < 2; k++) {
+    if (opt->stride[k] <= 0 || opt->dilation[k] <= 0 || opt->padding[k] < 0 || opt->output_padding[k] < 0) {
+      cc_set_error("%s: stride and dilation must be positive, padding and output_padding non-negative, got stride "
+                   "(%lld, %lld), padding (%lld, %lld), dilation (%lld, %lld), output_padding (%lld, %lld)", op,
+                   (long long)opt->stride[0], (long long)opt->stride[1], (long long)opt->padding[0],
+                   (long long)opt->padding[1], (long long)opt->dilation[0], (long long)opt->dilation[1],
+                   (long long)opt->output_padding[0], (long long)opt->output_padding[1]);
+      return NULL;
+    }
+    if (opt->output_padding[k] >= opt->stride[k] && opt->output_padding[k] >= opt->dilation[k]) {
+      cc_set_error("%s: output_padding (%lld) must be smaller than either stride (%lld) or dilation (%lld)", op,
+                   (long long)opt->output_padding[k], (long long)opt->stride[k], (long long)opt->dilation[k]);
+      return NULL;
+    }
+  }
+  int64_t N = x->shape[0], Cin = x->shape[1], H = x->shape[2], W = x->shape[3];
+  int64_t Cout = w->shape[1] * groups, kh = w->shape[2], kw = w->shape[3];
+  if (w->shape[0] != Cin || Cin % groups) {
+    cc_shape_str(w->ndim, w->shape, s1, sizeof s1);
+    cc_shape_str(x->ndim, x->shape, s2, sizeof s2);
+    cc_set_error("%s: weight of shape %s with groups=%lld expects %lld input channels (divisible by groups), but the "
+                 "input %s has %lld", op, s1, (long long)groups, (long long)w->shape[0], s2, (long long)Cin);
+    return NULL;
+  }
+  if (Cout <= 0 || kh <= 0 || kw <= 0 || Cin <= 0) {
+    cc_shape_str(w->ndim, w->shape, s1, sizeof s1);
+    cc_set_error("%s: the weight %s and the input channels must be non-empty", op, s1);
+    return NULL;
+  }
+  if (b && (b->ndim != 1 || b->shape[0] != Cout)) {
+    cc_shape_str(b->ndim, b->shape, s1, sizeof s1);
+    cc_set_error("%s: bias must have shape (%lld) for %lld output channels, got %s", op, (long long)Cout,
+                 (long long)Cout, s1);
+    return NULL;
+  }
+  int64_t Ho = (H - 1) * opt->stride[0] - 2 * opt->padding[0] + opt->dilation[0] * (kh - 1) + opt->output_padding[0] + 1;
+  int64_t Wo = (W - 1) * opt->stride[1] - 2 * opt->padding[1] + opt->dilation[1] * (kw - 1) + opt->output_padding[1] + 1;
+  if (Ho <= 0 || Wo <= 0 || H <= 0 || W <= 0) {
+    cc_shape_str(x->ndim, x->shape, s2, sizeof s2);
+    cc_set_error("%s: the input %s gives an output of %lldx%lld; it must be positive", op, s2, (long long)Ho,
+                 (long long)Wo);
+    return NULL;
+  }
+  int64_t oshape[4] = {N, Cout, Ho, Wo};
+  int64_t ints[7] = {opt->stride[0], opt->stride[1], opt->padding[0], opt->padding[1],
+                     opt->dilation[0], opt->dilation[1], groups};
+  cc_tensor *xc = contiguous_nograd(x), *wc = contiguous_nograd(w);
+  cc_tensor *out = xc && wc ? cc_empty(4, oshape, x->dtype, x->storage->device) : NULL;
+  if (!out || conv_run(CC_OP_CONV2D_BACKWARD_INPUT, out, xc, wc, NULL, ints)) {
+    cc_release(out);
+    out = NULL;
+  } else {
+    cc_tensor *ins[2] = {x, w};
+    cc_node *node = cc_attach_node(out, "ConvTranspose2dBackward", conv_transpose2d_backward, 2, ins);
+    if (node) {
+      memcpy(node->ints, ints, sizeof ints);
+      node->ndim = 4;
+      memcpy(node->shape, x->shape, 4 * sizeof(int64_t));
+      cc_node_save(node, cc_node_needs(node, 1) ? xc : NULL); /* x for dw */
+      cc_node_save(node, cc_node_needs(node, 0) ? wc : NULL); /* w for dx */
+    }
+  }
+  cc_release(xc);
+  cc_release(wc);
+  if (out && b) { /* + bias per output channel */
+    int64_t bshape[3] = {Cout, 1, 1};
+    cc_tensor *bv = cc_reshape(b, 3, bshape);
+    cc_tensor *biased = bv ? cc_add(out, bv) : NULL;
+    cc_release(bv);
+    cc_release(out);
+    out = biased;
+  }
+  return out;
+}
+
+cc_tensor *cc_conv_transpose2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv_transpose2d_opts *opt) {
+  cc_conv_transpose2d_opts defaults = {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
+  if (!opt) opt = &defaults;
+  if (x->ndim == 3) {
+    cc_tensor *x4 = cc_unsqueeze(x, 0);
+    cc_tensor *y4 = x4 ? conv_transpose2d_4d(x4, w, b, opt) : NULL;
+    cc_tensor *y = y4 ? cc_squeeze(y4, 0) : NULL;
+    cc_release(x4);
+    cc_release(y4);
+    return y;
+  }
+  if (x->ndim != 4) {
+    char s[128];
+    cc_shape_str(x->ndim, x->shape, s, sizeof s);
+    cc_set_error("conv_transpose2d: expected a 3-D (C,H,W) or 4-D (N,C,H,W) input, got shape %s", s);
+    return NULL;
+  }
+  return conv_transpose2d_4d(x, w, b, opt);
+}
+
+/* ---- the 1-D convolutions: the 2-D ones over a height of 1 ----
+ * conv1d x (N,C,L) or (C,L), w (O,C/groups,k); conv_transpose1d w (C, O/groups, k) */
+static cc_tensor *conv1d_any(const char *op, bool transpose, cc_tensor *x, cc_tensor *w, cc_tensor *b,
+                             const cc_conv1d_opts *opt) {
+  char s1[128], s2[128];
+  cc_conv1d_opts defaults = {1, 0, 1, 1, 0};
+  if (!opt) opt = &defaults;
+  if (x->ndim != 2 && x->ndim != 3) {
+    cc_shape_str(x->ndim, x->shape, s1, sizeof s1);
+    cc_set_error("%s: expected a 2-D (C,L) or 3-D (N,C,L) input, got shape %s", op, s1);
+    return NULL;
+  }
+  if (w->ndim != 3) {
+    cc_shape_str(w->ndim, w->shape, s1, sizeof s1);
+    cc_set_error("%s: expected a 3-D weight (%s), got shape %s", op,
+                 transpose ? "in_channels, out_channels/groups, k" : "out_channels, in_channels/groups, k", s1);
+    return NULL;
+  }
+  int64_t C = x->shape[x->ndim - 2], groups = opt->groups > 0 ? opt->groups : 1;
+  int64_t expect = transpose ? w->shape[0] : w->shape[1] * groups;
+  if (C != expect) {
+    cc_shape_str(w->ndim, w->shape, s1, sizeof s1);
+    cc_shape_str(x->ndim, x->shape, s2, sizeof s2);
+    cc_set_error("%s: weight of shape %s with groups=%lld expects %lld input channels, but the input %s has %lld", op,
+                 s1, (long long)opt->groups, (long long)expect, s2, (long long)C);
+    return NULL;
+  }
+  if (!transpose && opt->output_padding != 0) {
+    cc_set_error("%s: output_padding applies to conv_transpose1d only", op);
+    return NULL;
+  }
+  cc_tensor *x4 = cc_unsqueeze(x, x->ndim - 1); /* (N,C,1,L) or (C,1,L) */
+  cc_tensor *w4 = x4 ? cc_unsqueeze(w, 2) : NULL;
+  cc_tensor *y4 = NULL;
+  if (w4) {
+    if (transpose) {
+      cc_conv_transpose2d_opts o = {{1, opt->stride}, {0, opt->padding}, {0, opt->output_padding},
+                                    {1, opt->dilation}, opt->groups};
+      y4 = cc_conv_transpose2d(x4, w4, b, &o);
+    } else {
+      cc_conv2d_opts o = {{1, opt->stride}, {0, opt->padding}, {1, opt->dilation}, opt->groups};
+      y4 = cc_conv2d(x4, w4, b, &o);
+    }
+  }
+  cc_tensor *y = y4 ? cc_squeeze(y4, y4->ndim - 2) : NULL;
+  if (!y4 && w4) { /* the 2-D op named itself and its 4-D shapes: say it in 1-D terms */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", cc_last_error());
+    const char *rest = strchr(msg, ':');
+    cc_set_error("%s%s", op, rest ? rest : msg);
+  }
+  cc_release(x4);
+  cc_release(w4);
+  cc_release(y4);
+  return y;
+}
+
+cc_tensor *cc_conv1d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv1d_opts *opt) {
+  return conv1d_any("conv1d", false, x, w, b, opt);
+}
+cc_tensor *cc_conv_transpose1d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv1d_opts *opt) {
+  return conv1d_any("conv_transpose1d", true, x, w, b, opt);
 }
 
 /* ---- pad ---- */

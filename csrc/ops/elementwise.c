@@ -159,10 +159,12 @@ cc_tensor *cc_compare(cc_tensor *a, cc_tensor *b, cc_cmp_kind kind) {
 
 /* ---- unary ---- */
 static const char *const unary_names[CC_UNARY_COUNT] = {"neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid",
-                                                        "silu", "tanh", "gelu", "sin", "cos", "floor", "round"};
+                                                        "silu", "tanh", "gelu", "sin", "cos", "floor", "round",
+                                                        "leaky_relu", "elu", "gelu_tanh"};
 static const char *const unary_nodes[CC_UNARY_COUNT] = {
     "NegBackward", "ExpBackward", "LogBackward", "SqrtBackward", "AbsBackward", "ReluBackward", "SigmoidBackward",
-    "SiluBackward", "TanhBackward", "GeluBackward", "SinBackward", "CosBackward", "FloorBackward", "RoundBackward"};
+    "SiluBackward", "TanhBackward", "GeluBackward", "SinBackward", "CosBackward", "FloorBackward", "RoundBackward",
+    "LeakyReluBackward", "EluBackward", "GeluTanhBackward"};
 
 /* the kinds defined on int64 tensors (floor and round of an integer are the integer, as in torch) */
 static bool unary_takes_int64(cc_unary_kind kind) {
@@ -174,7 +176,7 @@ static int unary_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
   cc_tensor *out = cc_empty_like(x);
   if (!out) return -1;
   cc_tensor *in[3] = {g, x, y};
-  if (cc_run(CC_OP_UNARY_BACKWARD, out, 3, in, &node->ints[0], 1, NULL, 0)) {
+  if (cc_run(CC_OP_UNARY_BACKWARD, out, 3, in, &node->ints[0], 1, &node->reals[0], 1)) {
     cc_release(out);
     return -1;
   }
@@ -183,6 +185,10 @@ static int unary_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
 }
 
 cc_tensor *cc_unary(cc_tensor *x, cc_unary_kind kind) {
+  return cc_unary_param(x, kind, kind == CC_UNARY_LEAKY_RELU ? 0.01 : (kind == CC_UNARY_ELU ? 1.0 : 0.0));
+}
+
+cc_tensor *cc_unary_param(cc_tensor *x, cc_unary_kind kind, double param) {
   if ((int)kind < 0 || kind >= CC_UNARY_COUNT) {
     cc_set_error("unknown unary op %d", (int)kind);
     return NULL;
@@ -194,14 +200,20 @@ cc_tensor *cc_unary(cc_tensor *x, cc_unary_kind kind) {
   }
   cc_tensor *out = cc_empty(x->ndim, x->shape, x->dtype, x->storage->device);
   if (!out) return NULL;
+  if (!isfinite(param)) {
+    cc_set_error("%s: the parameter must be finite, got %g", unary_names[kind], param);
+    cc_release(out);
+    return NULL;
+  }
   int64_t k = kind;
-  if (cc_run(CC_OP_UNARY, out, 1, &x, &k, 1, NULL, 0)) {
+  if (cc_run(CC_OP_UNARY, out, 1, &x, &k, 1, &param, 1)) {
     cc_release(out);
     return NULL;
   }
   cc_node *node = cc_attach_node(out, unary_nodes[kind], unary_backward, 1, &x);
   if (node) {
     node->ints[0] = kind;
+    node->reals[0] = param;
     cc_node_save(node, x);
     cc_node_save(node, out);
   }
@@ -411,11 +423,17 @@ static int copy_cpu(const cc_call *c) {
       for (int64_t i = 0; i < n; i++) o[i * so] = FN##SUF(a[i * sa]);                              \
     break;
 
+#define UNARY_CASE_P(KIND, FN, SUF)                                                                \
+  case KIND:                                                                                       \
+    for (int64_t i = 0; i < n; i++) o[i * so] = FN##SUF(a[i * sa], param);                         \
+    break;
+
 #define UNARY_ROW(T, SUF)                                                                          \
   static void unary_row_##T(int64_t n, char *const *p, const int64_t *strides, const void *ctx) {  \
     T *o = (T *)p[0];                                                                              \
     const T *a = (const T *)p[1];                                                                  \
     int64_t so = CC_STRIDE(0, T), sa = CC_STRIDE(1, T);                                            \
+    const T param = (T)((const scalar_ctx *)ctx)->a;                                               \
     switch (((const scalar_ctx *)ctx)->kind) {                                                     \
       UNARY_CASE(CC_UNARY_NEG, cc_neg, SUF)                                                        \
       UNARY_CASE(CC_UNARY_EXP, cc_exp, SUF)                                                        \
@@ -431,6 +449,9 @@ static int copy_cpu(const cc_call *c) {
       UNARY_CASE(CC_UNARY_COS, cc_cos, SUF)                                                        \
       UNARY_CASE(CC_UNARY_FLOOR, cc_floor, SUF)                                                    \
       UNARY_CASE(CC_UNARY_ROUND, cc_round, SUF)                                                    \
+      UNARY_CASE_P(CC_UNARY_LEAKY_RELU, cc_leaky_relu, SUF)                                        \
+      UNARY_CASE_P(CC_UNARY_ELU, cc_elu, SUF)                                                      \
+      UNARY_CASE_P(CC_UNARY_GELU_TANH, cc_gelu_tanh, SUF)                                          \
     }                                                                                              \
   }
 UNARY_ROW(float, _f)
@@ -448,7 +469,7 @@ static void unary_row_i64(int64_t n, char *const *p, const int64_t *strides, con
 }
 
 static int unary_cpu(const cc_call *c) {
-  scalar_ctx ctx = {(int)c->i[0], 0, 0};
+  scalar_ctx ctx = {(int)c->i[0], c->f[0], 0};
   static const cc_row_fn rows[] = {unary_row_float, unary_row_double, unary_row_i64};
   cc_tensor *ops[2] = {c->out[0], c->in[0]};
   return cc_cpu_foreach(2, ops, rows[c->out[0]->dtype], &ctx);
@@ -459,11 +480,17 @@ static int unary_cpu(const cc_call *c) {
     for (int64_t i = 0; i < n; i++) o[i * so] = FN##SUF(g[i * sg], x[i * sx], y[i * sy]);          \
     break;
 
+#define UNARY_BW_CASE_P(KIND, FN, SUF)                                                             \
+  case KIND:                                                                                       \
+    for (int64_t i = 0; i < n; i++) o[i * so] = FN##SUF(g[i * sg], x[i * sx], y[i * sy], param);  \
+    break;
+
 #define UNARY_BW_ROW(T, SUF)                                                                       \
   static void unary_bw_row_##T(int64_t n, char *const *p, const int64_t *strides, const void *ctx) { \
     T *o = (T *)p[0];                                                                              \
     const T *g = (const T *)p[1], *x = (const T *)p[2], *y = (const T *)p[3];                      \
     int64_t so = CC_STRIDE(0, T), sg = CC_STRIDE(1, T), sx = CC_STRIDE(2, T), sy = CC_STRIDE(3, T); \
+    const T param = (T)((const scalar_ctx *)ctx)->a;                                               \
     switch (((const scalar_ctx *)ctx)->kind) {                                                     \
       UNARY_BW_CASE(CC_UNARY_NEG, cc_neg_bw, SUF)                                                  \
       UNARY_BW_CASE(CC_UNARY_EXP, cc_exp_bw, SUF)                                                  \
@@ -479,6 +506,9 @@ static int unary_cpu(const cc_call *c) {
       UNARY_BW_CASE(CC_UNARY_COS, cc_cos_bw, SUF)                                                  \
       UNARY_BW_CASE(CC_UNARY_FLOOR, cc_floor_bw, SUF)                                              \
       UNARY_BW_CASE(CC_UNARY_ROUND, cc_round_bw, SUF)                                              \
+      UNARY_BW_CASE_P(CC_UNARY_LEAKY_RELU, cc_leaky_relu_bw, SUF)                                  \
+      UNARY_BW_CASE_P(CC_UNARY_ELU, cc_elu_bw, SUF)                                                \
+      UNARY_BW_CASE_P(CC_UNARY_GELU_TANH, cc_gelu_tanh_bw, SUF)                                    \
     }                                                                                              \
   }
 UNARY_BW_ROW(float, _f)
@@ -489,7 +519,7 @@ static int unary_backward_cpu(const cc_call *c) {
     cc_set_error("unary backward: floating tensors only");
     return -1;
   }
-  scalar_ctx ctx = {(int)c->i[0], 0, 0};
+  scalar_ctx ctx = {(int)c->i[0], c->f[0], 0};
   static const cc_row_fn rows[] = {unary_bw_row_float, unary_bw_row_double};
   cc_tensor *ops[4] = {c->out[0], c->in[0], c->in[1], c->in[2]};
   return cc_cpu_foreach(4, ops, rows[c->out[0]->dtype], &ctx);

@@ -201,6 +201,67 @@ cc_tensor *cc_layer_norm(cc_tensor *x, int nnorm, cc_tensor *weight, cc_tensor *
                   nnorm, reals, 1);
 }
 
+/* group_norm: x (N,C,*) split into `groups` groups of C/groups channels, each normalised over its
+   channels and spatial positions (biased variance), then weight (C) and bias (C) per channel; composed
+   of layer_norm over (N, groups, C/groups * S) and a per-channel affine, so it runs on every backend
+   that has layer_norm and its gradient follows from theirs */
+cc_tensor *cc_group_norm(cc_tensor *x, int64_t groups, cc_tensor *weight, cc_tensor *bias, double eps) {
+  char s[128];
+  if (cc_check_floating("group_norm", x)) return NULL;
+  if (x->ndim < 2) {
+    cc_shape_str(x->ndim, x->shape, s, sizeof s);
+    cc_set_error("group_norm: expected an input (N, C, ...) of at least 2 dims, got shape %s", s);
+    return NULL;
+  }
+  int64_t N = x->shape[0], C = x->shape[1];
+  if (groups <= 0 || C % groups) {
+    cc_set_error("group_norm: %lld groups do not divide the %lld channels", (long long)groups, (long long)C);
+    return NULL;
+  }
+  if (!(eps >= 0)) {
+    cc_set_error("group_norm: eps must be non-negative, got %g", eps);
+    return NULL;
+  }
+  for (int k = 0; k < 2; k++) {
+    cc_tensor *p = k ? bias : weight;
+    if (!p) continue;
+    if (p->ndim != 1 || p->shape[0] != C) {
+      cc_shape_str(p->ndim, p->shape, s, sizeof s);
+      cc_set_error("group_norm: %s must have shape (%lld) for %lld channels, got %s", k ? "bias" : "weight",
+                   (long long)C, (long long)C, s);
+      return NULL;
+    }
+    if (cc_check_same("group_norm", x, p)) return NULL;
+  }
+  int64_t per_group = cc_numel(x) / (N ? N : 1) / groups;
+  if (N * C == 0 || per_group == 0) {
+    cc_shape_str(x->ndim, x->shape, s, sizeof s);
+    cc_set_error("group_norm: the input %s is empty", s);
+    return NULL;
+  }
+  int64_t gshape[3] = {N, groups, per_group};
+  cc_tensor *xg = cc_reshape(x, 3, gshape);
+  cc_tensor *yg = xg ? cc_layer_norm(xg, 1, NULL, NULL, eps) : NULL;
+  cc_tensor *y = yg ? cc_reshape(yg, x->ndim, x->shape) : NULL;
+  cc_release(xg);
+  cc_release(yg);
+  if (!y || (!weight && !bias)) return y;
+  /* weight and bias as (C, 1, ..., 1) against (N, C, *) */
+  int64_t pshape[CC_MAX_DIMS];
+  pshape[0] = C;
+  for (int d = 1; d < x->ndim - 1; d++) pshape[d] = 1;
+  for (int k = 0; k < 2 && y; k++) {
+    cc_tensor *p = k ? bias : weight;
+    if (!p) continue;
+    cc_tensor *pv = cc_reshape(p, x->ndim - 1, pshape);
+    cc_tensor *next = pv ? (k ? cc_add(y, pv) : cc_mul(y, pv)) : NULL;
+    cc_release(pv);
+    cc_release(y);
+    y = next;
+  }
+  return y;
+}
+
 /* ======================================================================= CPU kernels ===== */
 
 #define CB 64 /* most channels (batch norm) per block; 4 CB columns (layer norm) */

@@ -5,6 +5,10 @@ local core = require "cocola.core"
 local F = {}
 
 F.conv2d = core.conv2d                           -- (x, w, b, {stride, padding, dilation, groups})
+F.conv1d = core.conv1d                           -- (x (N,C,L), w (O,C/g,k), b, {stride, padding, dilation, groups})
+F.conv_transpose1d = core.conv_transpose1d       -- (x, w (C,O/g,k), b, {stride, padding, output_padding, dilation, groups})
+F.conv_transpose2d = core.conv_transpose2d       -- (x, w (C,O/g,kh,kw), b, {stride, padding, output_padding, dilation, groups})
+F.group_norm = core.group_norm                   -- (x, num_groups, weight, bias, eps)
 F.batch_norm = core.batch_norm                   -- (x, running_mean, running_var, weight, bias, training, momentum, eps)
 F.layer_norm = core.layer_norm                   -- (x, normalized_shape, weight, bias, eps)
 F.linear = core.linear                           -- (x, weight, bias)
@@ -21,10 +25,131 @@ function F.relu(x) return x:relu() end
 function F.silu(x) return x:silu() end
 function F.sigmoid(x) return x:sigmoid() end
 function F.tanh(x) return x:tanh() end
-function F.gelu(x) return x:gelu() end
+function F.gelu(x, approximate) return x:gelu(approximate) end -- approximate: "none" | "tanh"
+function F.leaky_relu(x, negative_slope) return x:leaky_relu(negative_slope) end
+function F.elu(x, alpha) return x:elu(alpha) end
 function F.softmax(x, dim) return x:softmax(dim) end
 function F.log_softmax(x, dim) return x:log_softmax(dim) end
 function F.logsumexp(x, dim, keepdim) return x:logsumexp(dim, keepdim) end
+
+-- ---- resampling ----
+
+-- float32 rounding of a double (torch computes the nearest source index in float)
+local function f32(v) return (string.unpack("<f", string.pack("<f", v))) end
+
+--- F.interpolate(x (N,C,H,W) or (N,C,L), {size = n | {h, w} | scale_factor = s | {sh, sw}, mode = "nearest"})
+--- as torch's (legacy) nearest mode: source index floor(dst * in / out) in float32, clamped. An integer
+--- scale repeats every element and is exact; other sizes pick rows and columns with index_select.
+function F.interpolate(x, opts)
+  if not core.is_tensor(x) then error("interpolate: expected a tensor input", 2) end
+  opts = opts or {}
+  local mode = opts.mode or "nearest"
+  if mode ~= "nearest" then error('interpolate: only mode = "nearest" is supported, got ' .. tostring(mode), 2) end
+  local nd = x:dim()
+  if nd ~= 3 and nd ~= 4 then
+    error("interpolate: expected a 3-D (N,C,L) or 4-D (N,C,H,W) input, got shape " .. x:shape_string(), 2)
+  end
+  local nsp = nd - 2
+  local function per_dim(v, what)
+    if type(v) == "number" then v = { v } end
+    if type(v) ~= "table" then error("interpolate: " .. what .. " must be a number or a table", 3) end
+    if #v == 1 and nsp == 2 then v = { v[1], v[1] } end
+    if #v ~= nsp then error(string.format("interpolate: %s needs %d values for a %d-D input", what, nsp, nd), 3) end
+    return v
+  end
+  if (opts.size == nil) == (opts.scale_factor == nil) then
+    error("interpolate: give exactly one of size and scale_factor", 2)
+  end
+  local sizes, scales = {}, {}
+  if opts.size ~= nil then
+    local size = per_dim(opts.size, "size")
+    for d = 1, nsp do
+      if math.type(size[d]) ~= "integer" or size[d] < 1 then error("interpolate: size must be positive integers", 2) end
+      sizes[d] = size[d]
+      scales[d] = f32(f32(x:size(2 + d)) / sizes[d]) -- in / out, as torch without a scale factor
+    end
+  else
+    local sf = per_dim(opts.scale_factor, "scale_factor")
+    for d = 1, nsp do
+      if type(sf[d]) ~= "number" or not (sf[d] > 0) or sf[d] == math.huge then
+        error("interpolate: scale_factor must be positive and finite", 2)
+      end
+      sizes[d] = math.floor(x:size(2 + d) * sf[d])
+      if sizes[d] < 1 then error("interpolate: scale_factor gives an empty output", 2) end
+      scales[d] = f32(1 / sf[d])
+    end
+  end
+  for d = 1, nsp do
+    local n_in, n_out = x:size(2 + d), sizes[d]
+    if n_in < 1 then error("interpolate: the input " .. x:shape_string() .. " is empty", 2) end
+    local dim = 2 + d
+    if n_out % n_in == 0 and (opts.size ~= nil or scales[d] == f32(n_in / n_out)) then
+      -- every element repeated r times: (.., n, 1, ..) expanded to (.., n, r, ..) and merged
+      local r = n_out // n_in
+      if r > 1 then
+        local shape, big, merged = x.shape, {}, {}
+        for i = 1, nd do
+          big[#big + 1] = shape[i]
+          if i == dim then big[#big + 1] = r end
+          merged[i] = i == dim and n_out or shape[i]
+        end
+        x = x:unsqueeze(dim + 1):expand(big):reshape(merged)
+      end
+    else
+      local idx = {}
+      for j = 0, n_out - 1 do idx[j + 1] = math.min(math.floor(f32(j * scales[d])), n_in - 1) end
+      x = x:index_select(dim, core.tensor(idx, { dtype = "int64", device = x:device() }))
+    end
+  end
+  return x
+end
+
+-- ---- attention ----
+
+--- F.scaled_dot_product_attention(q (..., L, E), k (..., S, E), v (..., S, Ev), {attn_mask =, key_mask =,
+--- scale = 1/sqrt(E)}) -> (..., L, Ev): softmax(q k^T scale + attn_mask) v. attn_mask: a float tensor
+--- added to the scores (broadcast to (..., L, S)); key_mask: (B, S) with 1 for keys to attend and 0 for
+--- padding (every row must keep a key). Memory O(L x S) per batch and head.
+function F.scaled_dot_product_attention(q, k, v, opts)
+  opts = opts or {}
+  for i, t in ipairs({ q, k, v }) do
+    if not core.is_tensor(t) or t:dim() < 2 then
+      error(string.format("scaled_dot_product_attention: %s must be a tensor of at least 2 dims", ({ "q", "k", "v" })[i]), 2)
+    end
+  end
+  local nd = q:dim()
+  if k:dim() ~= nd or v:dim() ~= nd then
+    error(string.format("scaled_dot_product_attention: q %s, k %s and v %s must have the same number of dims",
+      q:shape_string(), k:shape_string(), v:shape_string()), 2)
+  end
+  if q:size(nd) ~= k:size(nd) or k:size(nd - 1) ~= v:size(nd - 1) then
+    error(string.format("scaled_dot_product_attention: q %s and k %s must share the feature size, k and v %s the "
+      .. "key count", q:shape_string(), k:shape_string(), v:shape_string()), 2)
+  end
+  local scale = opts.scale or 1 / math.sqrt(q:size(nd))
+  local scores = q:matmul(k:transpose(nd - 1, nd)) * scale
+  if opts.attn_mask ~= nil then
+    if not core.is_tensor(opts.attn_mask) then error("scaled_dot_product_attention: attn_mask must be a tensor", 2) end
+    scores = scores + opts.attn_mask
+  end
+  local key_mask = opts.key_mask
+  if key_mask ~= nil then
+    local B, S = q:size(1), k:size(nd - 1)
+    if not core.is_tensor(key_mask) or key_mask:dim() ~= 2 or key_mask:size(1) ~= B or key_mask:size(2) ~= S then
+      error(string.format("scaled_dot_product_attention: key_mask must have shape (%d, %d) (batch, keys), got %s", B,
+        S, core.is_tensor(key_mask) and key_mask:shape_string() or type(key_mask)), 2)
+    end
+    local keep = key_mask:ne(0):to(scores:dtype())
+    if keep:sum(2):min():item() < 1 then
+      error("scaled_dot_product_attention: key_mask masks every key of a batch row", 2)
+    end
+    local shape = { B }
+    for _ = 2, nd - 1 do shape[#shape + 1] = 1 end
+    shape[#shape + 1] = S
+    scores = scores:masked_fill(keep:reshape(shape):eq(0), -math.huge)
+  end
+  return scores:softmax(nd):matmul(v)
+end
 
 -- ---- losses: reduction = "mean" (default) | "sum" | "none", as torch's ----
 -- Every loss takes (input, target[, opts]) with opts a table ({reduction =, weight =, pos_weight =})
