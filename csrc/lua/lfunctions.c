@@ -349,6 +349,7 @@ static int f_embedding(lua_State *L) {
   int64_t pad = 0;
   bool has_pad = false;
   if (lua_istable(L, 3)) lua_getfield(L, 3, "padding_idx");
+  else if (lua_isnoneornil(L, 3)) lua_pushnil(L);
   else lua_pushvalue(L, 3);
   if (!lua_isnil(L, -1)) {
     if (!lua_isinteger(L, -1)) return luaL_argerror(L, 3, "padding_idx must be an integer");
