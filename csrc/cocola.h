@@ -159,6 +159,16 @@ int cc_sort(cc_tensor *x, int dim, bool descending, cc_tensor **values, cc_tenso
 /* the k largest (or smallest) along dim, in sorted order; 0 <= k <= the size of dim */
 int cc_topk(cc_tensor *x, int64_t k, int dim, bool largest, cc_tensor **values, cc_tensor **indices);
 
+/* ---- indexing (indices int64, 0-based; an index outside its dim is an error naming it) ---- */
+/* x's slices along dim at the 1-D (or 0-D) index, in its order: x's shape with dim of size #index */
+cc_tensor *cc_index_select(cc_tensor *x, int dim, cc_tensor *index);
+/* out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (and so on): index of x's rank, no larger than x off dim;
+   the result has index's shape */
+cc_tensor *cc_gather(cc_tensor *x, int dim, cc_tensor *index);
+/* rows of weight (V,D) at indices of any shape -> (..., D); the row *padding_idx (in [0, V) when given) gets
+   no gradient, as torch.nn.functional.embedding */
+cc_tensor *cc_embedding(cc_tensor *indices, cc_tensor *weight, const int64_t *padding_idx);
+
 /* ---- linear algebra ---- */
 cc_tensor *cc_matmul(cc_tensor *a, cc_tensor *b); /* 1-D, 2-D and batched with broadcast batch dims */
 cc_tensor *cc_bmm(cc_tensor *a, cc_tensor *b);    /* (B,n,k) x (B,k,m) */
@@ -184,6 +194,14 @@ cc_tensor *cc_conv1d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv1d_o
 cc_tensor *cc_conv_transpose1d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv1d_opts *opt);
 cc_tensor *cc_pad(cc_tensor *x, int npairs, const int64_t *pads, double value); /* torch order: last dim first */
 cc_tensor *cc_adaptive_avg_pool2d(cc_tensor *x, int64_t out_h, int64_t out_w);
+/* max pool of (N,C,H,W) or (C,H,W) as torch's F.max_pool2d: padding counts as -inf (at most half the kernel),
+   a NaN in a window is its maximum, ceil_mode must be false; indices (when asked for) are int64 flat
+   positions in H*W */
+typedef struct {
+  int64_t kernel[2], stride[2], padding[2], dilation[2];
+  bool ceil_mode;
+} cc_max_pool2d_opts;
+int cc_max_pool2d(cc_tensor *x, const cc_max_pool2d_opts *opt, cc_tensor **values, cc_tensor **indices);
 
 /* ---- normalisation, activations with state ---- */
 cc_tensor *cc_batch_norm(cc_tensor *x, cc_tensor *running_mean, cc_tensor *running_var, cc_tensor *weight,

@@ -27,6 +27,10 @@
   X(CUMSUM, "out <- running sum of in0 along dim i0 (in0's shape), from the last element when i1 (reverse)") \
   X(SORT, "out0 values, out1 int64 indices of in0 sorted along dim i0 (stable; NaN above every number); i1 descending") \
   X(SORT_BACKWARD, "out dx <- in0 grad placed along dim i0 at the int64 indices in1 (a permutation of each row); all one shape") \
+  X(INDEX_SELECT, "out <- in0 x picked along dim i0 at the int64 indices of 1-D in1 (out: x's shape with dim resized to #in1); fails on an index outside dim") \
+  X(INDEX_ADD, "out (x's shape) <- zeros, then each slice j of in0 grad (#in1 along dim i0) added at slice in1[j] of out, in index order; the kernel writes all of out") \
+  X(GATHER, "out (in1's shape) <- in0 x at index in1 (int64, x's rank, no larger than x off dim i0) along dim i0; fails on an index outside dim") \
+  X(SCATTER_ADD, "out (x's shape) <- zeros, then in0 grad (in1's shape) added at the int64 indices in1 along dim i0, in index order; the kernel writes all of out") \
   X(GEMM, "out[..] <- f0 op(in0[..]) op(in1[..]) + f1 out[..] over equal batch dims; i0 tA, i1 tB") \
   X(CONV2D, "out (N,O,Ho,Wo) <- conv2d(in0 x (N,C,H,W), in1 w (O,C/g,kh,kw)) + in2 bias (O) or NULL; all contiguous; i0 sh, i1 sw, i2 ph, i3 pw, i4 dh, i5 dw, i6 groups") \
   X(CONV2D_BACKWARD_INPUT, "out dx (N,C,H,W) <- from in0 grad_out (N,O,Ho,Wo), in1 w; contiguous; ints as CONV2D") \
@@ -34,6 +38,8 @@
   X(PAD, "out <- constant pad of contiguous in0; i[2k], i[2k+1] before/after of dim ndim-1-k for every dim (negative crops), f0 value") \
   X(AVG_POOL2D, "out (..,oh,ow) <- adaptive average pool of contiguous in0 (..,H,W), torch's bins") \
   X(AVG_POOL2D_BACKWARD, "out dx (..,H,W) <- of adaptive average pool from contiguous in0 grad_out (..,oh,ow)") \
+  X(MAX_POOL2D, "out0 values, out1 int64 flat indices into H*W (..,oh,ow) <- max pool of contiguous in0 (..,H,W); i0 kh, i1 kw, i2 sh, i3 sw, i4 ph, i5 pw, i6 dh, i7 dw; padding is -inf, NaN wins") \
+  X(MAX_POOL2D_BACKWARD, "out dx (..,H,W) <- sum of contiguous in0 grad (..,oh,ow) over the windows whose index in1 points at each element; ints as MAX_POOL2D") \
   X(BATCH_NORM, "out0 y, out1 mean, out2 invstd of in0 x; in1 rm, in2 rv, in3 w, in4 b; i0 train, f0 mom, f1 eps") \
   X(BATCH_NORM_BACKWARD, "out0 dx, out1 dw, out2 db from in0 dy, in1 x, in2 mean, in3 invstd, in4 w; i0 train") \
   X(LAYER_NORM, "out0 y, out1 mean, out2 invstd of in0 over the last i0 dims; in1 w, in2 b; f0 eps") \
@@ -199,6 +205,47 @@ static inline bool cc_sort_backward_operands_ok(const cc_call *c) {
     return false;
   }
   return true;
+}
+
+/* INDEX_SELECT and INDEX_ADD: one operand `full` (x of INDEX_SELECT, the result of INDEX_ADD) and one `picked`
+   (the result of INDEX_SELECT, the gradient of INDEX_ADD) of one rank and dtype that differ only along dim i0,
+   where picked has the length of the 1-D int64 index in1 */
+static inline bool cc_index_select_operands_ok(const cc_call *c, const char *op, const cc_tensor *full,
+                                               const cc_tensor *picked) {
+  const cc_tensor *idx = c->in[1];
+  int dim = (int)c->i[0];
+  bool ok = idx->dtype == CC_INT64 && idx->ndim == 1 && full->ndim == picked->ndim && full->dtype == picked->dtype &&
+            dim >= 0 && dim < full->ndim && picked->shape[dim] == idx->shape[0];
+  for (int d = 0; ok && d < full->ndim; d++) ok = d == dim || full->shape[d] == picked->shape[d];
+  if (!ok) cc_set_error("%s: operands must share a rank and dtype and differ only along dim, with a 1-D int64 index", op);
+  return ok;
+}
+
+/* GATHER and SCATTER_ADD: `full` (x of GATHER, the result of SCATTER_ADD) and `picked` (the result of GATHER,
+   the gradient of SCATTER_ADD) of one dtype; the int64 index in1 has picked's shape, full's rank, and no
+   larger sizes than full except along dim i0 */
+static inline bool cc_gather_operands_ok(const cc_call *c, const char *op, const cc_tensor *full,
+                                         const cc_tensor *picked) {
+  const cc_tensor *idx = c->in[1];
+  int dim = (int)c->i[0];
+  bool ok = idx->dtype == CC_INT64 && cc_same_shape(idx, picked) && idx->ndim == full->ndim &&
+            full->dtype == picked->dtype && dim >= 0 && dim < full->ndim;
+  for (int d = 0; ok && d < full->ndim; d++) ok = d == dim || idx->shape[d] <= full->shape[d];
+  if (!ok) cc_set_error("%s: the int64 index must have the result's shape and the input's rank, and no larger sizes off dim", op);
+  return ok;
+}
+
+/* MAX_POOL2D: in0 x (..,H,W), out0 values and out1 int64 indices (..,oh,ow), contiguous, one rank; the window
+   sizes of the call's ints positive; MAX_POOL2D_BACKWARD: in0 grad and in1 int64 indices (..,oh,ow), out dx (..,H,W) */
+static inline bool cc_max_pool2d_operands_ok(const cc_call *c, const cc_tensor *big, const cc_tensor *small,
+                                             const cc_tensor *idx) {
+  int nd = big->ndim;
+  bool ok = nd >= 2 && small->ndim == nd && cc_same_shape(small, idx) && idx->dtype == CC_INT64 &&
+            big->dtype == small->dtype && cc_is_contiguous(big) && cc_is_contiguous(small) && cc_is_contiguous(idx);
+  for (int d = 0; ok && d < nd - 2; d++) ok = big->shape[d] == small->shape[d];
+  for (int k = 0; ok && k < 8; k++) ok = k >= 4 && k < 6 ? c->i[k] >= 0 : c->i[k] > 0;
+  if (!ok) cc_set_error("max_pool2d: expected contiguous operands (..,H,W) and (..,oh,ow) with int64 indices");
+  return ok;
 }
 
 #endif

@@ -127,6 +127,36 @@ typedef struct {
 } cck_sort_bw_args;
 cudaError_t cck_sort_backward(const cck_sort_bw_args *a, cudaStream_t s);
 
+/* ---- indexing (kernels/index.cu): gather and scatter_add over one description; index_select and index_add
+ * are the same with the 1-D index broadcast over the other dims (istride 0 off dim) ----
+ * gather: one item per element c of dst (shape): dst[c] <- src[c with c[dim] = idx[c]].
+ * scatter_add: one item per row of dst (every index but dim; items = numel(dst) / shape[dim], counted without
+ * dividing by a zero size): the row is zeroed, then, where the row lies inside ishape, src[c, j] is added at
+ * dst[c, idx[c, j]] for j = 0, 1, .. in order. An index outside [0, size) is skipped (gather writes 0). */
+typedef struct {
+  const void *src;
+  const int64_t *idx;
+  void *dst;
+  int dtype, ndim, dim;
+  int64_t shape[CCK_MAX_DIMS];  /* dst's */
+  int64_t ishape[CCK_MAX_DIMS]; /* scatter_add: the shape of src and idx */
+  int64_t sstride[CCK_MAX_DIMS], istride[CCK_MAX_DIMS], dstride[CCK_MAX_DIMS];
+  int64_t size;  /* the length of dim in the indexed tensor (src of gather, dst of scatter_add) */
+  int64_t items;
+} cck_index_args;
+cudaError_t cck_gather(const cck_index_args *a, cudaStream_t s);
+cudaError_t cck_scatter_add(const cck_index_args *a, cudaStream_t s);
+/* one item: bad[0] <- 1 and bad[1] <- the first index (row-major over shape, stride) outside [0, size), else
+   bad[0] <- 0 */
+typedef struct {
+  const int64_t *idx;
+  int64_t *bad;
+  int ndim;
+  int64_t shape[CCK_MAX_DIMS], stride[CCK_MAX_DIMS];
+  int64_t numel, size;
+} cck_index_check_args;
+cudaError_t cck_index_check(const cck_index_check_args *a, cudaStream_t s);
+
 /* ---- bfloat16 autocast copies: n contiguous elements, bf16 as uint16_t bit patterns ---- */
 cudaError_t cck_float_to_bf16(void *dst, const void *src, int64_t n, cudaStream_t s);
 cudaError_t cck_bf16_to_float(void *dst, const void *src, int64_t n, cudaStream_t s);
@@ -150,6 +180,19 @@ cudaError_t cck_avg_pool(const void *x, void *y, int dtype, int64_t planes, int6
                          int64_t ow, void *scratch, cudaStream_t s);
 cudaError_t cck_avg_pool_backward(const void *gy, void *dx, int dtype, int64_t planes, int64_t H, int64_t W,
                                   int64_t oh, int64_t ow, cudaStream_t s);
+
+/* max pool (kernels/pool.cu) over planes (..,H,W) -> (..,oh,ow), contiguous: the forward is one item per output
+   (values y, int64 flat indices idx into H*W; padding is -inf, a NaN wins), the backward one item per input
+   element (dx <- the sum of g over the windows covering it whose index is its own) */
+typedef struct {
+  const void *x, *g;
+  void *y, *dx;
+  int64_t *idx;
+  int dtype;
+  int64_t planes, H, W, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+} cck_max_pool_args;
+cudaError_t cck_max_pool2d(const cck_max_pool_args *a, cudaStream_t s);
+cudaError_t cck_max_pool2d_backward(const cck_max_pool_args *a, cudaStream_t s);
 
 /* ---- batch norm over x (N,C,S) contiguous; stats (C); rm, rv, w, b may be NULL ---- */
 typedef struct {

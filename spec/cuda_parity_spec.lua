@@ -392,6 +392,44 @@ case { name = "adaptive_pool_3d_float64", ops = { "AVG_POOL2D", "AVG_POOL2D_BACK
   inputs = { I({ 3, 10, 11 }, "transposed", "normal", { dtype = "float64" }) },
   fn = function(x) return F.adaptive_avg_pool2d(x[1], { 4, 5 }) end }
 
+-- indexing: index_select / gather forward, their backward (INDEX_ADD, SCATTER_ADD: repeated indices add up
+-- in index order, so the GPU must match the CPU exactly up to rounding), embedding; max pooling and its backward
+case { name = "index_select", ops = { "INDEX_SELECT", "INDEX_ADD" },
+  inputs = { I({ 5, 6 }, "transposed"), I({ 7 }, "contiguous", "int", { high = 5 }), I({ 3, 4, 5 }, "permuted"),
+    I({ 6, 4 }, "transposed", "int", { high = 4 }) },
+  fn = function(x)
+    local idx = x[4]:select(2, 1) -- a strided index
+    return { x[1]:index_select(1, x[2]), x[1]:index_select(2, x[2]) * x[1]:index_select(2, x[2]),
+      x[3]:index_select(2, idx), cocola.index_select(x[3], -1, x[2]), x[4]:index_select(1, x[2]) }
+  end }
+case { name = "index_select_float64_many_repeats", ops = { "INDEX_SELECT", "INDEX_ADD" },
+  inputs = { I({ 40, 33 }, "narrowed", "normal", { dtype = "float64" }), I({ 500 }, "contiguous", "int", { high = 40 }) },
+  fn = function(x) return x[1]:index_select(1, x[2]) end }
+case { name = "gather", ops = { "GATHER", "SCATTER_ADD" },
+  inputs = { I({ 4, 6 }, "transposed"), I({ 3, 6 }, "contiguous", "int", { high = 4 }), I({ 4, 8 }, "strided", "int", { high = 6 }),
+    I({ 3, 4, 5 }, "permuted") },
+  fn = function(x)
+    local i3 = x[2]:narrow(2, 1, 4):unsqueeze(3):expand(3, 4, 2) -- expanded (stride 0) index
+    return { x[1]:gather(1, x[2]), F.gather(x[1], 2, x[3]), x[4]:gather(3, i3), x[2]:gather(2, x[3]:narrow(1, 1, 3)) }
+  end }
+case { name = "embedding", ops = { "INDEX_SELECT", "INDEX_ADD", "FILL" },
+  inputs = { I({ 9, 5 }, "transposed"), I({ 3, 40 }, "contiguous", "int", { high = 9 }) },
+  fn = function(x) return { F.embedding(x[2], x[1]), F.embedding(x[2], x[1], { padding_idx = 3 }) * 2 } end }
+case { name = "max_pool2d", ops = { "MAX_POOL2D", "MAX_POOL2D_BACKWARD" }, inputs = { I({ 2, 3, 9, 7 }, "permuted") },
+  fn = function(x)
+    local v, i = F.max_pool2d(x[1], 3, { stride = 2, padding = 1, return_indices = true })
+    return { v, i, F.max_pool2d(x[1], 2), F.max_pool2d(x[1], { 3, 2 }, { stride = 1 }),
+      F.max_pool2d(x[1], 2, { stride = { 2, 1 }, padding = { 1, 0 }, dilation = { 2, 3 } }) }
+  end }
+case { name = "max_pool2d_3d_float64_nan", ops = { "MAX_POOL2D", "MAX_POOL2D_BACKWARD" },
+  inputs = { I({ 3, 10, 11 }, "transposed", "normal", { dtype = "float64" }), I({ 3, 10, 11 }, "contiguous", "mask") },
+  fn = function(x)
+    local v, i = F.max_pool2d(cocola.where(x[2], 0 / 0, x[1]), 3, { stride = 2, return_indices = true })
+    local nan = v:ne(v)
+    local w = F.max_pool2d(x[1], 4, { stride = 3, padding = 2 })
+    return { v:masked_fill(nan, 0), nan, i, w }
+  end }
+
 -- normalisation (batch norm training also returns the updated running statistics)
 case { name = "batch_norm_train", ops = { "BATCH_NORM", "BATCH_NORM_BACKWARD" },
   inputs = { I({ 4, 3, 5, 6 }, "permuted"), I({ 3 }, nil, nil, { grad = false }), I({ 3 }, nil, "positive", { grad = false }), I({ 3 }), I({ 3 }) },
@@ -589,6 +627,19 @@ describe("CUDA parity #cuda", function()
     local ok, err = pcall(F.cross_entropy, logits, targets)
     assert.is_false(ok)
     assert.matches("out of bounds", tostring(err))
+  end)
+
+  it("reports an index out of range on the GPU as an error naming it", function()
+    local x = cocola.randn({ 3, 4 }):cuda()
+    local ok, err = pcall(cocola.index_select, x, 2, cocola.tensor({ 1, 4 }, { dtype = "int64" }):cuda())
+    assert.is_false(ok)
+    assert.matches("index_select: index 4 is out of range for dimension 2 of size 4", tostring(err), 1, true)
+    ok, err = pcall(cocola.gather, x, 1, cocola.tensor({ { 0, -1 } }, { dtype = "int64" }):cuda())
+    assert.is_false(ok)
+    assert.matches("gather: index -1 is out of range for dimension 1 of size 3", tostring(err), 1, true)
+    ok, err = pcall(F.embedding, cocola.tensor({ 3 }, { dtype = "int64" }):cuda(), x)
+    assert.is_false(ok)
+    assert.matches("embedding: index 3 is out of range", tostring(err), 1, true)
   end)
 
   it("reuses device memory through the caching allocator", function()

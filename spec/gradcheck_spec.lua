@@ -428,3 +428,58 @@ describe("gradcheck: views and copies", function()
   case("chained views", function(x) return x[1]:narrow(2, 2, 3):t():select(1, 2):unsqueeze(1):expand(2, 4) end,
     function() return { R({ 4, 5 }) } end)
 end)
+
+describe("gradcheck: index_select, gather, embedding, max_pool2d", function()
+  local function L(t) return cocola.tensor(t, { dtype = "int64" }) end
+  -- a non-contiguous int64 index: every other entry of a longer one
+  local function strided_index(t)
+    local wide = {}
+    for i, v in ipairs(t) do wide[2 * i - 1], wide[2 * i] = v, -1 end
+    return L(wide):view(#t, 2):select(2, 1)
+  end
+  case("index_select dim 1, repeated indices", function(x) return x[1]:index_select(1, x[2]) end,
+    function() return { R({ 3, 4 }), L({ 2, 0, 2, 1, 2 }) } end)
+  case("index_select middle dim of 3-D", function(x) return cocola.index_select(x[1], 2, x[2]) * x[1]:narrow(2, 1, 2) end,
+    function() return { R({ 2, 3, 4 }), L({ 1, 1 }) } end)
+  case("index_select last dim, strided index", function(x) return F.index_select(x[1], -1, x[2]) end,
+    function() return { R({ 3, 5 }), strided_index({ 4, 0, 4, 3 }) } end)
+  case("index_select empty index", function(x) return x[1]:index_select(2, x[2]):sum() + x[1]:sum() end,
+    function() return { R({ 3, 4 }), L({}) } end)
+  case("gather dim 1, repeated indices", function(x) return x[1]:gather(1, x[2]) end,
+    function() return { R({ 3, 4 }), L({ { 2, 0, 2, 2 }, { 2, 1, 0, 2 } }) } end)
+  case("gather dim 2, index narrower than x", function(x) return cocola.gather(x[1], 2, x[2]) end,
+    function() return { R({ 3, 5 }), L({ { 4, 4, 0 }, { 1, 3, 1 } }) } end)
+  case("gather 3-D, transposed index", function(x) return F.gather(x[1], 3, x[2]) end,
+    function() return { R({ 2, 3, 4 }), L({ { { 0, 3 }, { 3, 3 }, { 1, 2 } }, { { 2, 2 }, { 0, 1 }, { 3, 0 } } }):transpose(2, 3) } end)
+  case("embedding, 2-D indices with repeats", function(x) return F.embedding(x[2], x[1]) end,
+    function() return { R({ 5, 3 }), L({ { 4, 0, 4 }, { 1, 4, 0 } }) } end)
+  it("embedding with padding_idx: the gradient without it, less the padding row", function()
+    reseed("embedding padding")
+    local w, idx, upstream = R({ 4, 3 }), L({ 1, 2, 1, 3 }), R({ 4, 3 })
+    local grads = {}
+    for k, pad in ipairs({ false, true }) do
+      local leaf = w:clone():requires_grad(true)
+      local out = pad and F.embedding(idx, leaf, { padding_idx = 1 }) or F.embedding(idx, leaf)
+      assert.are.same({ 4, 3 }, out.shape)
+      ;(out * upstream):sum():backward()
+      grads[k] = leaf.grad:totable()
+    end
+    for i = 1, 4 do
+      for j = 1, 3 do
+        assert.are.equal(i == 2 and 0 or grads[1][i][j], grads[2][i][j])
+      end
+    end
+    assert.are_not.equal(0, grads[1][2][1])
+  end)
+  case("max_pool2d 2x2", function(x) return F.max_pool2d(x[1], 2) end, function() return { R({ 2, 2, 4, 6 }) } end)
+  case("max_pool2d 3x3 stride 2 padding 1", function(x) return F.max_pool2d(x[1], 3, { stride = 2, padding = 1 }) end,
+    function() return { R({ 1, 2, 7, 6 }) } end)
+  case("max_pool2d overlapping windows (stride 1)", function(x) return F.max_pool2d(x[1], { 2, 3 }, { stride = 1 }) end,
+    function() return { R({ 1, 2, 4, 5 }) } end)
+  case("max_pool2d dilation 2, 3-D input", function(x) return F.max_pool2d(x[1], 2, { stride = { 1, 2 }, dilation = 2, padding = { 1, 0 } }) end,
+    function() return { R({ 2, 5, 6 }) } end)
+  case("max_pool2d values of return_indices", function(x)
+    local v, i = F.max_pool2d(x[1], 2, { return_indices = true })
+    return v * i:double()
+  end, function() return { R({ 1, 1, 4, 4 }) } end)
+end)

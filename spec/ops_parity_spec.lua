@@ -217,6 +217,23 @@ end
 CASES.index_row = function(x) return x[1][2] * 2 end
 CASES.index_element = function(x) return { x[1][3][-1], x[1][1][2][2] } end
 
+-- ---- index_select, gather, embedding, max_pool2d (indices int64, 0-based; dims 1-based) ----
+CASES.index_select_dim1 = function(x) return x[1]:index_select(1, x[2]) end
+CASES.index_select_noncontig = function(x) return x[1]:t():index_select(2, x[2]) end
+CASES.index_select_3d_middle = function(x) return cocola.index_select(x[1], 2, x[2]) end
+CASES.gather_dim2 = function(x) return x[1]:gather(2, x[2]) end
+CASES.gather_dim1_smaller = function(x) return F.gather(x[1], 1, x[2]) end
+CASES.embedding = function(x) return F.embedding(x[2], x[1]) end
+CASES.embedding_padding = function(x) return F.embedding(x[2], x[1], { padding_idx = 2 }) end
+CASES.max_pool2d_2x2 = function(x) return F.max_pool2d(x[1], 2) end
+CASES.max_pool2d_k3_s2_p1_indices = function(x)
+  return { F.max_pool2d(x[1], 3, { stride = 2, padding = 1, return_indices = true }) }
+end
+CASES.max_pool2d_dilation_3d = function(x)
+  return F.max_pool2d(x[1], { 2, 3 }, { stride = { 1, 2 }, padding = 1, dilation = 2 })
+end
+CASES.max_pool2d_overlapping = function(x) return cocola.nn.MaxPool2d(3, { stride = 1 })(x[1]) end
+
 -- ---- the runner ----
 local fx = cocola.load(FIXTURE)
 

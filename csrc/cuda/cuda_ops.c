@@ -290,6 +290,104 @@ static int sort_backward_cuda(const cc_call *c) {
   return launched(cck_sort_backward(&a, S()), "sort backward");
 }
 
+/* ======================================================================= indexing ====== */
+/* fails naming the first index of `index` outside [0, size) (one item on the device, then a copy back) */
+static int index_check_cuda(const char *op, const cc_tensor *index, int dim, int64_t size) {
+  cck_index_check_args a;
+  memset(&a, 0, sizeof a);
+  a.numel = cc_numel(index);
+  if (a.numel == 0) return 0;
+  a.idx = cc_data_ptr(index);
+  a.size = size;
+  a.ndim = index->ndim ? index->ndim : 1;
+  a.shape[0] = 1;
+  for (int d = 0; d < index->ndim; d++) {
+    a.shape[d] = index->shape[d];
+    a.stride[d] = index->stride[d];
+  }
+  int64_t bad[2] = {0, 0};
+  void *flag;
+  if (cc_cuda_scratch(sizeof bad, &flag)) return -1;
+  a.bad = flag;
+  int rc = launched(cck_index_check(&a, S()), op);
+  if (!rc) rc = cc_cuda_copy(bad, CC_CPU, flag, CC_CUDA, sizeof bad);
+  cc_cuda_scratch_free(flag, sizeof bad);
+  if (!rc && bad[0]) {
+    cc_set_error("%s: index %lld is out of range for dimension %d of size %lld", op, (long long)bad[1], dim + 1,
+                 (long long)size);
+    rc = -1;
+  }
+  return rc;
+}
+
+/* the launch arguments of a gather (src `full` indexed along dim, dst `picked`) or a scatter_add (src `picked`,
+   dst `full`), as csrc/ops/index.c describes them; idx1d: the 1-D index broadcast over the other dims */
+static void index_args(cck_index_args *a, int dim, const cc_tensor *full, const cc_tensor *picked,
+                       const cc_tensor *idx, bool idx1d, bool scatter) {
+  memset(a, 0, sizeof *a);
+  const cc_tensor *src = scatter ? picked : full, *dst = scatter ? full : picked;
+  a->src = cc_data_ptr(src);
+  a->dst = cc_data_ptr(dst);
+  a->idx = cc_data_ptr(idx);
+  a->dtype = full->dtype;
+  a->ndim = full->ndim;
+  a->dim = dim;
+  a->size = full->shape[dim];
+  a->items = 1;
+  for (int d = 0; d < full->ndim; d++) {
+    a->shape[d] = dst->shape[d];
+    a->ishape[d] = picked->shape[d];
+    a->sstride[d] = src->stride[d];
+    a->dstride[d] = dst->stride[d];
+    a->istride[d] = idx1d ? (d == dim ? idx->stride[0] : 0) : idx->stride[d];
+    if (!scatter || d != dim) a->items *= dst->shape[d];
+  }
+}
+
+/* in0 x, in1 1-D int64 index -> out; i0 dim */
+static int index_select_cuda(const cc_call *c) {
+  cc_tensor *x = c->in[0], *out = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_index_select_operands_ok(c, "index_select", x, out)) return -1;
+  if (index_check_cuda("index_select", c->in[1], dim, x->shape[dim])) return -1;
+  cck_index_args a;
+  index_args(&a, dim, x, out, c->in[1], true, false);
+  return launched(cck_gather(&a, S()), "index_select");
+}
+
+/* in0 grad, in1 1-D int64 index -> out (written whole); i0 dim */
+static int index_add_cuda(const cc_call *c) {
+  cc_tensor *g = c->in[0], *out = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_index_select_operands_ok(c, "index_add", out, g)) return -1;
+  if (index_check_cuda("index_add", c->in[1], dim, out->shape[dim])) return -1;
+  cck_index_args a;
+  index_args(&a, dim, out, g, c->in[1], true, true);
+  return launched(cck_scatter_add(&a, S()), "index_add");
+}
+
+/* in0 x, in1 int64 index -> out (index's shape); i0 dim */
+static int gather_cuda(const cc_call *c) {
+  cc_tensor *x = c->in[0], *out = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_gather_operands_ok(c, "gather", x, out)) return -1;
+  if (index_check_cuda("gather", c->in[1], dim, x->shape[dim])) return -1;
+  cck_index_args a;
+  index_args(&a, dim, x, out, c->in[1], false, false);
+  return launched(cck_gather(&a, S()), "gather");
+}
+
+/* in0 grad (index's shape), in1 int64 index -> out (written whole); i0 dim */
+static int scatter_add_cuda(const cc_call *c) {
+  cc_tensor *g = c->in[0], *out = c->out[0];
+  int dim = (int)c->i[0];
+  if (!cc_gather_operands_ok(c, "scatter_add", out, g)) return -1;
+  if (index_check_cuda("scatter_add", c->in[1], dim, out->shape[dim])) return -1;
+  cck_index_args a;
+  index_args(&a, dim, out, g, c->in[1], false, true);
+  return launched(cck_scatter_add(&a, S()), "scatter_add");
+}
+
 /* ======================================================================= pad, pool ====== */
 /* in0 contiguous x -> out (contiguous); i[2k], i[2k+1]: before/after pads of dim ndim-1-k; f0 value */
 static int pad_cuda(const cc_call *c) {
@@ -336,6 +434,44 @@ static int avg_pool_backward_cuda(const cc_call *c) {
   if (planes == 0) return 0;
   return launched(cck_avg_pool_backward(cc_data_ptr(gy), cc_data_ptr(dx), dx->dtype, planes, H, W, oh, ow, S()),
                   "adaptive_avg_pool2d backward");
+}
+
+/* the max pool arguments of a call: big (..,H,W), small (..,oh,ow); ints as MAX_POOL2D */
+static void max_pool_args(cck_max_pool_args *a, const cc_call *c, const cc_tensor *big, const cc_tensor *small) {
+  memset(a, 0, sizeof *a);
+  int nd = big->ndim;
+  a->dtype = big->dtype;
+  a->H = big->shape[nd - 2];
+  a->W = big->shape[nd - 1];
+  a->oh = small->shape[nd - 2];
+  a->ow = small->shape[nd - 1];
+  a->planes = a->H > 0 && a->W > 0 ? cc_numel(big) / (a->H * a->W) : 0;
+  a->kh = c->i[0], a->kw = c->i[1], a->sh = c->i[2], a->sw = c->i[3];
+  a->ph = c->i[4], a->pw = c->i[5], a->dh = c->i[6], a->dw = c->i[7];
+}
+
+/* in0 contiguous x (..,H,W) -> out0 values, out1 int64 indices (..,oh,ow) */
+static int max_pool2d_cuda(const cc_call *c) {
+  cc_tensor *x = c->in[0], *y = c->out[0], *idx = c->out[1];
+  if (!cc_max_pool2d_operands_ok(c, x, y, idx)) return -1;
+  cck_max_pool_args a;
+  max_pool_args(&a, c, x, y);
+  a.x = cc_data_ptr(x);
+  a.y = cc_data_ptr(y);
+  a.idx = cc_data_ptr(idx);
+  return launched(cck_max_pool2d(&a, S()), "max_pool2d");
+}
+
+/* in0 contiguous grad, in1 int64 indices (..,oh,ow) -> out dx (..,H,W) */
+static int max_pool2d_backward_cuda(const cc_call *c) {
+  cc_tensor *g = c->in[0], *idx = c->in[1], *dx = c->out[0];
+  if (!cc_max_pool2d_operands_ok(c, dx, g, idx)) return -1;
+  cck_max_pool_args a;
+  max_pool_args(&a, c, dx, g);
+  a.g = cc_data_ptr(g);
+  a.idx = cc_data_ptr(idx);
+  a.dx = cc_data_ptr(dx);
+  return launched(cck_max_pool2d_backward(&a, S()), "max_pool2d backward");
 }
 
 /* ======================================================================= norms ====== */
@@ -551,7 +687,13 @@ void cc_cuda_register_ops(void) {
   cc_register_kernel(CC_OP_CUMSUM, CC_CUDA, cumsum_cuda);
   cc_register_kernel(CC_OP_SORT, CC_CUDA, sort_cuda);
   cc_register_kernel(CC_OP_SORT_BACKWARD, CC_CUDA, sort_backward_cuda);
+  cc_register_kernel(CC_OP_INDEX_SELECT, CC_CUDA, index_select_cuda);
+  cc_register_kernel(CC_OP_INDEX_ADD, CC_CUDA, index_add_cuda);
+  cc_register_kernel(CC_OP_GATHER, CC_CUDA, gather_cuda);
+  cc_register_kernel(CC_OP_SCATTER_ADD, CC_CUDA, scatter_add_cuda);
   cc_register_kernel(CC_OP_PAD, CC_CUDA, pad_cuda);
+  cc_register_kernel(CC_OP_MAX_POOL2D, CC_CUDA, max_pool2d_cuda);
+  cc_register_kernel(CC_OP_MAX_POOL2D_BACKWARD, CC_CUDA, max_pool2d_backward_cuda);
   cc_register_kernel(CC_OP_AVG_POOL2D, CC_CUDA, avg_pool_cuda);
   cc_register_kernel(CC_OP_AVG_POOL2D_BACKWARD, CC_CUDA, avg_pool_backward_cuda);
   cc_register_kernel(CC_OP_BATCH_NORM, CC_CUDA, batch_norm_cuda);

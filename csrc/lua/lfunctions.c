@@ -364,6 +364,88 @@ static int f_adaptive_avg_pool2d(lua_State *L) {
   return lc_push(L, cc_adaptive_avg_pool2d(x, oh, ow));
 }
 
+/* ---- indexing and max pooling: dims 1-based, indices int64 and 0-based ---- */
+/* index_select(x, dim, index (1-D)), gather(x, dim, index (x's rank)) */
+static int f_index_select(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  return lc_push(L, cc_index_select(x, lc_dim(L, 2, x->ndim), lc_check(L, 3)));
+}
+static int f_gather(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  return lc_push(L, cc_gather(x, lc_dim(L, 2, x->ndim), lc_check(L, 3)));
+}
+
+/* embedding(indices int64 (...), weight (V,D)[, padding_idx | {padding_idx =}]) -> (..., D); a negative
+   padding_idx counts from the end, as torch's */
+static int f_embedding(lua_State *L) {
+  cc_tensor *idx = lc_check(L, 1), *w = lc_check(L, 2);
+  int64_t pad = 0;
+  bool has_pad = false;
+  if (lua_istable(L, 3)) lua_getfield(L, 3, "padding_idx");
+  else if (lua_isnoneornil(L, 3)) lua_pushnil(L);
+  else lua_pushvalue(L, 3);
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1)) return luaL_argerror(L, 3, "padding_idx must be an integer");
+    pad = lua_tointeger(L, -1);
+    has_pad = true;
+    if (pad < 0 && w->ndim == 2) pad += w->shape[0];
+  }
+  lua_pop(L, 1);
+  return lc_push(L, cc_embedding(idx, w, has_pad ? &pad : NULL));
+}
+
+/* an integer or a pair of integers at stack index idx (none/nil: def, def) */
+static void pool_pair(lua_State *L, int idx, const char *what, int64_t def, int64_t *out) {
+  out[0] = out[1] = def;
+  if (lua_isinteger(L, idx)) {
+    out[0] = out[1] = lua_tointeger(L, idx);
+  } else if (lua_istable(L, idx) && luaL_len(L, idx) == 2) {
+    for (int k = 0; k < 2; k++) {
+      lua_geti(L, idx, k + 1);
+      if (!lua_isinteger(L, -1)) luaL_error(L, "max_pool2d: %s must be an integer or a pair of integers", what);
+      out[k] = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnoneornil(L, idx)) {
+    luaL_error(L, "max_pool2d: %s must be an integer or a pair of integers", what);
+  }
+}
+
+/* max_pool2d(x, kernel_size[, {stride = kernel_size, padding = 0, dilation = 1, ceil_mode = false,
+   return_indices = false}]) -> values[, int64 indices into H*W] */
+static int f_max_pool2d(lua_State *L) {
+  cc_tensor *x = lc_check(L, 1);
+  if (lua_isnoneornil(L, 2)) return luaL_argerror(L, 2, "max_pool2d needs a kernel size");
+  if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3)) return luaL_argerror(L, 3, "options must be a table");
+  cc_max_pool2d_opts o;
+  memset(&o, 0, sizeof o);
+  pool_pair(L, 2, "kernel_size", 1, o.kernel);
+  const char *fields[3] = {"stride", "padding", "dilation"};
+  int64_t *dst[3] = {o.stride, o.padding, o.dilation};
+  int64_t defs[3] = {0, 0, 1};
+  for (int k = 0; k < 3; k++) {
+    if (lua_istable(L, 3)) lua_getfield(L, 3, fields[k]);
+    else lua_pushnil(L);
+    pool_pair(L, -1, fields[k], defs[k], dst[k]);
+    lua_pop(L, 1);
+  }
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "stride");
+    if (lua_isnil(L, -1)) memcpy(o.stride, o.kernel, sizeof o.stride); /* stride defaults to the kernel size */
+    lua_pop(L, 1);
+  } else {
+    memcpy(o.stride, o.kernel, sizeof o.stride);
+  }
+  o.ceil_mode = lc_opt_bool(L, 3, "ceil_mode", false);
+  bool with_indices = lc_opt_bool(L, 3, "return_indices", false);
+  cc_tensor *v, *i;
+  if (cc_max_pool2d(x, &o, &v, with_indices ? &i : NULL)) return lc_error(L);
+  lc_push(L, v);
+  if (!with_indices) return 1;
+  lc_push(L, i);
+  return 2;
+}
+
 static int f_batch_norm(lua_State *L) {
   cc_tensor *x = lc_check(L, 1), *rm = lc_opt(L, 2), *rv = lc_opt(L, 3), *w = lc_opt(L, 4), *b = lc_opt(L, 5);
   bool training = lua_toboolean(L, 6);
@@ -706,7 +788,8 @@ static const luaL_Reg functions[] = {
     {"bmm", f_bmm}, {"where", f_where}, {"conv2d", f_conv2d}, {"pad", f_pad},
     {"conv_transpose2d", f_conv_transpose2d}, {"conv1d", f_conv1d}, {"conv_transpose1d", f_conv_transpose1d},
     {"group_norm", f_group_norm},
-    {"adaptive_avg_pool2d", f_adaptive_avg_pool2d}, {"batch_norm", f_batch_norm}, {"layer_norm", f_layer_norm},
+    {"adaptive_avg_pool2d", f_adaptive_avg_pool2d}, {"index_select", f_index_select}, {"gather", f_gather},
+    {"embedding", f_embedding}, {"max_pool2d", f_max_pool2d}, {"batch_norm", f_batch_norm}, {"layer_norm", f_layer_norm},
     {"linear", f_linear}, {"dropout", f_dropout}, {"cross_entropy", f_cross_entropy}, {"adam_step", f_adam_step},
     {"_st_header", f_st_header}, {"_st_read", f_st_read}, {"_st_write", f_st_write}, {NULL, NULL}};
 

@@ -652,6 +652,16 @@ static int t_topk(lua_State *L) {
   return 2;
 }
 
+/* t:index_select(dim, index) and t:gather(dim, index): int64 0-based indices (as sort and max return) */
+static int t_index_select(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  return lc_push(L, cc_index_select(t, lc_dim(L, 2, t->ndim), lc_check(L, 3)));
+}
+static int t_gather(lua_State *L) {
+  cc_tensor *t = lc_check(L, 1);
+  return lc_push(L, cc_gather(t, lc_dim(L, 2, t->ndim), lc_check(L, 3)));
+}
+
 static int t_softmax(lua_State *L) {
   cc_tensor *t = lc_check(L, 1);
   return lc_push(L, cc_softmax(t, lc_dim(L, 2, t->ndim)));
@@ -677,7 +687,8 @@ static const luaL_Reg methods[] = {
     {"le", t_le}, {"gt", t_gt}, {"ge", t_ge}, {"masked_fill", t_masked_fill}, {"sum", t_sum}, {"mean", t_mean},
     {"max", t_max}, {"argmax", t_argmax}, {"softmax", t_softmax}, {"log_softmax", t_log_softmax},
     {"matmul", t_matmul}, {"sin", t_sin}, {"cos", t_cos}, {"floor", t_floor}, {"round", t_round},
-    {"cumsum", t_cumsum}, {"sort", t_sort}, {"topk", t_topk}, {"close", t_release}, {NULL, NULL}};
+    {"cumsum", t_cumsum}, {"sort", t_sort}, {"topk", t_topk}, {"index_select", t_index_select},
+    {"gather", t_gather}, {"close", t_release}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {{"__gc", t_release}, {"__close", t_release}, {"__add", t_add},
                                        {"__sub", t_sub}, {"__mul", t_mul}, {"__div", t_div},

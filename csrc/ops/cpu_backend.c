@@ -4,6 +4,8 @@
 void cc_cpu_register_elementwise(void);
 void cc_cpu_register_reduce(void);
 void cc_cpu_register_sort(void);
+void cc_cpu_register_index(void);
+void cc_cpu_register_pool(void);
 void cc_cpu_register_linalg(void);
 void cc_cpu_register_conv(void);
 void cc_cpu_register_norm(void);
@@ -15,6 +17,8 @@ void cc_cpu_backend_init(void) {
   cc_cpu_register_elementwise();
   cc_cpu_register_reduce();
   cc_cpu_register_sort();
+  cc_cpu_register_index();
+  cc_cpu_register_pool();
   cc_cpu_register_linalg();
   cc_cpu_register_conv();
   cc_cpu_register_norm();

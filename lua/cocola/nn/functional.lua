@@ -15,6 +15,10 @@ F.linear = core.linear                           -- (x, weight, bias)
 F.pad = core.pad                                 -- (x, {left, right, top, bottom}, value)
 F.adaptive_avg_pool2d = core.adaptive_avg_pool2d -- (x, size | {h, w})
 F.cross_entropy = core.cross_entropy             -- (logits (N,C), targets int64 (N), 0-based classes)
+F.embedding = core.embedding                     -- (indices int64 (...), weight (V,D), padding_idx | {padding_idx}) -> (..., D)
+F.max_pool2d = core.max_pool2d                   -- (x, kernel, {stride = kernel, padding, dilation, return_indices})
+F.index_select = core.index_select               -- (x, dim, index int64 1-D, 0-based)
+F.gather = core.gather                           -- (x, dim, index int64 of x's rank, 0-based)
 
 function F.dropout(x, p, training)
   if training == nil then training = true end

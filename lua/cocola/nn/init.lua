@@ -9,7 +9,7 @@ nn.init = require "cocola.nn.init_weights"
 for _, name in ipairs({
   "Sequential", "ModuleList", "Linear", "Conv2d", "BatchNorm2d", "LayerNorm", "Dropout", "SiLU", "ReLU",
   "Sigmoid", "Tanh", "GELU", "Identity", "Flatten", "AdaptiveAvgPool2d", "ZeroPad2d", "GroupNorm", "Conv1d",
-  "ConvTranspose1d", "ConvTranspose2d", "LeakyReLU", "ELU", "Upsample",
+  "ConvTranspose1d", "ConvTranspose2d", "LeakyReLU", "ELU", "Upsample", "Embedding", "MaxPool2d",
 }) do
   nn[name] = require("cocola.nn." .. name)
 end
