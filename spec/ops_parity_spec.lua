@@ -332,6 +332,8 @@ CASES.conv_transpose2d_dil_groups = function(x)
 end
 CASES.interpolate_x2 = function(x) return F.interpolate(x[1], { scale_factor = 2 }) end
 CASES.interpolate_size = function(x) return F.interpolate(x[1], { size = { 8, 12 } }) end
+CASES.interpolate_size_fraction = function(x) return F.interpolate(x[1], { size = { 8, 4 } }) end
+CASES.interpolate_scale_fraction = function(x) return F.interpolate(x[1], { scale_factor = 1.7 }) end
 CASES.interpolate_1d_x3 = function(x) return F.interpolate(x[1], { scale_factor = 3 }) end
 CASES.sdpa_heads = function(x) return F.scaled_dot_product_attention(x[1], x[2], x[3]) end
 CASES.sdpa_additive_mask = function(x) return F.scaled_dot_product_attention(x[1], x[2], x[3], { attn_mask = x[4] }) end

@@ -38,6 +38,7 @@ function cocola.split(t, size, dim) return t:split(size, dim) end
 local serialize = require "cocola.serialize"
 cocola.load = serialize.load
 cocola.save = serialize.save
+cocola.open_safetensors = serialize.open
 
 -- submodules load on first use
 local lazy = {

@@ -17,18 +17,9 @@ local function as_int(x)
   return type(x) == "number" and math.tointeger(x) or nil
 end
 
---- Reads a safetensors file. Returns a table name -> tensor and the metadata table (or {}).
--- F16/BF16 are widened to float32; I32/I8/U8/BOOL to int64.
--- A PyTorch zip checkpoint (.pt/.ckpt, starting with "PK\3\4") is read by the safe native reader
--- instead and returns its nested value (see csrc/lua/ltorch.c; None is cocola.None).
-function M.load(path)
-  if type(path) ~= "string" then error("load: expected a file path", 2) end
-  local fh = io.open(path, "rb")
-  if fh then
-    local magic = fh:read(4)
-    fh:close()
-    if magic == "PK\3\4" then return core._torch_load(path) end
-  end
+-- Parses and checks the header: entries {name, dtype, shape, b, e} sorted by offset, the metadata, the
+-- byte where the data starts. Every entry is checked against the file's size and against each other.
+local function read_header(path)
   local header_json, data_start, file_size = core._st_header(path)
   local ok, header = pcall(cjson.decode, header_json)
   if not ok then fail(path, "the header is not valid JSON (%s)", tostring(header)) end
@@ -73,11 +64,45 @@ function M.load(path)
     pos = ent.e
   end
   if pos ~= data_size then fail(path, "%d trailing bytes after the last tensor", data_size - pos) end
+  return entries, metadata, data_start
+end
+
+--- Reads a safetensors file. Returns a table name -> tensor and the metadata table (or {}).
+-- F16/BF16 are widened to float32; I32/I8/U8/BOOL to int64.
+-- A PyTorch zip checkpoint (.pt/.ckpt, starting with "PK\3\4") is read by the safe native reader
+-- instead and returns its nested value (see csrc/lua/ltorch.c; None is cocola.None).
+function M.load(path)
+  if type(path) ~= "string" then error("load: expected a file path", 2) end
+  local fh = io.open(path, "rb")
+  if fh then
+    local magic = fh:read(4)
+    fh:close()
+    if magic == "PK\3\4" then return core._torch_load(path) end
+  end
+  local entries, metadata, data_start = read_header(path)
   local out = {}
   for _, ent in ipairs(entries) do
     out[ent.name] = core._st_read(path, ent.dtype, ent.shape, data_start + ent.b, data_start + ent.e)
   end
   return out, metadata
+end
+
+--- Opens a safetensors file without reading its tensors: returns an object with
+--   .entries: name -> {dtype = "F32" | ..., shape = {...}} (the file's own dtype names),
+--   .metadata, :read(name) -> the tensor (F16/BF16 widened to float32), read when asked.
+-- Loading a large checkpoint into a model one tensor at a time keeps a single copy in memory.
+function M.open(path)
+  if type(path) ~= "string" then error("open: expected a file path", 2) end
+  local list, metadata, data_start = read_header(path)
+  local entries = {}
+  for _, ent in ipairs(list) do entries[ent.name] = ent end
+  local file = { path = path, entries = entries, metadata = metadata }
+  function file:read(name)
+    local ent = entries[name]
+    if not ent then error(string.format("safetensors '%s': no tensor named '%s'", path, tostring(name)), 2) end
+    return core._st_read(path, ent.dtype, ent.shape, data_start + ent.b, data_start + ent.e)
+  end
+  return file
 end
 
 --- Writes tensors to a safetensors file atomically (a temporary file renamed into place).

@@ -1,0 +1,147 @@
+-- cocola.models.audioldm2.pretrained — reading a diffusers/transformers component folder: config.json
+-- (JSON null kept as pretrained.null), checks that every config key is one this port supports, and strict
+-- loading of the weights by their upstream names from `diffusion_pytorch_model.safetensors` /
+-- `model.safetensors` (one tensor at a time, so a large checkpoint is never held twice; float16 and
+-- bfloat16 files widen to float32) or the `.bin` pickle through the safe native reader.
+local cocola = require "cocola"
+local cjson = require "cjson"
+
+local M = {}
+M.null = cjson.null
+
+--- true when a config value is absent or JSON null
+function M.is_null(v) return v == nil or v == cjson.null end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+--- reads dir/config.json (or the given file name); errors name the file
+function M.read_config(dir, name)
+  local path = dir .. "/" .. (name or "config.json")
+  local f = io.open(path, "rb")
+  if not f then error(string.format("%s: no such file (expected a diffusers component folder)", path), 3) end
+  local text = f:read("a")
+  f:close()
+  local ok, cfg = pcall(cjson.decode, text)
+  if not ok or type(cfg) ~= "table" then error(string.format("%s: not a JSON object (%s)", path, tostring(cfg)), 3) end
+  cfg._path = path
+  return M.integers(cfg)
+end
+
+--- JSON numbers that are whole become Lua integers (cjson may give floats), recursively
+function M.integers(v)
+  if type(v) == "number" then return math.tointeger(v) or v end
+  if type(v) == "table" and v ~= cjson.null then
+    for k, x in pairs(v) do v[k] = M.integers(x) end
+  end
+  return v
+end
+
+--- checks a config against a table of known keys: key -> true (any value) or a function(value) returning
+--- nil when supported, else a message; keys starting with "_" are metadata
+function M.check_keys(cfg, known, what)
+  local keys = {}
+  for k in pairs(cfg) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    if k:sub(1, 1) ~= "_" then
+      local rule = known[k]
+      if rule == nil then
+        error(string.format("%s: config key '%s' is not supported by this %s", cfg._path or "config", k, what), 3)
+      end
+      if type(rule) == "function" then
+        local problem = rule(cfg[k])
+        if problem then error(string.format("%s: %s = %s is not supported (%s)", cfg._path or "config", k,
+          cjson.encode(cfg[k]), problem), 3) end
+      end
+    end
+  end
+end
+
+--- a rule: the value must be JSON null (or absent)
+function M.must_be_null(v) if not M.is_null(v) then return "only null is supported" end end
+--- a rule: one of the given values (null allowed when `allow_null`)
+function M.one_of(values, allow_null)
+  return function(v)
+    if allow_null and M.is_null(v) then return nil end
+    for _, x in ipairs(values) do if v == x then return nil end end
+    return "expected one of " .. cjson.encode(values)
+  end
+end
+
+local function list_some(list, n)
+  local out = {}
+  for i = 1, math.min(#list, n) do out[i] = list[i] end
+  local s = table.concat(out, ", ")
+  if #list > n then s = s .. string.format(", ... (%d in all)", #list) end
+  return s
+end
+
+--- loads the weights of `module` from the first existing file of `names` in dir, strictly by name
+function M.load_weights(module, dir, names)
+  local path
+  for _, n in ipairs(names) do
+    if exists(dir .. "/" .. n) then path = dir .. "/" .. n break end
+  end
+  if not path then
+    error(string.format("%s: no weight file (looked for %s)", dir, table.concat(names, ", ")), 3)
+  end
+  local expected = module:named_state()
+  if path:match("%.bin$") or path:match("%.pt$") or path:match("%.ckpt$") then
+    local sd = cocola.load(path)
+    local ok, err = pcall(module.load_state_dict, module, sd, { strict = true })
+    if not ok then error(string.format("%s: %s", path, tostring(err)), 3) end
+    return path
+  end
+  local file = cocola.open_safetensors(path)
+  local missing, wrong, have = {}, {}, {}
+  for _, e in ipairs(expected) do
+    local name, t = e[1], e[2]
+    have[name] = true
+    local ent = file.entries[name]
+    if not ent then
+      missing[#missing + 1] = name
+    else
+      local same = #ent.shape == t:dim()
+      for d = 1, #ent.shape do same = same and ent.shape[d] == t:size(d) end
+      if not same then
+        wrong[#wrong + 1] = string.format("%s has shape {%s} in the file, {%s} in the model", name,
+          table.concat(ent.shape, ","), table.concat(t.shape, ","))
+      end
+    end
+  end
+  local unexpected = {}
+  for name in pairs(file.entries) do if not have[name] then unexpected[#unexpected + 1] = name end end
+  table.sort(unexpected)
+  if #missing > 0 or #unexpected > 0 or #wrong > 0 then
+    local parts = {}
+    if #missing > 0 then parts[#parts + 1] = "missing: " .. list_some(missing, 8) end
+    if #unexpected > 0 then parts[#parts + 1] = "unexpected: " .. list_some(unexpected, 8) end
+    if #wrong > 0 then parts[#parts + 1] = "wrong shape: " .. list_some(wrong, 4) end
+    error(string.format("%s does not match the %s built from its config: %s", path, module:type_name(),
+      table.concat(parts, "; ")), 3)
+  end
+  cocola.no_grad(function()
+    for _, e in ipairs(expected) do
+      local src <close> = file:read(e[1])
+      e[2]:copy_(src)
+    end
+  end)
+  return path
+end
+
+--- the component folder: dir itself when it holds config_name, else dir/subfolder (a pipeline folder)
+function M.component_dir(dir, subfolder, config_name)
+  if type(dir) ~= "string" then error("from_pretrained: expected a folder path", 3) end
+  dir = dir:gsub("/+$", "")
+  config_name = config_name or "config.json"
+  if exists(dir .. "/" .. config_name) then return dir end
+  if subfolder and exists(dir .. "/" .. subfolder .. "/" .. config_name) then return dir .. "/" .. subfolder end
+  error(string.format("%s: no %s here%s", dir, config_name,
+    subfolder and (" or in " .. subfolder .. "/") or ""), 3)
+end
+
+return M
