@@ -70,7 +70,37 @@ static void free_node_graph(cc_node *n) {
     cc_release(n->saved[i]);
     n->saved[i] = NULL;
   }
+  if (n->user_free) n->user_free(n->user);
+  n->user_free = NULL;
+  n->user = NULL;
   n->freed = true;
+}
+
+static int function_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
+  return node->user_backward(node->user, g, node->n_inputs, gi);
+}
+
+int cc_function_attach(cc_tensor *out, const char *name, int n, cc_tensor *const *inputs, cc_function_backward fn,
+                       void *user, void (*user_free)(void *user)) {
+  if (n < 0 || n > CC_NODE_MAX_INPUTS) {
+    if (user_free) user_free(user);
+    cc_set_error("function: at most %d tensor inputs, got %d", CC_NODE_MAX_INPUTS, n);
+    return -1;
+  }
+  if (out->grad_fn) {
+    if (user_free) user_free(user);
+    cc_set_error("function: the output already has a graph (compute it without gradients)");
+    return -1;
+  }
+  cc_node *node = cc_attach_node(out, name, function_backward, n, inputs);
+  if (!node) {
+    if (user_free) user_free(user);
+    return 0;
+  }
+  node->user_backward = fn;
+  node->user = user;
+  node->user_free = user_free;
+  return 0;
 }
 
 /* accumulate g into *slot (a new reference is taken) */

@@ -230,6 +230,13 @@ int cc_set_requires_grad(cc_tensor *t, bool requires);
 int cc_backward(cc_tensor *root, cc_tensor *grad, bool retain_graph);
 void cc_zero_grad(cc_tensor *t); /* drops t->grad */
 const char *cc_grad_fn_name(const cc_tensor *t);
+/* a function node: makes out (computed without a graph, e.g. under no-grad) the output of a node over
+   `inputs` whose backward calls fn(user, grad_out, n, grad_in), which fills grad_in[i] (new references or
+   NULL) and returns 0, or -1 with an error set. user_free(user) runs once when the graph is released.
+   Returns 0 (also when no input requires grad: then no node is made and user_free runs at once). */
+typedef int (*cc_function_backward)(void *user, cc_tensor *grad_out, int n, cc_tensor **grad_in);
+int cc_function_attach(cc_tensor *out, const char *name, int n, cc_tensor *const *inputs, cc_function_backward fn,
+                       void *user, void (*user_free)(void *user));
 
 /* ---- threads ---- */
 void cc_set_num_threads(int n);

@@ -113,6 +113,10 @@ struct cc_node {
   int64_t shape[CC_MAX_DIMS]; /* e.g. an input's shape */
   int ndim;
   bool freed;
+  /* a function node (cc_function_attach): its backward and what it keeps, released once with the graph */
+  cc_function_backward user_backward;
+  void *user;
+  void (*user_free)(void *user);
 };
 bool cc_any_requires_grad(int n, cc_tensor *const *ts);
 /* when grad mode is on and an input requires grad: makes out a non-leaf with a new node and

@@ -78,6 +78,29 @@ describe("AudioLDM 2 U-Net against diffusers", function()
     compare.assert_close(o.mid_block_additional_residual.grad, fx["grad.mid_block_additional_residual"], TOL, "mid")
   end)
 
+  it("gives the same gradients with activation checkpointing, and frozen parameters get none", function()
+    local unet = UNet.from_pretrained(D .. "unet_base")
+    unet:enable_gradient_checkpointing()
+    assert.is_true(unet:freeze({ "^up_blocks%.0%.", "^conv_out%." }) > 10)
+    local fx = cocola.load(D .. "unet_base.safetensors")
+    local sample = leaf(fx["input.sample"])
+    local eps = unet(sample, fx["input.timestep"], text_inputs(fx))
+    compare.assert_close(eps, fx["output.eps"], TOL, "eps")
+    local loss = (eps * fx["grad_out"]):sum()
+    loss:backward()
+    compare.assert_close(sample.grad, fx["grad.sample"], TOL, "grad sample")
+    local params = {}
+    for _, np in ipairs(unet:named_parameters()) do params[np[1]] = np[2] end
+    for _, name in ipairs({ "conv_in.weight", "down_blocks.1.attentions.1.transformer_blocks.0.attn2.to_k.weight",
+      "mid_block.attentions.1.norm.weight", "up_blocks.1.upsamplers.0.conv.weight" }) do
+      compare.assert_close(params[name].grad, fx["grad.param." .. name], TOL, name)
+    end
+    assert.is_nil(params["up_blocks.0.attentions.8.proj_out.weight"].grad)
+    assert.is_nil(params["conv_out.weight"].grad)
+    assert.is_false(params["conv_out.weight"]:requires_grad())
+    assert.is_true(unet:unfreeze("^conv_out%.") == 2)
+  end)
+
   it("a masked T5 token changes nothing", function()
     local unet = UNet.from_pretrained(D .. "unet_base")
     local fx = cocola.load(D .. "unet_base.safetensors")

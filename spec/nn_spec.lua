@@ -523,3 +523,80 @@ describe("nn conversions and gradients", function()
     assert.is_true(last < 0.1 * first, string.format("loss %.4f -> %.4f", first, last))
   end)
 end)
+
+describe("nn.checkpoint", function()
+  local F = require "cocola.nn.functional"
+  local function block(w1, w2)
+    return function(x, scale) return F.linear(F.linear(x, w1):tanh(), w2) * scale end
+  end
+
+  it("gives the gradients of the plain computation to inputs and parameters", function()
+    cocola.manual_seed(3)
+    local w1 = cocola.randn({ 16, 8 }, { dtype = "float64" }):requires_grad(true)
+    local w2 = cocola.randn({ 8, 16 }, { dtype = "float64" }):requires_grad(true)
+    local x = cocola.randn({ 4, 8 }, { dtype = "float64" }):requires_grad(true)
+    local f = block(w1, w2)
+    local y1 = f(f(x, 0.5), 2.0)
+    local l1 = y1:pow(2):sum()
+    l1:backward()
+    local gx, g1, g2 = x.grad:clone(), w1.grad:clone(), w2.grad:clone()
+    x.grad, w1.grad, w2.grad = nil, nil, nil
+    local y2 = nn.checkpoint(f, nn.checkpoint(f, x, 0.5), 2.0)
+    assert.equal("CheckpointBackward", y2:grad_fn())
+    assert.equal(0, (y2 - y1):abs():max():item())
+    local l2 = y2:pow(2):sum()
+    l2:backward()
+    assert.is_true((x.grad - gx):abs():max():item() < 1e-12)
+    assert.is_true((w1.grad - g1):abs():max():item() < 1e-12)
+    assert.is_true((w2.grad - g2):abs():max():item() < 1e-12)
+  end)
+
+  it("replays the random state, so dropout masks match", function()
+    cocola.manual_seed(5)
+    local x = cocola.randn({ 64 }, { dtype = "float64" }):requires_grad(true)
+    local y = nn.checkpoint(function(t) return F.dropout(t * 3, 0.5, true) end, x)
+    y:sum():backward()
+    local kept = y:ne(0):to("float64")
+    assert.is_true((x.grad - kept * 6):abs():max():item() == 0)
+  end)
+
+  it("keeps less memory alive between forward and backward", function()
+    local w = cocola.randn({ 256, 256 }):requires_grad(true)
+    local function deep(x) for _ = 1, 8 do x = F.linear(x, w):tanh() end return x end
+    local x = cocola.randn({ 256, 256 })
+    collectgarbage()
+    local base = cocola.live_bytes()
+    local plain = deep(x):sum()
+    collectgarbage()
+    local plain_bytes = cocola.live_bytes() - base
+    plain = nil
+    collectgarbage()
+    base = cocola.live_bytes()
+    local ck = nn.checkpoint(deep, x):sum()
+    collectgarbage()
+    local ck_bytes = cocola.live_bytes() - base
+    assert.is_true(ck_bytes * 4 < plain_bytes, string.format("%d vs %d bytes", ck_bytes, plain_bytes))
+    ck:backward()
+    assert.is_truthy(w.grad)
+  end)
+
+  it("refuses a function that returns no tensor and more than 7 tensor arguments", function()
+    local x = cocola.randn({ 2 }):requires_grad(true)
+    assert.has_error(function() nn.checkpoint(function() return 1 end, x) end, "checkpoint: the function must return one tensor")
+    local many = {}
+    for i = 1, 8 do many[i] = x end
+    local ok, err = pcall(nn.checkpoint, function(...) return (...) end, table.unpack(many))
+    assert.is_false(ok)
+    assert.matches("at most 7 tensor arguments", err)
+    -- an error inside the replayed block surfaces from backward with its message
+    local calls = 0
+    local z = nn.checkpoint(function(t)
+      calls = calls + 1
+      if calls > 1 then error("inside the block") end
+      return t * 2
+    end, x)
+    local ok2, err2 = pcall(function() z:sum():backward() end)
+    assert.is_false(ok2)
+    assert.matches("inside the block", err2)
+  end)
+end)

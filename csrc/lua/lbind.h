@@ -30,6 +30,7 @@ int lc_opt_dtype(lua_State *L, int idx, const char *field, int def); /* from an 
 bool lc_opt_bool(lua_State *L, int idx, const char *field, bool def);
 double lc_opt_number(lua_State *L, int idx, const char *field, double def);
 void lc_nudge_gc(lua_State *L);
+void lc_backward_begin(lua_State *L); /* the Lua thread a backward pass runs on (function nodes call into it) */
 
 void lc_open_tensor(lua_State *L);     /* creates the metatable and leaves the methods table on the stack */
 void lc_open_functions(lua_State *L);  /* fills the module table at the top of the stack */

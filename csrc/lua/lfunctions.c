@@ -776,12 +776,123 @@ static const luaL_Reg cuda_functions[] = {
     {"_cuda_event_record", f_cuda_event_record}, {"_cuda_event_synchronize", f_cuda_event_synchronize},
     {"_cuda_event_elapsed", f_cuda_event_elapsed}, {"_cuda_event_free", f_cuda_event_free}, {NULL, NULL}};
 
+/* ---- function nodes: a backward written in Lua (activation checkpointing) ----
+ * The Lua function is kept in the registry; it runs on the Lua thread that called backward (set by
+ * lc_backward_begin). A node's registry slot is freed later, on a thread we are running on, because a
+ * graph can be released from a finalizer. */
+typedef struct {
+  int ref;
+  char name[64];
+} lua_function_node;
+
+static _Thread_local lua_State *backward_thread;
+static int *stale_refs;
+static int n_stale, cap_stale;
+
+static void drain_stale_refs(lua_State *L) {
+  while (n_stale > 0) luaL_unref(L, LUA_REGISTRYINDEX, stale_refs[--n_stale]);
+}
+
+void lc_backward_begin(lua_State *L) {
+  backward_thread = L;
+  drain_stale_refs(L);
+}
+
+static void lua_function_free(void *user) {
+  lua_function_node *f = user;
+  if (!f) return;
+  if (n_stale == cap_stale) {
+    int cap = cap_stale ? 2 * cap_stale : 64;
+    int *grown = realloc(stale_refs, (size_t)cap * sizeof *grown);
+    if (grown) {
+      stale_refs = grown;
+      cap_stale = cap;
+    }
+  }
+  if (n_stale < cap_stale) stale_refs[n_stale++] = f->ref; /* else the slot leaks: no memory to note it */
+  free(f);
+}
+
+static int lua_function_backward(void *user, cc_tensor *g, int n, cc_tensor **gi) {
+  lua_function_node *f = user;
+  lua_State *L = backward_thread;
+  if (!L) {
+    cc_set_error("%s: backward must be started from Lua", f->name);
+    return -1;
+  }
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, n + 4)) {
+    cc_set_error("%s: Lua stack overflow", f->name);
+    return -1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, f->ref);
+  lc_tensor *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->t = cc_retain(g);
+  luaL_setmetatable(L, CC_TENSOR_MT);
+  bool was = cc_set_grad_enabled(true);
+  int rc = lua_pcall(L, 1, n, 0);
+  cc_set_grad_enabled(was);
+  lc_backward_begin(L); /* a nested backward may have replaced it */
+  if (rc != LUA_OK) {
+    cc_set_error("%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error in a Lua backward");
+    lua_settop(L, top);
+    return -1;
+  }
+  for (int i = 0; i < n; i++) {
+    int idx = top + 1 + i;
+    if (lua_isnil(L, idx)) continue;
+    lc_tensor *r = luaL_testudata(L, idx, CC_TENSOR_MT);
+    if (!r || !r->t) {
+      cc_set_error("%s: the backward returned a %s for input %d, not a tensor or nil", f->name,
+                   luaL_typename(L, idx), i + 1);
+      for (int k = 0; k < i; k++) {
+        cc_release(gi[k]);
+        gi[k] = NULL;
+      }
+      lua_settop(L, top);
+      return -1;
+    }
+    gi[i] = cc_retain(r->t);
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+/* function_node(out, {inputs...}, backward(grad_out) -> grad_1, ..., grad_n[, name]) -> out */
+static int f_function_node(lua_State *L) {
+  cc_tensor *out = lc_check(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  const char *name = luaL_optstring(L, 4, "FunctionBackward");
+  drain_stale_refs(L);
+  int n = (int)luaL_len(L, 2);
+  if (n > CC_NODE_MAX_INPUTS)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "at most %d tensor inputs", CC_NODE_MAX_INPUTS));
+  cc_tensor *inputs[CC_NODE_MAX_INPUTS];
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 2, i + 1);
+    lc_tensor *r = luaL_testudata(L, -1, CC_TENSOR_MT);
+    if (!r || !r->t) return luaL_argerror(L, 2, lua_pushfstring(L, "input %d is not a tensor", i + 1));
+    inputs[i] = r->t;
+    lua_pop(L, 1);
+  }
+  lua_function_node *f = calloc(1, sizeof *f);
+  if (!f) return luaL_error(L, "function_node: out of host memory");
+  snprintf(f->name, sizeof f->name, "%s", name);
+  lua_pushvalue(L, 3);
+  f->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (cc_function_attach(out, f->name, n, inputs, lua_function_backward, f, lua_function_free)) return lc_error(L);
+  /* attach copies the name pointer: keep f alive with the node (it is; f->name lives in f) */
+  lua_settop(L, 1);
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
     {"zeros", f_zeros}, {"ones", f_ones}, {"full", f_full}, {"arange", f_arange}, {"rand", f_rand},
     {"randn", f_randn}, {"randint", f_randint}, {"uniform_", f_uniform_}, {"normal_", f_normal_},
     {"tensor", f_tensor}, {"is_tensor", f_is_tensor}, {"manual_seed", f_manual_seed},
     {"seed", f_seed}, {"initial_seed", f_initial_seed},
-    {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
+    {"function_node", f_function_node}, {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
     {"get_num_threads", f_get_num_threads}, {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},
     {"device_available", f_device_available}, {"wall_time", f_wall_time}, {"empty_cache", f_empty_cache}, {"cached_bytes", f_cached_bytes}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},

@@ -336,6 +336,7 @@ static int t_backward(lua_State *L) {
   cc_tensor *g = lc_is(L, 2) ? lc_check(L, 2) : NULL;
   int opts = lua_istable(L, 2) ? 2 : 3;
   bool retain = lc_opt_bool(L, opts, "retain_graph", false);
+  lc_backward_begin(L);
   if (cc_backward(t, g, retain)) return lc_error(L);
   return 0;
 }

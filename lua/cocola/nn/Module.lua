@@ -336,6 +336,30 @@ function Module:requires_grad_(flag)
 end
 
 --- Drops every parameter's gradient (grad = nil).
+--- Freezes (requires_grad false) the parameters whose dotted names match any of the Lua patterns
+--- (a string or a list; nil: every parameter) and drops their gradients; returns how many matched.
+function Module:freeze(patterns) return self:set_trainable(patterns, false) end
+--- Makes the matching parameters trainable again (see freeze); returns how many matched.
+function Module:unfreeze(patterns) return self:set_trainable(patterns, true) end
+
+function Module:set_trainable(patterns, flag)
+  if type(patterns) == "string" then patterns = { patterns } end
+  if patterns ~= nil and type(patterns) ~= "table" then error("freeze: patterns must be a string or a list of strings", 3) end
+  local n = 0
+  for _, np in ipairs(self:named_parameters()) do
+    local hit = patterns == nil
+    for _, p in ipairs(patterns or {}) do
+      if np[1]:find(p) then hit = true break end
+    end
+    if hit then
+      np[2]:requires_grad(flag)
+      if not flag then np[2]:zero_grad() end
+      n = n + 1
+    end
+  end
+  return n
+end
+
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end

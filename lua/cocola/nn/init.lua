@@ -5,6 +5,7 @@ local nn = {}
 nn.Module = require "cocola.nn.Module"
 nn.functional = require "cocola.nn.functional"
 nn.init = require "cocola.nn.init_weights"
+nn.checkpoint = require "cocola.nn.checkpoint"
 
 for _, name in ipairs({
   "Sequential", "ModuleList", "Linear", "Conv2d", "BatchNorm2d", "LayerNorm", "Dropout", "SiLU", "ReLU",

@@ -76,6 +76,9 @@ function ControlNet.from_unet(unet)
   return cn
 end
 
+--- recompute the activations of every block during backward (less memory, one more forward)
+function ControlNet:enable_gradient_checkpointing(on) return parts.set_gradient_checkpointing(self, on) end
+
 --- ControlNet.from_pretrained(dir): a folder with config.json and diffusion_pytorch_model.safetensors
 function ControlNet.from_pretrained(dir)
   local folder = P.component_dir(dir, "controlnet")

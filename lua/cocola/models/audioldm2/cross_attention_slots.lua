@@ -6,6 +6,7 @@
 -- self-attention. Slots are given as a list of widths with `false` for none.
 local nn = require "cocola.nn"
 local Transformer2DModel = require "cocola.models.audioldm2.transformer2d"
+local checkpoint = require "cocola.nn.checkpoint"
 
 local M = {}
 
@@ -21,8 +22,9 @@ function M.build(o)
   return nn.ModuleList(list)
 end
 
---- runs the slots of layer `layer` (0-based) on h; ctx = {states, mask, states_1, mask_1}
-function M.run(attentions, slots, layer, h, ctx)
+--- runs the slots of layer `layer` (0-based) on h; ctx = {states, mask, states_1, mask_1}; with `recompute`
+--- each transformer is checkpointed (its activations recomputed during backward)
+function M.run(attentions, slots, layer, h, ctx, recompute)
   local n = #slots
   for idx, width in ipairs(slots) do
     local context, mask
@@ -31,7 +33,8 @@ function M.run(attentions, slots, layer, h, ctx)
     elseif width then
       context, mask = ctx.states_1, ctx.mask_1
     end
-    h = attentions[layer * n + idx](h, context, mask)
+    local attn = attentions[layer * n + idx]
+    if recompute then h = checkpoint(attn, h, context, mask) else h = attn(h, context, mask) end
   end
   return h
 end

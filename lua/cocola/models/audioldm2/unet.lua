@@ -88,6 +88,9 @@ function UNet:forward(sample, timestep, opts)
   return self.conv_out(self.conv_norm_out(h):silu())
 end
 
+--- recompute the activations of every block during backward (less memory, one more forward)
+function UNet:enable_gradient_checkpointing(on) return parts.set_gradient_checkpointing(self, on) end
+
 --- UNet.from_pretrained(dir): dir is the unet/ folder or a pipeline folder holding unet/
 function UNet.from_pretrained(dir)
   local folder = P.component_dir(dir, "unet")

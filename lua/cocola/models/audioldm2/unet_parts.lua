@@ -10,6 +10,17 @@ local TimestepEmbedding = require "cocola.models.audioldm2.timestep_embedding"
 
 local M = {}
 
+--- turns activation checkpointing of every ResNet and transformer of the model's blocks on or off
+function M.set_gradient_checkpointing(model, on)
+  for _, nm in ipairs(model:named_modules()) do
+    local name = nm[2]:type_name()
+    if name == "DownBlock2D" or name == "UpBlock2D" or name == "MidBlock2D" then
+      nm[2].gradient_checkpointing = on ~= false
+    end
+  end
+  return model
+end
+
 --- adds conv_in, time_embedding, down_blocks and mid_block to `model` from settings `s`
 function M.build_input_half(model, s)
   local c0 = s.block_out_channels[1]
