@@ -44,7 +44,7 @@ cocola.open_safetensors = serialize.open
 local lazy = {
   nn = "cocola.nn", optim = "cocola.optim", cuda = "cocola.cuda", audio = "cocola.audio",
   data = "cocola.data", models = "cocola.models", metrics = "cocola.metrics",
-  baselines = "cocola.baselines",
+  baselines = "cocola.baselines", schedulers = "cocola.schedulers",
 }
 setmetatable(cocola, {
   __index = function(t, key)
