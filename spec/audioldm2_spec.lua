@@ -168,6 +168,34 @@ describe("CompoNet ControlNet against its reference", function()
   end)
 end)
 
+describe("a DDIM loop with ControlNet and U-Net against diffusers", function()
+  it("3 steps give diffusers' noise predictions and latents", function()
+    local ddim = require "cocola.schedulers.ddim"
+    local unet = UNet.from_pretrained(D .. "unet_base")
+    local cn = ControlNet.from_pretrained(D .. "controlnet")
+    local sched = ddim.from_pretrained(D .. "scheduler")
+    local fx = cocola.load(D .. "ddim.safetensors")
+    local cfx = cocola.load(D .. "controlnet.safetensors")
+    sched:set_timesteps(3)
+    local ts = fx["loop.timesteps"]:totable()
+    assert.same(ts, sched.timesteps)
+    local z = fx["loop.latent.0"]
+    cocola.no_grad(function()
+      for k, t in ipairs(sched.timesteps) do
+        local o = text_inputs(cfx)
+        o.down_block_additional_residuals, o.mid_block_additional_residual = cn(z, t, cfx["input.controlnet_cond"], o)
+        local eps = unet(z, t, o)
+        compare.assert_close(eps, fx["loop.eps." .. (k - 1)], TOL, "eps " .. k)
+        local out = sched:step(eps, t, z)
+        compare.assert_close(out.pred_original_sample, fx["loop.pred_original_sample." .. (k - 1)], TOL, "x0 " .. k)
+        z = out.prev_sample
+        compare.assert_close(z, fx["loop.latent." .. k], TOL, "latent " .. k)
+      end
+    end)
+    compare.assert_close(z, fx["loop.final"], TOL, "final")
+  end)
+end)
+
 describe("AutoencoderKL against diffusers", function()
   local function rel(a, b) return compare.rel_err(a, b) end
   it("posterior, sample, decode and forward", function()
