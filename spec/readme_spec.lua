@@ -1,6 +1,7 @@
 -- readme_spec.lua — every ```lua block of README.md runs as written: each block in a fresh Lua 5.4
 -- process, in a temporary folder that holds the files the blocks name (bass.flac, input.wav,
--- generated.wav: copies of the bundled example stems) and a link to the repository's assets/, with
+-- generated.wav: copies of the bundled example stems; audioldm2-tiny/: links to the tiny AudioLDM 2
+-- fixture components) and a link to the repository's assets/, with
 -- the checkout's lua/ and build/ on the paths. A block that fails names its line in README.md.
 local files = require "helpers.files"
 
@@ -31,6 +32,10 @@ describe("README.md", function()
   setup(function()
     tmp = files.tmpdir()
     assert(files.sh(string.format("ln -s '%s/assets' '%s/assets'", ROOT, tmp)))
+    -- a tiny random AudioLDM 2 pipeline folder (the fixtures of spec/audioldm2_spec.lua)
+    local fx = ROOT .. "/spec/fixtures/audioldm2"
+    assert(files.sh(string.format("mkdir -p '%s/audioldm2-tiny' && cd '%s/audioldm2-tiny' && ln -s '%s/unet_base' unet && "
+      .. "ln -s '%s/vae' vae && ln -s '%s/vocoder' vocoder && ln -s '%s/scheduler' scheduler", tmp, tmp, fx, fx, fx, fx)))
     -- the files the examples name, made from the example stems (20 s of bass: offsets up to 15 s)
     local cocola = require "cocola"
     local audio = cocola.audio

@@ -152,12 +152,12 @@ static cc_tensor *conv2d_4d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_c
   return out;
 }
 
-cc_tensor *cc_conv2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv2d_opts *opt) {
-  cc_conv2d_opts defaults = {{1, 1}, {0, 0}, {1, 1}, 1};
-  if (!opt) opt = &defaults;
+/* runs a 4-D convolution on an unbatched (C,H,W) input as a batch of one; any other rank but 4 is an error */
+typedef cc_tensor *(*conv4d_fn)(cc_tensor *x, cc_tensor *w, cc_tensor *b, const void *opt);
+static cc_tensor *conv_batched(const char *op, conv4d_fn fn, cc_tensor *x, cc_tensor *w, cc_tensor *b, const void *opt) {
   if (x->ndim == 3) { /* unbatched (C,H,W) */
     cc_tensor *x4 = cc_unsqueeze(x, 0);
-    cc_tensor *y4 = x4 ? conv2d_4d(x4, w, b, opt) : NULL;
+    cc_tensor *y4 = x4 ? fn(x4, w, b, opt) : NULL;
     cc_tensor *y = y4 ? cc_squeeze(y4, 0) : NULL;
     cc_release(x4);
     cc_release(y4);
@@ -166,10 +166,19 @@ cc_tensor *cc_conv2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv2d_o
   if (x->ndim != 4) {
     char s[128];
     cc_shape_str(x->ndim, x->shape, s, sizeof s);
-    cc_set_error("conv2d: expected a 3-D (C,H,W) or 4-D (N,C,H,W) input, got shape %s", s);
+    cc_set_error("%s: expected a 3-D (C,H,W) or 4-D (N,C,H,W) input, got shape %s", op, s);
     return NULL;
   }
+  return fn(x, w, b, opt);
+}
+
+static cc_tensor *conv2d_4d_any(cc_tensor *x, cc_tensor *w, cc_tensor *b, const void *opt) {
   return conv2d_4d(x, w, b, opt);
+}
+
+cc_tensor *cc_conv2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv2d_opts *opt) {
+  cc_conv2d_opts defaults = {{1, 1}, {0, 0}, {1, 1}, 1};
+  return conv_batched("conv2d", conv2d_4d_any, x, w, b, opt ? opt : &defaults);
 }
 
 /* ---- conv_transpose2d: the gradient of conv2d with respect to its input, as an op of its own ----
@@ -282,24 +291,13 @@ static cc_tensor *conv_transpose2d_4d(cc_tensor *x, cc_tensor *w, cc_tensor *b, 
   return out;
 }
 
+static cc_tensor *conv_transpose2d_4d_any(cc_tensor *x, cc_tensor *w, cc_tensor *b, const void *opt) {
+  return conv_transpose2d_4d(x, w, b, opt);
+}
+
 cc_tensor *cc_conv_transpose2d(cc_tensor *x, cc_tensor *w, cc_tensor *b, const cc_conv_transpose2d_opts *opt) {
   cc_conv_transpose2d_opts defaults = {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
-  if (!opt) opt = &defaults;
-  if (x->ndim == 3) {
-    cc_tensor *x4 = cc_unsqueeze(x, 0);
-    cc_tensor *y4 = x4 ? conv_transpose2d_4d(x4, w, b, opt) : NULL;
-    cc_tensor *y = y4 ? cc_squeeze(y4, 0) : NULL;
-    cc_release(x4);
-    cc_release(y4);
-    return y;
-  }
-  if (x->ndim != 4) {
-    char s[128];
-    cc_shape_str(x->ndim, x->shape, s, sizeof s);
-    cc_set_error("conv_transpose2d: expected a 3-D (C,H,W) or 4-D (N,C,H,W) input, got shape %s", s);
-    return NULL;
-  }
-  return conv_transpose2d_4d(x, w, b, opt);
+  return conv_batched("conv_transpose2d", conv_transpose2d_4d_any, x, w, b, opt ? opt : &defaults);
 }
 
 /* ---- the 1-D convolutions: the 2-D ones over a height of 1 ----

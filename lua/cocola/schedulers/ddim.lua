@@ -149,7 +149,13 @@ end
 function ddim.from_pretrained(path)
   if type(path) ~= "string" then error(WHAT .. ".from_pretrained: expected a folder or file path", 2) end
   local file = path
-  if fs.is_dir(path) then file = fs.join(path, "scheduler_config.json") end
+  if fs.is_dir(path) then
+    file = fs.join(path, "scheduler_config.json")
+    -- a pipeline folder: its scheduler/ component
+    if not fs.is_file(file) and fs.is_file(fs.join(path, "scheduler", "scheduler_config.json")) then
+      file = fs.join(path, "scheduler", "scheduler_config.json")
+    end
+  end
   if not fs.is_file(file) then error(WHAT .. ".from_pretrained: missing file '" .. file .. "'", 2) end
   local cfg = jc.read(file, WHAT)
   local ok, s = pcall(ddim.from_config, cfg, file)

@@ -86,11 +86,6 @@ function AutoencoderKL:forward(x, opts)
 end
 
 --- AutoencoderKL.from_pretrained(dir): the vae/ folder or a pipeline folder holding vae/
-function AutoencoderKL.from_pretrained(dir)
-  local folder = P.component_dir(dir, "vae")
-  local model = AutoencoderKL(P.read_config(folder))
-  P.load_weights(model, folder, { "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin" })
-  return model:eval()
-end
+function AutoencoderKL.from_pretrained(dir) return P.from_pretrained(AutoencoderKL, dir, "vae") end
 
 return AutoencoderKL

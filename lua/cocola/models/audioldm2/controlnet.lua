@@ -80,11 +80,6 @@ end
 function ControlNet:enable_gradient_checkpointing(on) return parts.set_gradient_checkpointing(self, on) end
 
 --- ControlNet.from_pretrained(dir): a folder with config.json and diffusion_pytorch_model.safetensors
-function ControlNet.from_pretrained(dir)
-  local folder = P.component_dir(dir, "controlnet")
-  local model = ControlNet(P.read_config(folder))
-  P.load_weights(model, folder, { "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin" })
-  return model:eval()
-end
+function ControlNet.from_pretrained(dir) return P.from_pretrained(ControlNet, dir, "controlnet") end
 
 return ControlNet

@@ -155,6 +155,10 @@ end
 function HifiGan.from_pretrained(dir)
   if type(dir) ~= "string" then error("SpeechT5HifiGan.from_pretrained: expected a folder path", 2) end
   if not fs.is_dir(dir) then error("SpeechT5HifiGan.from_pretrained: no such folder '" .. dir .. "'", 2) end
+  -- a pipeline folder: its vocoder/ component
+  if not fs.is_file(fs.join(dir, "config.json")) and fs.is_file(fs.join(dir, "vocoder", "config.json")) then
+    dir = fs.join(dir, "vocoder")
+  end
   local config_path = fs.join(dir, "config.json")
   if not fs.is_file(config_path) then
     error("SpeechT5HifiGan.from_pretrained: missing file '" .. config_path .. "'", 2)

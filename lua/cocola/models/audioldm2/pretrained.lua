@@ -144,4 +144,13 @@ function M.component_dir(dir, subfolder, config_name)
     subfolder and (" or in " .. subfolder .. "/") or ""), 3)
 end
 
+--- Class.from_pretrained for a diffusers component: the folder (or the pipeline's `subfolder`), its
+--- config.json, the model built from it and its weights (the first of `names` present), in eval mode
+function M.from_pretrained(Class, dir, subfolder, names)
+  local folder = M.component_dir(dir, subfolder)
+  local model = Class(M.read_config(folder))
+  M.load_weights(model, folder, names or { "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin" })
+  return model:eval()
+end
+
 return M

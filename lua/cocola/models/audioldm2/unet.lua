@@ -88,15 +88,24 @@ function UNet:forward(sample, timestep, opts)
   return self.conv_out(self.conv_norm_out(h):silu())
 end
 
+--- the widths of the two text streams the attention slots read: {encoder_hidden_states = X1 or nil,
+--- encoder_hidden_states_1 = X2 or nil} (768 and 1024 for AudioLDM 2: GPT-2 and T5)
+function UNet:text_widths()
+  local out = {}
+  for _, slots in ipairs(self.settings.slots) do
+    for j, w in ipairs(slots) do
+      if w then
+        if j <= 2 then out.encoder_hidden_states = w else out.encoder_hidden_states_1 = w end
+      end
+    end
+  end
+  return out
+end
+
 --- recompute the activations of every block during backward (less memory, one more forward)
 function UNet:enable_gradient_checkpointing(on) return parts.set_gradient_checkpointing(self, on) end
 
 --- UNet.from_pretrained(dir): dir is the unet/ folder or a pipeline folder holding unet/
-function UNet.from_pretrained(dir)
-  local folder = P.component_dir(dir, "unet")
-  local model = UNet(P.read_config(folder))
-  P.load_weights(model, folder, { "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin" })
-  return model:eval()
-end
+function UNet.from_pretrained(dir) return P.from_pretrained(UNet, dir, "unet") end
 
 return UNet

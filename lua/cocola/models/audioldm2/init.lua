@@ -1,0 +1,12 @@
+-- cocola.models.audioldm2 — AudioLDM 2's audio path and CompoNet's ControlNet, with diffusers' and
+-- transformers' parameter names: UNet (AudioLDM2UNet2DConditionModel), ControlNet
+-- (ControlNetAudioLDM2Model), AutoencoderKL, HifiGan (SpeechT5HifiGan), the mel front end (mel), and
+-- from_pretrained(folder) for each (a component folder or a pipeline folder holding unet/, vae/, ...).
+-- The DDIM scheduler is cocola.schedulers.ddim.
+return {
+  UNet = require "cocola.models.audioldm2.unet",
+  ControlNet = require "cocola.models.audioldm2.controlnet",
+  AutoencoderKL = require "cocola.models.audioldm2.autoencoder_kl",
+  HifiGan = require "cocola.models.audioldm2.hifigan",
+  mel = require "cocola.models.audioldm2.mel",
+}

@@ -1,0 +1,149 @@
+-- recipes/bench_diffusion.lua — the AudioLDM 2 U-Net at the real latent size (B x 8 x 256 x 16, 10.24 s of
+-- audio) with random weights in the base (or large) configuration: median ms of a forward, of a forward +
+-- backward (all parameters trained), and of one DDIM step of CompoNet (ControlNet + U-Net + scheduler),
+-- with the peak resident memory of each process; beside diffusers 0.27.2 on PyTorch measured in the same
+-- run with the same weights (written to a temporary diffusers folder) when the venv of
+-- spec/fixtures/audioldm2/README.md is there (python=/opt/genoracle/bin/python).
+-- Usage: lua5.4 recipes/bench_diffusion.lua [threads=2] [repeats=3] [batch=1] [large=false] [torch=true]
+--        [device=cpu|cuda]
+local cocola = require "cocola"
+local recipe = require "cocola.recipe"
+local cjson = require "cjson"
+local UNet = require "cocola.models.audioldm2.unet"
+local ControlNet = require "cocola.models.audioldm2.controlnet"
+local ddim = require "cocola.schedulers.ddim"
+
+local config = recipe.config({ threads = 2, repeats = 3, batch = 1, large = false, torch = true, seed = 0,
+  python = "/opt/genoracle/bin/python", device = "cpu", text_tokens = 20 }, arg)
+recipe.log_config(config)
+cocola.set_num_threads(config.threads)
+cocola.manual_seed(config.seed)
+
+local function unet_config(large)
+  local slots = large and { 0, 768, 1024, 0 } or { 0, 768, 1024 }
+  local cad = {}
+  for i = 1, 4 do
+    cad[i] = {}
+    for j, w in ipairs(slots) do cad[i][j] = w == 0 and cjson.null or w end
+  end
+  return { _class_name = "AudioLDM2UNet2DConditionModel", act_fn = "silu", attention_head_dim = 8,
+    block_out_channels = { 128, 256, 384, 640 }, cross_attention_dim = cad,
+    down_block_types = { "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D" },
+    up_block_types = { "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D" },
+    downsample_padding = 1, flip_sin_to_cos = true, freq_shift = 0, in_channels = 8, out_channels = 8,
+    layers_per_block = 2, mid_block_scale_factor = 1, mid_block_type = "UNetMidBlock2DCrossAttn", norm_eps = 1e-5,
+    norm_num_groups = 32, sample_size = 256, transformer_layers_per_block = large and 2 or 1,
+    use_linear_projection = false }
+end
+
+local function peak_rss_mb()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  local kb = text:match("VmHWM:%s*(%d+)")
+  return kb and tonumber(kb) / 1024 or nil
+end
+
+local function median_ms(label, fn)
+  fn()
+  local times = {}
+  for r = 1, config.repeats do
+    local t0 = cocola.wall_time()
+    fn()
+    if config.device == "cuda" then cocola.cuda.synchronize() end
+    times[#times + 1] = (cocola.wall_time() - t0) * 1000
+    io.stderr:write(string.format("\r%s %d/%d", label, r, config.repeats))
+  end
+  io.stderr:write("\n")
+  table.sort(times)
+  return times[(#times + 1) // 2]
+end
+
+local cfg = unet_config(config.large)
+local unet = UNet(cfg)
+local controlnet = ControlNet.from_unet(unet)
+-- random (not zero) zero-convs, so the ControlNet's residuals are not trivially zero
+local init = require "cocola.nn.init_weights"
+for _, conv in ipairs(controlnet.controlnet_down_blocks) do init.normal_(conv.weight, 0, 0.02) end
+init.normal_(controlnet.controlnet_mid_block.weight, 0, 0.02)
+local sched = ddim.from_config({ num_train_timesteps = 1000, beta_schedule = "scaled_linear", beta_start = 0.0015,
+  beta_end = 0.0195, set_alpha_to_one = false, steps_offset = 1, timestep_spacing = "leading",
+  prediction_type = "epsilon", clip_sample = false })
+sched:set_timesteps(200)
+
+local B = config.batch
+local z = cocola.randn({ B, 8, 256, 16 })
+local w = cocola.randn({ B, 8, 256, 16 })
+local text = { encoder_hidden_states = cocola.randn({ B, 8, 768 }),
+  encoder_hidden_states_1 = cocola.randn({ B, config.text_tokens, 1024 }),
+  encoder_attention_mask_1 = cocola.ones({ B, config.text_tokens }) }
+
+-- the same weights and inputs for PyTorch, in a diffusers folder
+local dir
+if config.torch then
+  dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. dir .. "/unet " .. dir .. "/controlnet")
+  local function write(path, t) local f = assert(io.open(path, "w")); f:write(cjson.encode(t)); f:close() end
+  write(dir .. "/unet/config.json", cfg)
+  cocola.save(dir .. "/unet/diffusion_pytorch_model.safetensors", unet:state_dict())
+  cocola.save(dir .. "/controlnet/weights.safetensors", controlnet:state_dict())
+  cocola.save(dir .. "/inputs.safetensors", { z = z, w = w, states = text.encoder_hidden_states,
+    states_1 = text.encoder_hidden_states_1, mask_1 = text.encoder_attention_mask_1 })
+end
+
+if config.device == "cuda" then
+  unet:to("cuda")
+  controlnet:to("cuda")
+  z, w = z:to("cuda"), w:to("cuda")
+  for k, v in pairs(text) do text[k] = v:to("cuda") end
+end
+
+unet:eval()
+controlnet:eval()
+local t = 501
+local forward = median_ms("forward", function() cocola.no_grad(function() return unet(z, t, text) end) end)
+local step = median_ms("DDIM step", function()
+  cocola.no_grad(function()
+    local o = { encoder_hidden_states = text.encoder_hidden_states, encoder_hidden_states_1 = text.encoder_hidden_states_1,
+      encoder_attention_mask_1 = text.encoder_attention_mask_1 }
+    o.down_block_additional_residuals, o.mid_block_additional_residual = controlnet(z, t, w, o)
+    return sched:step(unet(z, t, o), t, z).prev_sample
+  end)
+end)
+local infer_peak = peak_rss_mb()
+unet:train()
+local train = median_ms("forward + backward", function()
+  unet:zero_grad()
+  local loss = unet(z, t, text):pow(2):mean()
+  loss:backward()
+end)
+local train_peak = peak_rss_mb()
+
+local torch_result
+if config.torch then
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+  local cmd = string.format("%s %s/reference/bench_diffusion_torch.py %s %d %d 2>/dev/null", config.python, here, dir,
+    config.threads, config.repeats)
+  local p = io.popen(cmd)
+  local out = p and p:read("a") or ""
+  if p then p:close() end
+  local json = out:match("(%b{})%s*$")
+  if json then torch_result = cjson.decode(json) end
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+print(string.format("\nAudioLDM 2 U-Net (%s, %d parameters), latent %dx8x256x16, %d threads, %s, median of %d",
+  config.large and "large" or "base", unet:num_parameters(), B, config.threads, config.device, config.repeats))
+local tr = torch_result or {}
+recipe.print_ratio_table({
+  { "U-Net forward", forward, tr.forward_ms },
+  { "CompoNet DDIM step (ControlNet + U-Net)", step, tr.step_ms },
+  { "U-Net forward + backward", train, tr.train_ms },
+})
+print(string.format("peak resident memory (MB): cocola %.0f after inference, %.0f after the training step%s",
+  infer_peak or 0, train_peak or 0, torch_result and string.format("; PyTorch %.0f after inference, %.0f after the training step",
+  tr.infer_peak_mb, tr.train_peak_mb) or ""))
+if torch_result then print("PyTorch " .. tr.torch .. ", diffusers " .. tr.diffusers)
+else print("PyTorch/diffusers not available (" .. config.python .. "): ratio not measured") end
