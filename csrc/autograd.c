@@ -8,6 +8,45 @@
 
 static _Thread_local bool grad_disabled;
 
+/* ---- optional backward profile: seconds and calls per node name (names are static strings) ---- */
+#include <time.h>
+#define PROFILE_SLOTS 128
+static bool profiling;
+static struct {
+  const char *name;
+  double seconds;
+  int64_t calls;
+} profile[PROFILE_SLOTS];
+
+void cc_backward_profile_enable(bool on) { profiling = on; }
+
+int cc_backward_profile_read(int i, const char **name, double *seconds, int64_t *calls) {
+  if (i < 0 || i >= PROFILE_SLOTS || !profile[i].name) return 0;
+  *name = profile[i].name;
+  *seconds = profile[i].seconds;
+  *calls = profile[i].calls;
+  return 1;
+}
+
+void cc_backward_profile_reset(void) { memset(profile, 0, sizeof profile); }
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void profile_add(const char *name, double seconds) {
+  for (int i = 0; i < PROFILE_SLOTS; i++) {
+    if (!profile[i].name || profile[i].name == name || !strcmp(profile[i].name, name)) {
+      profile[i].name = name;
+      profile[i].seconds += seconds;
+      profile[i].calls++;
+      return;
+    }
+  }
+}
+
 bool cc_grad_enabled(void) { return !grad_disabled; }
 
 bool cc_set_grad_enabled(bool enabled) {
@@ -235,7 +274,10 @@ int cc_backward(cc_tensor *root, cc_tensor *grad, bool retain_graph) {
       continue;
     }
     cc_tensor *gi[CC_NODE_MAX_INPUTS] = {0};
-    if (node->backward(node, g, gi)) {
+    double t0 = profiling ? now_seconds() : 0;
+    int bw_rc = node->backward(node, g, gi);
+    if (profiling) profile_add(node->name, now_seconds() - t0);
+    if (bw_rc) {
       char msg[1024];
       snprintf(msg, sizeof msg, "%s", cc_last_error());
       cc_set_error("backward of %s: %s", node->name, msg);

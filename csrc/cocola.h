@@ -234,6 +234,11 @@ const char *cc_grad_fn_name(const cc_tensor *t);
    `inputs` whose backward calls fn(user, grad_out, n, grad_in), which fills grad_in[i] (new references or
    NULL) and returns 0, or -1 with an error set. user_free(user) runs once when the graph is released.
    Returns 0 (also when no input requires grad: then no node is made and user_free runs at once). */
+/* the backward profile: with it on, every backward pass adds each node's time to its name's total
+   (read entry i until it returns 0; a function node's time includes the nodes it runs itself) */
+void cc_backward_profile_enable(bool on);
+int cc_backward_profile_read(int i, const char **name, double *seconds, int64_t *calls);
+void cc_backward_profile_reset(void);
 typedef int (*cc_function_backward)(void *user, cc_tensor *grad_out, int n, cc_tensor **grad_in);
 int cc_function_attach(cc_tensor *out, const char *name, int n, cc_tensor *const *inputs, cc_function_backward fn,
                        void *user, void (*user_free)(void *user));

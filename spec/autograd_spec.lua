@@ -214,3 +214,24 @@ describe("autograd", function()
     assert.are.equal(t0, cocola.live_tensors())
   end)
 end)
+
+describe("backward profile", function()
+  local core = require "cocola.core"
+  it("adds up each node kind's time and calls while on, and nothing while off", function()
+    local x = cocola.randn({ 64, 64 }):requires_grad(true)
+    core.backward_profile(true)
+    core.backward_profile() -- reset
+    local y = x:matmul(x):tanh():sum()
+    y:backward()
+    local p = core.backward_profile(false)
+    assert.equal(1, p.TanhBackward.calls)
+    assert.equal(1, p.SumBackward.calls)
+    assert.is_true(p.TanhBackward.seconds >= 0)
+    local names = 0
+    for _ in pairs(p) do names = names + 1 end
+    assert.is_true(names >= 3)
+    local z = x:exp():sum()
+    z:backward()
+    assert.is_nil(next(core.backward_profile()))
+  end)
+end)

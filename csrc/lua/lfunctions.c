@@ -858,6 +858,25 @@ static int lua_function_backward(void *user, cc_tensor *g, int n, cc_tensor **gi
   return 0;
 }
 
+/* backward_profile(true | false | nil) -> {name = {seconds =, calls =}} of the passes so far (then reset) */
+static int f_backward_profile(lua_State *L) {
+  if (lua_isboolean(L, 1)) cc_backward_profile_enable(lua_toboolean(L, 1));
+  lua_newtable(L);
+  const char *name;
+  double seconds;
+  int64_t calls;
+  for (int i = 0; cc_backward_profile_read(i, &name, &seconds, &calls); i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, seconds);
+    lua_setfield(L, -2, "seconds");
+    lua_pushinteger(L, (lua_Integer)calls);
+    lua_setfield(L, -2, "calls");
+    lua_setfield(L, -2, name);
+  }
+  cc_backward_profile_reset();
+  return 1;
+}
+
 /* function_node(out, {inputs...}, backward(grad_out) -> grad_1, ..., grad_n[, name]) -> out */
 static int f_function_node(lua_State *L) {
   cc_tensor *out = lc_check(L, 1);
@@ -892,7 +911,7 @@ static const luaL_Reg functions[] = {
     {"randn", f_randn}, {"randint", f_randint}, {"uniform_", f_uniform_}, {"normal_", f_normal_},
     {"tensor", f_tensor}, {"is_tensor", f_is_tensor}, {"manual_seed", f_manual_seed},
     {"seed", f_seed}, {"initial_seed", f_initial_seed},
-    {"function_node", f_function_node}, {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
+    {"function_node", f_function_node}, {"backward_profile", f_backward_profile}, {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
     {"get_num_threads", f_get_num_threads}, {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},
     {"device_available", f_device_available}, {"wall_time", f_wall_time}, {"empty_cache", f_empty_cache}, {"cached_bytes", f_cached_bytes}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},
