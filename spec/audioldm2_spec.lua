@@ -295,3 +295,35 @@ describe("AudioLDM 2 models: bad input", function()
     assert.is_true(err < 1e-2 and err > 0, "float16 weights: " .. err)
   end)
 end)
+
+describe("AudioLDM 2 models on the GPU #cuda", function()
+  if not cocola.cuda.is_available() then
+    pending("no CUDA device")
+    return
+  end
+  it("U-Net prediction and input gradient, ControlNet residuals and VAE decode as on the CPU reference", function()
+    local function g(t) return t:cuda() end
+    local unet = UNet.from_pretrained(D .. "unet_base"):cuda()
+    local fx = cocola.load(D .. "unet_base.safetensors")
+    local sample = g(fx["input.sample"]):requires_grad(true)
+    local o = { encoder_hidden_states = g(fx["input.encoder_hidden_states"]),
+      encoder_hidden_states_1 = g(fx["input.encoder_hidden_states_1"]),
+      encoder_attention_mask_1 = g(fx["input.encoder_attention_mask_1"]) }
+    local eps = unet(sample, g(fx["input.timestep"]), o)
+    compare.assert_close(eps:cpu(), fx["output.eps"], TOL, "eps")
+    local loss = (eps * g(fx["grad_out"])):sum()
+    loss:backward()
+    compare.assert_close(sample.grad:cpu(), fx["grad.sample"], TOL, "grad sample")
+    local cn = ControlNet.from_pretrained(D .. "controlnet"):cuda()
+    local cfx = cocola.load(D .. "controlnet.safetensors")
+    local down, mid = cocola.no_grad(cn, g(cfx["input.sample"]), g(cfx["input.timestep"]), g(cfx["input.controlnet_cond"]),
+      { encoder_hidden_states = g(cfx["input.encoder_hidden_states"]), encoder_hidden_states_1 = g(cfx["input.encoder_hidden_states_1"]),
+        encoder_attention_mask_1 = g(cfx["input.encoder_attention_mask_1"]) })
+    compare.assert_close(down[9]:cpu(), cfx["output.down_block_res_samples.8"], TOL, "down 9")
+    compare.assert_close(mid:cpu(), cfx["output.mid_block_res_sample"], TOL, "mid")
+    local vae = AutoencoderKL.from_pretrained(D .. "vae"):cuda()
+    local vfx = cocola.load(D .. "vae.safetensors")
+    compare.assert_close(vae:decode(g(vfx["input.latent"])):cpu(), vfx["output.decode"], TOL, "decode")
+    compare.assert_close(vae:encode(g(vfx["input.mel"])).mean:cpu(), vfx["output.mean"], TOL, "mean")
+  end)
+end)
