@@ -7,8 +7,10 @@
 --     the Metaspace pre-tokenizer (spaces to U+2581, a U+2581 prepended per prepend_scheme, split before
 --     each U+2581), then Viterbi per piece.
 -- The charsmap is SentencePiece's blob: a little-endian uint32 byte size of a double-array trie
--- (darts-clone units), the trie, then NUL-terminated replacement strings; at each position the longest
--- match replaces the matched bytes, and a position with no match keeps its character.
+-- (darts-clone units), the trie, then NUL-terminated replacement strings. SentencePiece replaces the
+-- longest match at each position (a position with no match keeps its character); tokenizers' Precompiled
+-- walks extended grapheme clusters (graphemes.lua) and replaces a cluster under 6 bytes by its shortest
+-- matching prefix, so "Ⅻ" + U+0301 gives "XII" there and "XII" + U+0301 in SentencePiece.
 -- Viterbi runs over byte positions: best[j] = max over pieces s[i..j) of best[i] + score, ties kept by
 -- the first candidate (strict >); a character no piece of one character covers may be reached as the
 -- unknown token with score min_score - 10; consecutive unknowns fuse into one; with byte_fallback an
@@ -35,12 +37,13 @@ end
 
 local function offset(u) return (u >> 10) << ((u & (1 << 9)) >> 6) end
 
---- longest(s, pos) -> replacement, matched byte length (nil when nothing matches at pos)
-function Charsmap:longest(s, pos)
+--- longest(s, pos, last) -> replacement, matched byte length (nil when nothing matches at pos);
+--- with shortest = true the first (shortest) match instead; matches end at or before byte `last`
+function Charsmap:longest(s, pos, last, shortest)
   local units, n = self.units, self.n
   local node = offset(units[0])
   local best, best_len
-  for i = pos, #s do
+  for i = pos, last or #s do
     local c = s:byte(i)
     node = node ~ c
     if node >= n then break end
@@ -50,6 +53,7 @@ function Charsmap:longest(s, pos)
     if (u >> 8) & 1 == 1 then
       if node >= n then break end
       best, best_len = units[node] & 0x7FFFFFFF, i - pos + 1
+      if shortest then break end
     end
   end
   if not best then return nil end
@@ -65,6 +69,26 @@ end
 local function char_len(s, pos)
   local b = s:byte(pos)
   if b < 0x80 then return 1 elseif b >= 0xF0 then return 4 elseif b >= 0xE0 then return 3 else return 2 end
+end
+
+--- apply_graphemes(s): the Precompiled normalizer of tokenizers: per extended grapheme cluster, a cluster
+--- shorter than 6 bytes whose bytes start with a key is replaced whole by the shortest key's string
+--- (combining marks after it are dropped, as there); otherwise each character is replaced on its own
+function Charsmap:apply_graphemes(s)
+  local graphemes = require "cocola.models.text.graphemes"
+  local out = {}
+  for _, g in ipairs(graphemes.split(s)) do
+    local rep = #g < 6 and self:longest(g, 1, #g, true)
+    if rep then
+      out[#out + 1] = rep
+    else
+      for _, cp in utf8.codes(g) do
+        local ch = utf8.char(cp)
+        out[#out + 1] = self:longest(ch, 1, #ch, true) or ch
+      end
+    end
+  end
+  return table.concat(out)
 end
 
 --- apply(s) -> s with every longest match replaced (valid UTF-8 in, valid UTF-8 out)
@@ -146,7 +170,7 @@ function M.hf_normalizer(cfg, what)
   elseif ty == "Precompiled" then
     local base64 = require "cocola.models.text.base64"
     local cm = M.charsmap(base64.decode(cfg.precompiled_charsmap or ""), what)
-    return function(s) return cm and cm:apply(s) or s end
+    return function(s) return cm and cm:apply_graphemes(s) or s end
   elseif ty == "Strip" then
     return function(s)
       local cps = {}
