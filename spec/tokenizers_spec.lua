@@ -80,6 +80,17 @@ for _, name in ipairs({ "roberta", "gpt2", "t5", "t5_bytes" }) do
       end)
     end
 
+    it("gives the same ids from both file sources wherever the oracle's fast and slow tokenizers agree", function()
+      local n = 0
+      for _, p in ipairs(exp.prompts) do
+        if not p.ids_slow then
+          assert(same(toks.fast:encode(p.text), toks.slow:encode(p.text)), string.format("%q", p.text))
+          n = n + 1
+        end
+      end
+      assert(n >= 20, "too few prompts where both sources agree: " .. n)
+    end)
+
     it("decodes the oracle's ids to the oracle's text", function()
       local bad = {}
       for i, p in ipairs(exp.prompts) do
@@ -142,6 +153,11 @@ describe("tokenizer files", function()
     ok, err = pcall(Tokenizer.from_pretrained, "spec/fixtures/no_such_folder", { files = "fast" })
     assert.is_false(ok)
     assert.truthy(err:find("tokenizer.json: no such file", 1, true), err)
+  end)
+
+  it("reads a component subfolder of a pipeline folder", function()
+    local tok = Tokenizer.from_pretrained(DIR, { subfolder = "t5" })
+    assert.are.same(expected.t5.prompts[1].ids, tok:encode(expected.t5.prompts[1].text))
   end)
 
   it("errors on a malformed spiece.model", function()

@@ -1,5 +1,5 @@
 -- cocola.models.text.tokenizer — the tokenizers of a Hugging Face folder, natively:
---   Tokenizer.from_pretrained(dir, {files = "fast" | "slow"}) picks the kind from the files present:
+--   Tokenizer.from_pretrained(dir, {files = "fast" | "slow", subfolder = "tokenizer"}) picks the kind from the files present:
 --     tokenizer.json (model BPE + ByteLevel pre-tokenizer, or Unigram + Metaspace) — the default when present;
 --     vocab.json + merges.txt (byte-level BPE, RoBERTa / GPT-2, semantics of the slow tokenizers);
 --     spiece.model (SentencePiece Unigram, T5, semantics of sentencepiece itself).
@@ -298,10 +298,11 @@ local function load_spiece(dir)
   return self
 end
 
---- from_pretrained(dir, {files = "fast" | "slow"}) -> Tokenizer
+--- from_pretrained(dir, {files = "fast" | "slow", subfolder = "tokenizer_2"}) -> Tokenizer
 function Tokenizer.from_pretrained(dir, opts)
   opts = opts or {}
   if type(dir) ~= "string" then error("tokenizer: from_pretrained expects a folder path", 2) end
+  if opts.subfolder then dir = dir .. "/" .. opts.subfolder end
   local has_json = exists(dir .. "/tokenizer.json")
   local has_bpe = exists(dir .. "/vocab.json") and exists(dir .. "/merges.txt")
   local has_spm = exists(dir .. "/spiece.model")
