@@ -227,13 +227,19 @@ local function load_tokenizer_json(dir)
     unigram_lookup_all(self.model)
     self.normalize = unigram.hf_normalizer(not null(tj.normalizer) and tj.normalizer or nil, path)
     local pre = tj.pre_tokenizer
-    if null(pre) or pre.type ~= "Metaspace" then
-      error(string.format("tokenizer: %s: a Unigram model needs the Metaspace pre-tokenizer (got %s)", path,
-        null(pre) and "none" or tostring(pre.type)), 0)
+    local steps = (not null(pre) and pre.type == "Sequence") and pre.pretokenizers or { pre }
+    local meta
+    for _, st in ipairs(steps) do
+      if not null(st) and st.type == "Metaspace" then meta = st
+      elseif null(st) or st.type ~= "WhitespaceSplit" then
+        error(string.format("tokenizer: %s: pre-tokenizer '%s' is not supported for Unigram (Metaspace, " ..
+          "optionally after WhitespaceSplit)", path, null(st) and "none" or tostring(st.type)), 0)
+      end
     end
-    self.metaspace = pre
+    if not meta then error(string.format("tokenizer: %s: a Unigram model needs the Metaspace pre-tokenizer", path), 0) end
+    self.pre_steps = steps
     local dec = tj.decoder
-    self.decoder = null(dec) and pre or dec
+    self.decoder = null(dec) and meta or dec
   else
     error(string.format("tokenizer: %s: model type '%s' is not supported (BPE, Unigram)", path, tostring(m.type)), 0)
   end
@@ -366,7 +372,7 @@ function Tokenizer:segment_ids(s, first)
     return self.model:viterbi(unigram.spm_normalize(self.spm_spec, self.spm_charsmap, s))
   end
   local ids = {}
-  for _, piece in ipairs(unigram.metaspace(self.metaspace, self.normalize(s), first)) do
+  for _, piece in ipairs(unigram.pre_tokenize(self.pre_steps, self.normalize(s), first)) do
     for _, id in ipairs(self.model:piece_ids(piece)) do ids[#ids + 1] = id end
   end
   return ids

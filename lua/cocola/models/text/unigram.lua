@@ -5,7 +5,7 @@
 --     UNUSED and BYTE pieces are not candidates of the lattice.
 --   * tokenizer.json: the normalizer sequence tokenizers writes for T5 (Precompiled, Strip, Replace),
 --     the Metaspace pre-tokenizer (spaces to U+2581, a U+2581 prepended per prepend_scheme, split before
---     each U+2581), then Viterbi per piece.
+--     each U+2581), optionally after WhitespaceSplit (the older T5 files on the Hub), then Viterbi per piece.
 -- The charsmap is SentencePiece's blob: a little-endian uint32 byte size of a double-array trie
 -- (darts-clone units), the trie, then NUL-terminated replacement strings. SentencePiece replaces the
 -- longest match at each position (a position with no match keeps its character); tokenizers' Precompiled
@@ -173,13 +173,21 @@ function M.hf_normalizer(cfg, what)
     return function(s) return cm and cm:apply_graphemes(s) or s end
   elseif ty == "Strip" then
     return function(s)
-      local cps = {}
-      for _, cp in utf8.codes(s) do cps[#cps + 1] = cp end
-      local a, b = 1, #cps
-      if cfg.strip_left then while a <= b and is_space(cps[a]) do a = a + 1 end end
-      if cfg.strip_right then while b >= a and is_space(cps[b]) do b = b - 1 end end
-      if a > b then return "" end
-      return utf8.char(table.unpack(cps, a, b))
+      local first, last = 1, #s -- byte range kept
+      if cfg.strip_left then
+        for p, cp in utf8.codes(s) do
+          if not is_space(cp) then break end
+          first = p + #utf8.char(cp)
+        end
+      end
+      if cfg.strip_right then
+        local stop = first
+        for p, cp in utf8.codes(s) do
+          if p >= first and not is_space(cp) then stop = p + #utf8.char(cp) end
+        end
+        last = stop - 1
+      end
+      return s:sub(first, last)
     end
   elseif ty == "Replace" then
     local pat, content = cfg.pattern or {}, cfg.content or ""
@@ -216,6 +224,7 @@ function M.metaspace(cfg, s, first)
   if s ~= "" and (scheme == "always" or (scheme == "first" and first)) and s:sub(1, #mark) ~= mark then
     s = mark .. s
   end
+  if cfg.split == false then return { s } end
   local out, start = {}, 1
   local pos = s:find(mark, 2, true)
   while pos do
@@ -225,6 +234,31 @@ function M.metaspace(cfg, s, first)
   end
   if start <= #s then out[#out + 1] = s:sub(start) end
   return out
+end
+
+--- pre_tokenize(steps, s, first): tokenizers' pre-tokenizer list (WhitespaceSplit, Metaspace) over s
+function M.pre_tokenize(steps, s, first)
+  local pieces = { s }
+  for _, st in ipairs(steps) do
+    local out = {}
+    for k, piece in ipairs(pieces) do
+      if st.type == "WhitespaceSplit" then
+        local cur = {}
+        for _, cp in utf8.codes(piece) do
+          if is_space(cp) then
+            if #cur > 0 then out[#out + 1] = utf8.char(table.unpack(cur)); cur = {} end
+          else
+            cur[#cur + 1] = cp
+          end
+        end
+        if #cur > 0 then out[#out + 1] = utf8.char(table.unpack(cur)) end
+      else
+        for _, q in ipairs(M.metaspace(st, piece, first and k == 1)) do out[#out + 1] = q end
+      end
+    end
+    pieces = out
+  end
+  return pieces
 end
 
 -- ---- the model -------------------------------------------------------------------------------
