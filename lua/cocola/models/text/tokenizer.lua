@@ -61,11 +61,11 @@ end
 --- check(text): errors on invalid UTF-8 with the 1-based byte position
 local function check_utf8(text, what)
   if type(text) ~= "string" then
-    error(string.format("tokenizer: %s must be a string, got %s", what, type(text)), 3)
+    error(string.format("tokenizer: %s must be a string, got %s", what, type(text)), 0)
   end
   local ok, len, bad = pcall(utf8.len, text)
   if not ok or len == nil then
-    error(string.format("tokenizer: %s is not valid UTF-8 (invalid byte at position %d)", what, bad or 0), 3)
+    error(string.format("tokenizer: %s is not valid UTF-8 (invalid byte at position %d)", what, bad or 0), 0)
   end
 end
 
@@ -147,19 +147,27 @@ local function post_from_class(self, cfg)
   local cls = tostring(cfg.tokenizer_class or "")
   local bos, eos = self.special_ids.cls_token or self.special_ids.bos_token,
     self.special_ids.sep_token or self.special_ids.eos_token
+  local function need(ok)
+    if not ok then
+      error(string.format("tokenizer: %s: %s needs its special tokens (bos/cls and eos/sep) in " ..
+        "tokenizer_config.json or special_tokens_map.json", self.dir, cls), 0)
+    end
+  end
   if cls:match("^Roberta") or cls:match("^Bart") or cls:match("^Clap") or cls:match("^Longformer") then
+    need(bos and eos)
     self.prefix_ids, self.suffix_ids = { bos }, { eos }
   elseif cls:match("^T5") then
+    need(self.special_ids.eos_token)
     self.prefix_ids, self.suffix_ids = {}, { self.special_ids.eos_token }
   elseif cls:match("^GPT2") or cls == "" then
     self.prefix_ids, self.suffix_ids = {}, {}
-    if cfg.add_bos_token == true then self.prefix_ids = { self.special_ids.bos_token } end
+    if cfg.add_bos_token == true then
+      need(self.special_ids.bos_token)
+      self.prefix_ids = { self.special_ids.bos_token }
+    end
   else
     error(string.format("tokenizer: %s: tokenizer_class '%s' is not supported with the slow files " ..
       "(RobertaTokenizer, BartTokenizer, GPT2Tokenizer, T5Tokenizer)", self.dir, cls), 0)
-  end
-  if #self.prefix_ids + #self.suffix_ids > 0 then
-    for _, v in ipairs(self.prefix_ids) do if v == nil then error("tokenizer: missing special token", 0) end end
   end
 end
 
