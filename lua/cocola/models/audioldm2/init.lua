@@ -1,6 +1,7 @@
 -- cocola.models.audioldm2 — AudioLDM 2's audio path and CompoNet's ControlNet, with diffusers' and
 -- transformers' parameter names: UNet (AudioLDM2UNet2DConditionModel), ControlNet
--- (ControlNetAudioLDM2Model), AutoencoderKL, HifiGan (SpeechT5HifiGan), the mel front end (mel), and
+-- (ControlNetAudioLDM2Model), AutoencoderKL, HifiGan (SpeechT5HifiGan), ProjectionModel
+-- (AudioLDM2ProjectionModel), the mel front end (mel), and
 -- from_pretrained(folder) for each (a component folder or a pipeline folder holding unet/, vae/, ...).
 -- The DDIM scheduler is cocola.schedulers.ddim.
 return {
@@ -8,5 +9,6 @@ return {
   ControlNet = require "cocola.models.audioldm2.controlnet",
   AutoencoderKL = require "cocola.models.audioldm2.autoencoder_kl",
   HifiGan = require "cocola.models.audioldm2.hifigan",
+  ProjectionModel = require "cocola.models.audioldm2.projection_model",
   mel = require "cocola.models.audioldm2.mel",
 }
