@@ -233,8 +233,8 @@ end
 
 function T5EncoderModel:extra_repr()
   local c = self.config
-  return string.format("d_model=%d, d_ff=%d, num_layers=%d, num_heads=%d, feed_forward=%s%s", c.d_model, c.d_ff,
-    c.num_layers, c.num_heads, self.gated and "gated-" or "", self.act)
+  return string.format("d_model=%d, d_ff=%d, num_layers=%d, num_heads=%d, gated=%s, act=%s", c.d_model, c.d_ff,
+    c.num_layers, c.num_heads, Module.pyrepr(self.gated), self.act)
 end
 
 return T5EncoderModel
