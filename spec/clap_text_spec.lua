@@ -142,6 +142,20 @@ describe("ClapText (transformers 4.38.2 ClapModel, text side)", function()
       .last_hidden_state.shape) end)
   end)
 
+  it("also takes a flat ClapTextModelWithProjection config", function()
+    local m = ClapText({ model_type = "clap_text_model", hidden_size = 16, num_hidden_layers = 1,
+      num_attention_heads = 2, intermediate_size = 20, vocab_size = 50, max_position_embeddings = 20,
+      projection_dim = 4 })
+    assert.equal(4, m.config.projection_dim)
+    cocola.no_grad(function()
+      local out = m(cocola.tensor({ { 0, 5, 7, 2, 1 } }, { dtype = "int64" }))
+      assert.same({ 1, 5, 16 }, out.last_hidden_state.shape)
+      assert.same({ 1, 4 }, out.text_embeds.shape)
+    end)
+    assert.matches("projection_hidden_act", failure(ClapText, { model_type = "clap_text_model",
+      projection_hidden_act = "tanh" }), 1, true)
+  end)
+
   it("accepts a pipeline folder holding text_encoder/", function()
     local root = files.tmpdir()
     assert(files.sh("cp -r " .. DIR .. "clap_tiny " .. root .. "/text_encoder"))
