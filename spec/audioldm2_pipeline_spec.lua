@@ -3,8 +3,9 @@
 -- gen_pipeline.py with its tokenizers trained there) against what diffusers' AudioLDM2Pipeline computed from
 -- two prompts: the T5 stream (tokenizer_2 + text_encoder_2 -> prompt_embeds and its mask), and, from the
 -- pipeline's own text states, the 3-step DDIM loop over the U-Net with and without classifier-free guidance,
--- the VAE decode and the vocoder. (The CLAP stream and GPT-2's generated embeddings join when the pipeline
--- class is assembled.)
+-- the VAE decode and the vocoder; then the whole pipeline (cocola.models.audioldm2.pipeline: CLAP, T5,
+-- projection, GPT-2's 8 generated embeddings, DDIM with and without guidance, VAE, vocoder) and the
+-- `cocola generate` command on that folder.
 local cocola = require "cocola"
 local compare = require "helpers.compare"
 local audioldm2 = require "cocola.models.audioldm2"
@@ -59,4 +60,57 @@ describe("AudioLDM 2 pipeline parts against diffusers' AudioLDM2Pipeline", funct
       end)
     end)
   end
+end)
+
+describe("AudioLDM2Pipeline from prompt to audio", function()
+  local Pipeline = require "cocola.models.audioldm2.pipeline"
+  local fx = cocola.load(here .. "fixtures/audioldm2/pipeline_tiny.safetensors")
+  local pipe
+  setup(function() pipe = Pipeline.from_pretrained(DIR) end)
+
+  for _, case in ipairs({ { "plain", 1.0, nil }, { "guided", 3.0, { "", "rain" } } }) do
+    local name, guidance, negative = case[1], case[2], case[3]
+    it(name .. ": encode_prompt gives diffusers' T5 states, mask and GPT-2's generated embeddings", function()
+      local e, m, g = pipe:encode_prompt(PROMPTS, { guidance_scale = guidance, negative_prompt = negative })
+      compare.assert_close(e, fx[name .. ".prompt_embeds"], TOL, "prompt_embeds")
+      compare.assert_close(m:float(), fx[name .. ".attention_mask"], 0, "attention_mask")
+      compare.assert_close(g, fx[name .. ".generated_prompt_embeds"], TOL, "generated_prompt_embeds")
+    end)
+    it(name .. ": generate gives diffusers' waveforms from the same initial latents", function()
+      local audio, z = pipe:generate(PROMPTS, { seconds = 0.016, steps = 3, guidance_scale = guidance,
+        negative_prompt = negative, latents = fx["latents"] })
+      compare.assert_close(z, fx[name .. ".latents.3"], TOL, "latents")
+      compare.assert_close(audio, fx[name .. ".audio"], TOL, "audio")
+    end)
+  end
+
+  it("refuses latents of the wrong shape and a control latent without a ControlNet", function()
+    local ok, err = pcall(pipe.generate, pipe, PROMPTS, { seconds = 0.016, steps = 1, latents = cocola.zeros({ 2, 8, 30, 4 }) })
+    assert.is_false(ok)
+    assert.matches("latents must have shape %(2, 8, 32, 4%)", err)
+    ok, err = pcall(pipe.generate, pipe, PROMPTS, { seconds = 0.016, steps = 1, control_latent = cocola.zeros({ 2, 8, 32, 4 }) })
+    assert.is_false(ok)
+    assert.matches("needs a ControlNet", err)
+  end)
+end)
+
+describe("cocola generate", function()
+  local cli = require "helpers.cli"
+  local files = require "helpers.files"
+  it("writes the waveforms of a prompt with the tiny pipeline, and names a bad --model", function()
+    local dir = files.tmpdir()
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    local status, out, err = cli.cocola(string.format("generate --model '%s' --prompt 'in: bass; out: piano' --seconds 0.016 "
+      .. "--steps 2 --guidance 2 --waveforms 2 --seed 3 --quiet --out '%s/gen.wav'", DIR, dir), dir)
+    assert.equal(0, status, err)
+    assert.matches("wrote .*gen_2%.wav", out)
+    for i = 1, 2 do
+      local wave, sr = cocola.audio.load(string.format("%s/gen_%d.wav", dir, i))
+      assert.equal(16000, sr)
+      assert.equal(256, wave:size(wave:dim()))
+      assert.is_true(wave:abs():max():item() > 0)
+    end
+    local bad_status, _, bad = cli.cocola("generate --model /nonexistent --prompt x --quiet --out " .. dir .. "/x.wav", dir)
+    cli.one_line_error(bad_status, bad, "--model: '/nonexistent' is not a folder")
+  end)
 end)

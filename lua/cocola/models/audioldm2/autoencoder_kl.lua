@@ -37,7 +37,7 @@ function AutoencoderKL:init(cfg)
   self.latent_channels = latent
   self.in_channels = cfg.in_channels or 3
   self.scaling_factor = cfg.scaling_factor or 0.18215
-  self.downsample = 2 ^ (#ch - 1)
+  self.downsample = 1 << (#ch - 1)
   local attention = default_true(cfg.mid_block_add_attention)
   self.encoder = Encoder({ in_channels = self.in_channels, out_channels = 2 * latent, block_out_channels = ch,
     layers_per_block = cfg.layers_per_block or 1, groups = groups, mid_attention = attention })

@@ -3,7 +3,8 @@
 -- (ControlNetAudioLDM2Model), AutoencoderKL, HifiGan (SpeechT5HifiGan), ProjectionModel
 -- (AudioLDM2ProjectionModel), the mel front end (mel), and
 -- from_pretrained(folder) for each (a component folder or a pipeline folder holding unet/, vae/, ...).
--- The DDIM scheduler is cocola.schedulers.ddim.
+-- The DDIM scheduler is cocola.schedulers.ddim; the text stack (tokenizers, CLAP text tower, T5 encoder,
+-- GPT-2) is in cocola.models.text; Pipeline puts them together, prompt -> audio.
 return {
   UNet = require "cocola.models.audioldm2.unet",
   ControlNet = require "cocola.models.audioldm2.controlnet",
@@ -11,4 +12,6 @@ return {
   HifiGan = require "cocola.models.audioldm2.hifigan",
   ProjectionModel = require "cocola.models.audioldm2.projection_model",
   mel = require "cocola.models.audioldm2.mel",
+  ProjectionModel = require "cocola.models.audioldm2.projection_model",
+  Pipeline = require "cocola.models.audioldm2.pipeline",
 }

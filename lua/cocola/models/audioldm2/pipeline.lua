@@ -1,0 +1,188 @@
+-- cocola.models.audioldm2.pipeline — AudioLDM 2 from prompt to audio, as diffusers' AudioLDM2Pipeline:
+-- prompts -> RoBERTa tokens -> CLAP text embedding (B, 1, P) and T5 tokens -> T5 states (B, L, X2) ->
+-- projection model ([sos, CLAP, eos, sos_1, T5, eos_1]) -> GPT-2 generates 8 embeddings (B, 8, X1) ->
+-- DDIM over the U-Net (classifier-free guidance with the negative prompts when guidance_scale > 1; an
+-- optional ControlNet with its control latent) -> VAE decode of latents / scaling_factor -> mel (B, 1, T, F)
+-- -> vocoder -> waveforms cropped to the requested length.
+-- Pipeline.from_pretrained(dir) reads a diffusers AudioLDM 2 folder (model_index.json and its components).
+local cocola = require "cocola"
+local nn = require "cocola.nn"
+local ddim = require "cocola.schedulers.ddim"
+local Tokenizer = require "cocola.models.text.tokenizer"
+local T5 = require "cocola.models.text.t5"
+local GPT2 = require "cocola.models.text.gpt2"
+local UNet = require "cocola.models.audioldm2.unet"
+local AutoencoderKL = require "cocola.models.audioldm2.autoencoder_kl"
+local HifiGan = require "cocola.models.audioldm2.hifigan"
+local ProjectionModel = require "cocola.models.audioldm2.projection_model"
+
+local Pipeline = nn.Module:extend("AudioLDM2Pipeline")
+
+local function prompt_list(p, what)
+  if type(p) == "string" then return { p } end
+  if type(p) ~= "table" or #p == 0 then error(string.format("AudioLDM2Pipeline: %s must be a string or a list of strings", what), 4) end
+  for i, s in ipairs(p) do
+    if type(s) ~= "string" then error(string.format("AudioLDM2Pipeline: %s %d is not a string", what, i), 4) end
+  end
+  return p
+end
+
+--- Pipeline.from_pretrained(dir[, {controlnet = folder | ControlNet}])
+function Pipeline.from_pretrained(dir, opts)
+  opts = opts or {}
+  if type(dir) ~= "string" then error("AudioLDM2Pipeline.from_pretrained: expected a folder path", 2) end
+  local f = io.open(dir .. "/model_index.json", "rb")
+  if not f then error(string.format("%s/model_index.json: no such file (expected a diffusers AudioLDM 2 folder)", dir), 2) end
+  f:close()
+  local ClapText = require "cocola.models.text.clap_text"
+  return Pipeline({
+    tokenizer = Tokenizer.from_pretrained(dir, { subfolder = "tokenizer" }),
+    tokenizer_2 = Tokenizer.from_pretrained(dir, { subfolder = "tokenizer_2" }),
+    text_encoder = ClapText.from_pretrained(dir .. "/text_encoder"),
+    text_encoder_2 = T5.from_pretrained(dir .. "/text_encoder_2"),
+    projection_model = ProjectionModel.from_pretrained(dir .. "/projection_model"),
+    language_model = GPT2.from_pretrained(dir .. "/language_model"),
+    unet = UNet.from_pretrained(dir),
+    vae = AutoencoderKL.from_pretrained(dir),
+    vocoder = HifiGan.from_pretrained(dir),
+    scheduler = ddim.from_pretrained(dir),
+    controlnet = type(opts.controlnet) == "string" and require("cocola.models.audioldm2.controlnet").from_pretrained(opts.controlnet)
+      or opts.controlnet,
+  })
+end
+
+--- Pipeline{tokenizer, tokenizer_2, text_encoder, text_encoder_2, projection_model, language_model, unet, vae,
+--- vocoder, scheduler[, controlnet]}
+function Pipeline:init(c)
+  for _, k in ipairs({ "text_encoder", "text_encoder_2", "projection_model", "language_model", "unet", "vae", "vocoder" }) do
+    if not c[k] then error("AudioLDM2Pipeline: missing component " .. k, 3) end
+    self[k] = c[k]
+  end
+  if c.controlnet then self.controlnet = c.controlnet end
+  self.tokenizer, self.tokenizer_2, self.scheduler = c.tokenizer, c.tokenizer_2, c.scheduler
+  self:eval()
+end
+
+-- CLAP and T5 states of a list of prompts; t5_length pads T5 to that length (negative prompts)
+function Pipeline:encode_streams(prompts, t5_length)
+  local B = #prompts
+  local clap_in = self.tokenizer(prompts, { padding = "max_length", max_length = self.tokenizer.model_max_length,
+    truncation = true })
+  local clap = self.text_encoder(clap_in.input_ids, { attention_mask = clap_in.attention_mask }).text_embeds
+  clap = clap:reshape({ B, 1, clap:size(2) })
+  local t5_in = self.tokenizer_2(prompts, t5_length and { padding = "max_length", max_length = t5_length, truncation = true }
+    or { padding = "longest", max_length = self.tokenizer_2.model_max_length, truncation = true })
+  local t5 = self.text_encoder_2(t5_in.input_ids, { attention_mask = t5_in.attention_mask })
+  local proj, mask = self.projection_model(clap, t5, cocola.ones({ B, 1 }):long(), t5_in.attention_mask)
+  local generated = self.language_model:generate_embeddings(proj, { attention_mask = mask, max_new_tokens = self.max_new_tokens })
+  return t5, t5_in.attention_mask, generated
+end
+
+--- encode_prompt(prompts, {negative_prompt, guidance_scale = 1, num_waveforms_per_prompt = 1, max_new_tokens = 8})
+--- -> prompt_embeds (T5 states), attention_mask, generated_prompt_embeds; with guidance the negative
+--- prompts' come first, as diffusers concatenates them
+function Pipeline:encode_prompt(prompts, opts)
+  opts = opts or {}
+  prompts = prompt_list(prompts, "prompt")
+  local n = opts.num_waveforms_per_prompt or 1
+  self.max_new_tokens = opts.max_new_tokens or 8
+  return cocola.no_grad(function()
+    local embeds, mask, generated = self:encode_streams(prompts)
+    local function repeat_rows(t)
+      if n == 1 then return t end
+      local shape = t.shape
+      local big = { shape[1], n }
+      for d = 2, #shape do big[#big + 1] = shape[d] end
+      local flat = { shape[1] * n }
+      for d = 2, #shape do flat[#flat + 1] = shape[d] end
+      return t:unsqueeze(2):expand(big):reshape(flat)
+    end
+    embeds, mask, generated = repeat_rows(embeds), repeat_rows(mask), repeat_rows(generated)
+    if (opts.guidance_scale or 1) > 1 then
+      local negative = opts.negative_prompt
+      if negative == nil then
+        negative = {}
+        for i = 1, #prompts do negative[i] = "" end
+      else
+        negative = prompt_list(negative, "negative_prompt")
+        if #negative == 1 and #prompts > 1 then
+          local one = negative[1]
+          negative = {}
+          for i = 1, #prompts do negative[i] = one end
+        end
+        if #negative ~= #prompts then
+          error(string.format("AudioLDM2Pipeline: %d negative prompts for %d prompts", #negative, #prompts), 3)
+        end
+      end
+      local ne, nm, ng = self:encode_streams(negative, embeds:size(2))
+      ne, nm, ng = repeat_rows(ne), repeat_rows(nm), repeat_rows(ng)
+      embeds = cocola.cat({ ne, embeds }, 1)
+      mask = cocola.cat({ nm, mask }, 1)
+      generated = cocola.cat({ ng, generated }, 1)
+    end
+    return embeds, mask, generated
+  end)
+end
+
+--- generate(prompts, {negative_prompt, seconds, steps = 200, guidance_scale = 3.5, seed, latents,
+--- num_waveforms_per_prompt = 1, eta = 0, max_new_tokens = 8, control_latent, conditioning_scale = 1,
+--- progress = function(step, steps)}) -> waveforms (B * n, samples), final latents
+function Pipeline:generate(prompts, opts)
+  opts = opts or {}
+  prompts = prompt_list(prompts, "prompt")
+  local guidance = opts.guidance_scale or 3.5
+  local n = opts.num_waveforms_per_prompt or 1
+  local embeds, mask, generated = self:encode_prompt(prompts, { negative_prompt = opts.negative_prompt,
+    guidance_scale = guidance, num_waveforms_per_prompt = n, max_new_tokens = opts.max_new_tokens })
+  local voc = self.vocoder.config
+  local factor = 1
+  for _, r in ipairs(voc.upsample_rates) do factor = factor * r end
+  factor = factor / voc.sampling_rate
+  local vae_scale = self.vae.downsample
+  local seconds = opts.seconds or self.unet.config.sample_size * vae_scale * factor
+  local height = math.floor(seconds / factor + 1e-9)
+  local samples = math.floor(seconds * voc.sampling_rate + 1e-9)
+  if height % vae_scale ~= 0 then height = math.ceil(height / vae_scale) * vae_scale end
+  local shape = { #prompts * n, self.unet.config.in_channels, height // vae_scale, voc.model_in_dim // vae_scale }
+  local z = opts.latents
+  if z == nil then
+    if opts.seed then cocola.manual_seed(opts.seed) end
+    z = cocola.randn(shape)
+  elseif not cocola.is_tensor(z) or z:dim() ~= 4 or z:size(1) ~= shape[1] or z:size(2) ~= shape[2]
+      or z:size(3) ~= shape[3] or z:size(4) ~= shape[4] then
+    error(string.format("AudioLDM2Pipeline: latents must have shape (%d, %d, %d, %d)", shape[1], shape[2], shape[3],
+      shape[4]), 2)
+  end
+  z = z * self.scheduler.init_noise_sigma
+  self.scheduler:set_timesteps(opts.steps or 200)
+  local text = { encoder_hidden_states = generated, encoder_hidden_states_1 = embeds, encoder_attention_mask_1 = mask }
+  local w = opts.control_latent
+  if w and not self.controlnet then error("AudioLDM2Pipeline: a control latent needs a ControlNet", 2) end
+  cocola.no_grad(function()
+    for k, t in ipairs(self.scheduler.timesteps) do
+      local input = guidance > 1 and cocola.cat({ z, z }, 1) or z
+      local o = { encoder_hidden_states = text.encoder_hidden_states, encoder_hidden_states_1 = text.encoder_hidden_states_1,
+        encoder_attention_mask_1 = text.encoder_attention_mask_1 }
+      if w then
+        local control = guidance > 1 and cocola.cat({ w, w }, 1) or w
+        o.conditioning_scale = opts.conditioning_scale or 1.0
+        o.down_block_additional_residuals, o.mid_block_additional_residual = self.controlnet(input, t, control, o)
+      end
+      local eps = self.unet(input, t, o)
+      if guidance > 1 then
+        local B = z:size(1)
+        local uncond, cond = eps:narrow(1, 1, B), eps:narrow(1, B + 1, B)
+        eps = uncond + (cond - uncond) * guidance
+      end
+      z = self.scheduler:step(eps, t, z, { eta = opts.eta }).prev_sample
+      if opts.progress then opts.progress(k, #self.scheduler.timesteps) end
+    end
+  end)
+  local audio = cocola.no_grad(function()
+    local mel = self.vae:decode(z * (1 / self.vae.scaling_factor))
+    return self.vocoder(mel:squeeze(2))
+  end)
+  return audio:narrow(2, 1, math.min(samples, audio:size(2))), z
+end
+
+return Pipeline
