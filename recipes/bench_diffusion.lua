@@ -14,7 +14,8 @@ local ControlNet = require "cocola.models.audioldm2.controlnet"
 local ddim = require "cocola.schedulers.ddim"
 
 local config = recipe.config({ threads = 2, repeats = 3, batch = 1, large = false, torch = true, seed = 0,
-  python = "/opt/genoracle/bin/python", device = "cpu", text_tokens = 20 }, arg)
+  python = "/opt/genoracle/bin/python", device = "cpu", text_tokens = 20,
+  pipeline = "spec/fixtures/audioldm2/pipeline_tiny", pipeline_steps = 20 }, arg)
 recipe.log_config(config)
 cocola.set_num_threads(config.threads)
 cocola.manual_seed(config.seed)
@@ -121,11 +122,26 @@ local train = median_ms("forward + backward", function()
 end)
 local train_peak = peak_rss_mb()
 
+-- prompt to audio with a whole pipeline folder (the tiny random one of the specs by default)
+local prompt_ms
+if config.pipeline ~= "" then
+  local Pipeline = require "cocola.models.audioldm2.pipeline"
+  local pipe = Pipeline.from_pretrained(config.pipeline)
+  if config.device == "cuda" then pipe:cuda() end
+  cocola.manual_seed(config.seed)
+  local latents = cocola.randn({ 1, 8, 32, 4 })
+  if dir then cocola.save(dir .. "/pipeline_latents.safetensors", { latents = latents }) end
+  prompt_ms = median_ms("prompt to audio", function()
+    return pipe:generate({ "in: bass, drums; out: guitar, piano" }, { seconds = 0.016, steps = config.pipeline_steps,
+      guidance_scale = 3.5, latents = latents })
+  end)
+end
+
 local torch_result
 if config.torch then
   local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  local cmd = string.format("%s %s/reference/bench_diffusion_torch.py %s %d %d 2>/dev/null", config.python, here, dir,
-    config.threads, config.repeats)
+  local cmd = string.format("%s %s/reference/bench_diffusion_torch.py %s %d %d '%s' %d 2>/dev/null", config.python, here,
+    dir, config.threads, config.repeats, config.pipeline, config.pipeline_steps)
   local p = io.popen(cmd)
   local out = p and p:read("a") or ""
   if p then p:close() end
@@ -141,6 +157,8 @@ recipe.print_ratio_table({
   { "U-Net forward", forward, tr.forward_ms },
   { "CompoNet DDIM step (ControlNet + U-Net)", step, tr.step_ms },
   { "U-Net forward + backward", train, tr.train_ms },
+  prompt_ms and { string.format("prompt to audio, %s, %d steps, guidance 3.5", config.pipeline:match("[^/]+$"),
+    config.pipeline_steps), prompt_ms, tr.prompt_ms } or nil,
 })
 print(string.format("peak resident memory (MB): cocola %.0f after inference, %.0f after the training step%s",
   infer_peak or 0, train_peak or 0, torch_result and string.format("; PyTorch %.0f after inference, %.0f after the training step",
