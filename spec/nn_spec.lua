@@ -600,3 +600,25 @@ describe("nn.checkpoint", function()
     assert.matches("inside the block", err2)
   end)
 end)
+
+describe("scaled_dot_product_attention in query blocks", function()
+  local F = require "cocola.nn.functional"
+  it("gives the same result in blocks as whole when no graph is recorded, masks included", function()
+    cocola.manual_seed(11)
+    local q, k, v = cocola.randn({ 2, 3, 37, 8 }), cocola.randn({ 2, 3, 29, 8 }), cocola.randn({ 2, 3, 29, 5 })
+    local mask = cocola.randn({ 37, 29 })
+    local keep = cocola.ones({ 2, 29 })
+    keep[2]:narrow(1, 20, 10):fill_(0)
+    local whole = F.scaled_dot_product_attention(q, k, v, { attn_mask = mask, key_mask = keep })
+    local saved = F.ATTENTION_BLOCK
+    F.ATTENTION_BLOCK = 6 * 29 * 5 -- 5 query rows a block, the last block shorter
+    local ok, blocked = pcall(cocola.no_grad, F.scaled_dot_product_attention, q, k, v, { attn_mask = mask, key_mask = keep })
+    local ok2, row_mask = pcall(cocola.no_grad, F.scaled_dot_product_attention, q, k, v, { attn_mask = mask:narrow(1, 1, 1) })
+    F.ATTENTION_BLOCK = saved
+    assert(ok, blocked)
+    assert(ok2, row_mask)
+    assert.is_true((blocked - whole):abs():max():item() < 1e-6)
+    local ref = F.scaled_dot_product_attention(q, k, v, { attn_mask = mask:narrow(1, 1, 1) })
+    assert.is_true((row_mask - ref):abs():max():item() < 1e-6)
+  end)
+end)

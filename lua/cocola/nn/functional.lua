@@ -113,7 +113,8 @@ end
 --- F.scaled_dot_product_attention(q (..., L, E), k (..., S, E), v (..., S, Ev), {attn_mask =, key_mask =,
 --- scale = 1/sqrt(E)}) -> (..., L, Ev): softmax(q k^T scale + attn_mask) v. attn_mask: a float tensor
 --- added to the scores (broadcast to (..., L, S)); key_mask: (B, S) with 1 for keys to attend and 0 for
---- padding (every row must keep a key). Memory O(L x S) per batch and head.
+--- padding (every row must keep a key). Memory O(L x S) per batch and head while recording a graph; without
+--- one, at most F.ATTENTION_BLOCK scores at a time (queries in blocks).
 function F.scaled_dot_product_attention(q, k, v, opts)
   opts = opts or {}
   for i, t in ipairs({ q, k, v }) do
@@ -131,29 +132,57 @@ function F.scaled_dot_product_attention(q, k, v, opts)
       .. "key count", q:shape_string(), k:shape_string(), v:shape_string()), 2)
   end
   local scale = opts.scale or 1 / math.sqrt(q:size(nd))
-  local scores = q:matmul(k:transpose(nd - 1, nd)) * scale
-  if opts.attn_mask ~= nil then
-    if not core.is_tensor(opts.attn_mask) then error("scaled_dot_product_attention: attn_mask must be a tensor", 2) end
-    scores = scores + opts.attn_mask
+  local attn_mask = opts.attn_mask
+  if attn_mask ~= nil and not core.is_tensor(attn_mask) then
+    error("scaled_dot_product_attention: attn_mask must be a tensor", 2)
   end
+  local L, S = q:size(nd - 1), k:size(nd - 1)
+  local drop -- (B, 1, .., 1, S): 1 where a key is padding
   local key_mask = opts.key_mask
   if key_mask ~= nil then
-    local B, S = q:size(1), k:size(nd - 1)
+    local B = q:size(1)
     if not core.is_tensor(key_mask) or key_mask:dim() ~= 2 or key_mask:size(1) ~= B or key_mask:size(2) ~= S then
       error(string.format("scaled_dot_product_attention: key_mask must have shape (%d, %d) (batch, keys), got %s", B,
         S, core.is_tensor(key_mask) and key_mask:shape_string() or type(key_mask)), 2)
     end
-    local keep = key_mask:ne(0):to(scores:dtype())
+    local keep = key_mask:ne(0):to(q:dtype())
     if keep:sum(2):min():item() < 1 then
       error("scaled_dot_product_attention: key_mask masks every key of a batch row", 2)
     end
     local shape = { B }
     for _ = 2, nd - 1 do shape[#shape + 1] = 1 end
     shape[#shape + 1] = S
-    scores = scores:masked_fill(keep:reshape(shape):eq(0), -math.huge)
+    drop = keep:reshape(shape):eq(0)
   end
-  return scores:softmax(nd):matmul(v)
+  local kt = k:transpose(nd - 1, nd)
+  -- the queries row0 .. row0 + rows - 1 against every key
+  local function attend(qb, row0, rows)
+    local scores = qb:matmul(kt) * scale
+    if attn_mask ~= nil then
+      local m, md = attn_mask, attn_mask:dim()
+      if rows ~= L and md >= 2 and m:size(md - 1) == L then m = m:narrow(md - 1, row0, rows) end
+      scores = scores + m
+    end
+    if drop then scores = scores:masked_fill(drop, -math.huge) end
+    return scores:softmax(nd):matmul(v)
+  end
+  -- without a graph to keep, long sequences run in blocks of queries, so the scores never take more than
+  -- F.ATTENTION_BLOCK elements at once (each row's softmax is the same, so is the result)
+  local recording = core.is_grad_enabled() and (q:requires_grad() or k:requires_grad() or v:requires_grad()
+    or (attn_mask ~= nil and attn_mask:requires_grad()))
+  local batch = math.max(q:numel() // (L * q:size(nd)), k:numel() // (S * k:size(nd)))
+  if recording or batch * L * S <= F.ATTENTION_BLOCK or L == 1 then return attend(q, 1, L) end
+  local rows = math.max(1, F.ATTENTION_BLOCK // (batch * S))
+  local parts = {}
+  for r0 = 1, L, rows do
+    local n = math.min(rows, L - r0 + 1)
+    parts[#parts + 1] = attend(q:narrow(nd - 1, r0, n), r0, n)
+  end
+  return core.cat(parts, nd - 1)
 end
+
+--- the most attention scores F.scaled_dot_product_attention holds at once when it records no graph
+F.ATTENTION_BLOCK = 1 << 24
 
 -- ---- losses: reduction = "mean" (default) | "sum" | "none", as torch's ----
 -- Every loss takes (input, target[, opts]) with opts a table ({reduction =, weight =, pos_weight =})
