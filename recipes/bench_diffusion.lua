@@ -20,22 +20,7 @@ recipe.log_config(config)
 cocola.set_num_threads(config.threads)
 cocola.manual_seed(config.seed)
 
-local function unet_config(large)
-  local slots = large and { 0, 768, 1024, 0 } or { 0, 768, 1024 }
-  local cad = {}
-  for i = 1, 4 do
-    cad[i] = {}
-    for j, w in ipairs(slots) do cad[i][j] = w == 0 and cjson.null or w end
-  end
-  return { _class_name = "AudioLDM2UNet2DConditionModel", act_fn = "silu", attention_head_dim = 8,
-    block_out_channels = { 128, 256, 384, 640 }, cross_attention_dim = cad,
-    down_block_types = { "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D" },
-    up_block_types = { "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D" },
-    downsample_padding = 1, flip_sin_to_cos = true, freq_shift = 0, in_channels = 8, out_channels = 8,
-    layers_per_block = 2, mid_block_scale_factor = 1, mid_block_type = "UNetMidBlock2DCrossAttn", norm_eps = 1e-5,
-    norm_num_groups = 32, sample_size = 256, transformer_layers_per_block = large and 2 or 1,
-    use_linear_projection = false }
-end
+local function unet_config(large) return require("cocola.models.audioldm2.configs").unet(large) end
 
 local function peak_rss_mb()
   local f = io.open("/proc/self/status", "r")

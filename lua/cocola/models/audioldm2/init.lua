@@ -14,4 +14,5 @@ return {
   mel = require "cocola.models.audioldm2.mel",
   ProjectionModel = require "cocola.models.audioldm2.projection_model",
   Pipeline = require "cocola.models.audioldm2.pipeline",
+  configs = require "cocola.models.audioldm2.configs",
 }

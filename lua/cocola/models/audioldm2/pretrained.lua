@@ -89,32 +89,47 @@ function M.load_weights(module, dir, names)
   if not path then
     error(string.format("%s: no weight file (looked for %s)", dir, table.concat(names, ", ")), 3)
   end
-  local expected = module:named_state()
   if path:match("%.bin$") or path:match("%.pt$") or path:match("%.ckpt$") then
     local sd = cocola.load(path)
     local ok, err = pcall(module.load_state_dict, module, sd, { strict = true })
     if not ok then error(string.format("%s: %s", path, tostring(err)), 3) end
     return path
   end
-  local file = cocola.open_safetensors(path)
-  local missing, wrong, have = {}, {}, {}
+  return M.load_safetensors(module, path)
+end
+
+--- loads a safetensors file into `module` strictly by name, one tensor at a time (float16 / bfloat16 widen):
+--- every parameter and persistent buffer must be in the file with its shape, and the file may hold nothing
+--- else. opts.ignore(name) -> true skips a file entry on purpose (e.g. an audio tower not built);
+--- opts.source(name, entries) -> the file's name for a model name (e.g. a tied tensor saved under another name).
+--- Errors name the file and the keys.
+function M.load_safetensors(module, path, opts)
+  opts = opts or {}
+  local ok, file = pcall(cocola.open_safetensors, path)
+  if not ok then error(string.format("%s: %s", path, (tostring(file):gsub("^safetensors '[^']*': ", ""))), 3) end
+  local expected = module:named_state()
+  local missing, wrong, used, source = {}, {}, {}, {}
   for _, e in ipairs(expected) do
     local name, t = e[1], e[2]
-    have[name] = true
-    local ent = file.entries[name]
+    local from = opts.source and opts.source(name, file.entries) or name
+    source[name] = from
+    used[from] = true
+    local ent = file.entries[from]
     if not ent then
       missing[#missing + 1] = name
     else
       local same = #ent.shape == t:dim()
       for d = 1, #ent.shape do same = same and ent.shape[d] == t:size(d) end
       if not same then
-        wrong[#wrong + 1] = string.format("%s has shape {%s} in the file, {%s} in the model", name,
+        wrong[#wrong + 1] = string.format("%s has shape {%s} in the file, {%s} in the model", from,
           table.concat(ent.shape, ","), table.concat(t.shape, ","))
       end
     end
   end
   local unexpected = {}
-  for name in pairs(file.entries) do if not have[name] then unexpected[#unexpected + 1] = name end end
+  for name in pairs(file.entries) do
+    if not used[name] and not (opts.ignore and opts.ignore(name)) then unexpected[#unexpected + 1] = name end
+  end
   table.sort(unexpected)
   if #missing > 0 or #unexpected > 0 or #wrong > 0 then
     local parts = {}
@@ -126,7 +141,7 @@ function M.load_weights(module, dir, names)
   end
   cocola.no_grad(function()
     for _, e in ipairs(expected) do
-      local src <close> = file:read(e[1])
+      local src <close> = file:read(source[e[1]])
       e[2]:copy_(src)
     end
   end)

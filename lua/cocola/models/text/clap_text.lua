@@ -22,6 +22,8 @@ local pretrained = require "cocola.models.audioldm2.pretrained"
 local RobertaModel = require "cocola.models.text.roberta_model"
 local ClapProjection = require "cocola.models.text.clap_projection"
 
+local P = require "cocola.models.audioldm2.pretrained"
+
 local ClapText = nn.Module:extend("ClapText")
 
 -- ClapTextConfig's defaults (transformers 4.38.2) for the keys this port reads, and ClapConfig's
@@ -147,54 +149,8 @@ function ClapText.load_weights(model, path)
   local f = io.open(path, "rb")
   if not f then error(string.format("%s: no such file", path), 2) end
   f:close()
-  local ok, file = pcall(cocola.open_safetensors, path)
-  if not ok then error(string.format("%s: not a safetensors file (%s)", path, tostring(file)), 2) end
-  local expected = model:named_state()
-  local missing, wrong, have = {}, {}, {}
-  for _, e in ipairs(expected) do
-    local name, t = e[1], e[2]
-    have[name] = true
-    local ent = file.entries[name]
-    if not ent then
-      missing[#missing + 1] = name
-    else
-      local same = #ent.shape == t:dim()
-      for d = 1, #ent.shape do same = same and ent.shape[d] == t:size(d) end
-      if not same then
-        wrong[#wrong + 1] = string.format("%s has shape {%s} in the file, {%s} in the model", name,
-          table.concat(ent.shape, ","), table.concat(t.shape, ","))
-      end
-    end
-  end
-  local unexpected = {}
-  for name in pairs(file.entries) do
-    if is_text_key(name) and not have[name] and not ClapText.IGNORED_TEXT_KEYS[name] then
-      unexpected[#unexpected + 1] = name
-    end
-  end
-  table.sort(unexpected)
-  if #missing > 0 or #unexpected > 0 or #wrong > 0 then
-    local function some(list, n)
-      local out = {}
-      for i = 1, math.min(#list, n) do out[i] = list[i] end
-      local s = table.concat(out, ", ")
-      if #list > n then s = s .. string.format(", ... (%d in all)", #list) end
-      return s
-    end
-    local parts = {}
-    if #missing > 0 then parts[#parts + 1] = "missing: " .. some(missing, 8) end
-    if #unexpected > 0 then parts[#parts + 1] = "unexpected: " .. some(unexpected, 8) end
-    if #wrong > 0 then parts[#parts + 1] = "wrong shape: " .. some(wrong, 4) end
-    error(string.format("%s does not match the ClapText built from its config: %s", path,
-      table.concat(parts, "; ")), 2)
-  end
-  cocola.no_grad(function()
-    for _, e in ipairs(expected) do
-      local src <close> = file:read(e[1])
-      e[2]:copy_(src)
-    end
-  end)
-  return path
+  return P.load_safetensors(model, path, {
+    ignore = function(name) return not is_text_key(name) or ClapText.IGNORED_TEXT_KEYS[name] ~= nil end })
 end
 
 --- ClapText.from_pretrained(dir): a ClapModel folder (config.json + model.safetensors) or a pipeline folder

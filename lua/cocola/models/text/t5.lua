@@ -166,56 +166,18 @@ local TIED = "encoder.embed_tokens.weight"
 --- present, shared.weight is read and encoder.embed_tokens.weight must have the same shape (its data is not read).
 function T5EncoderModel:load_weights(path)
   local file = cocola.open_safetensors(path)
-  local expected = self:named_state()
-  local source, missing, wrong, have = {}, {}, {}, { [TIED] = true }
-  for _, e in ipairs(expected) do
-    local name, t = e[1], e[2]
-    have[name] = true
-    local from = name
-    if name == "shared.weight" and not file.entries[name] and file.entries[TIED] then from = TIED end
-    local ent = file.entries[from]
-    if not ent then
-      missing[#missing + 1] = name
-    else
-      source[name] = from
-      local same = #ent.shape == t:dim()
-      for d = 1, #ent.shape do same = same and ent.shape[d] == t:size(d) end
-      if not same then
-        wrong[#wrong + 1] = string.format("%s has shape {%s} in the file, {%s} in the model", from,
-          table.concat(ent.shape, ","), table.concat(t.shape, ","))
-      end
-    end
+  local shared, tied = file.entries["shared.weight"], file.entries[TIED]
+  if shared and tied and table.concat(shared.shape, ",") ~= table.concat(tied.shape, ",") then
+    error(string.format("%s does not match the T5EncoderModel built from its config: wrong shape: %s has shape {%s}, "
+      .. "shared.weight {%s} (they are one tied tensor)", path, TIED, table.concat(tied.shape, ","),
+      table.concat(shared.shape, ",")), 2)
   end
-  if file.entries[TIED] and source["shared.weight"] == "shared.weight" then
-    local a, b = file.entries[TIED].shape, file.entries["shared.weight"].shape
-    if table.concat(a, ",") ~= table.concat(b, ",") then
-      wrong[#wrong + 1] = string.format("%s has shape {%s}, shared.weight {%s} (they are one tied tensor)", TIED,
-        table.concat(a, ","), table.concat(b, ","))
-    end
-  end
-  local unexpected = {}
-  for name in pairs(file.entries) do if not have[name] then unexpected[#unexpected + 1] = name end end
-  table.sort(unexpected)
-  if #missing > 0 or #unexpected > 0 or #wrong > 0 then
-    local parts = {}
-    local function some(list, n)
-      local out = {}
-      for i = 1, math.min(#list, n) do out[i] = list[i] end
-      return table.concat(out, ", ") .. (#list > n and string.format(", ... (%d in all)", #list) or "")
-    end
-    if #missing > 0 then parts[#parts + 1] = "missing: " .. some(missing, 8) end
-    if #unexpected > 0 then parts[#parts + 1] = "unexpected: " .. some(unexpected, 8) end
-    if #wrong > 0 then parts[#parts + 1] = "wrong shape: " .. some(wrong, 4) end
-    error(string.format("%s does not match the T5EncoderModel built from its config: %s", path,
-      table.concat(parts, "; ")), 2)
-  end
-  cocola.no_grad(function()
-    for _, e in ipairs(expected) do
-      local src <close> = file:read(source[e[1]])
-      e[2]:copy_(src)
-    end
-  end)
-  return path
+  return pretrained.load_safetensors(self, path, {
+    source = function(name, entries)
+      if name == "shared.weight" and not entries[name] and entries[TIED] then return TIED end
+      return name
+    end,
+    ignore = function(name) return name == TIED end })
 end
 
 --- T5EncoderModel.from_pretrained(dir): dir holds config.json + model.safetensors, or is a pipeline folder
