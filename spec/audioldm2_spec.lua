@@ -271,7 +271,7 @@ describe("AudioLDM 2 models: bad input", function()
     assert(os.execute("mkdir -p " .. dir .. "/unet"))
     finally(function() os.execute("rm -rf " .. dir) end)
     local src = io.open(D .. "unet_base/config.json"):read("a")
-    local function write(path, text) local f = assert(io.open(path, "wb")); f:write(text); f:close() end
+    local write = files.write
     write(dir .. "/unet/config.json", (src:gsub('"use_linear_projection": false', '"use_linear_projection": true')))
     raises(function() return UNet.from_pretrained(dir) end, "config.json", "use_linear_projection = true is not supported")
     write(dir .. "/unet/config.json", (src:gsub('"act_fn"', '"new_option": 1,\n  "act_fn"')))

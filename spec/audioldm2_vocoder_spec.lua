@@ -5,23 +5,12 @@
 local cocola = require "cocola"
 local compare = require "helpers.compare"
 local files = require "helpers.files"
+local write, copy = files.write, files.copy
 local HifiGan = require "cocola.models.audioldm2.hifigan"
 
 local DIR = "spec/fixtures/audioldm2/"
 local fx = cocola.load(DIR .. "vocoder.safetensors")
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function copy(src, dst)
-  local f = assert(io.open(src, "rb"))
-  local data = f:read("a")
-  f:close()
-  write(dst, data)
-end
 
 -- a copy of vocoder/ with config.json text replaced by fn(text)
 local function edited_copy(fn)

@@ -7,24 +7,12 @@
 local cocola = require "cocola"
 local compare = require "helpers.compare"
 local files = require "helpers.files"
+local read, write = files.read, files.write
 local ClapText = require "cocola.models.text.clap_text"
 
 local DIR = "spec/fixtures/text/"
 local fx = cocola.load(DIR .. "clap_io.safetensors")
 local TOL = 1e-4
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 
 local function failure(fn, ...)
   local ok, err = pcall(fn, ...)

@@ -8,6 +8,7 @@
 local cocola = require "cocola"
 local compare = require "helpers.compare"
 local files = require "helpers.files"
+local read, write, copy = files.read, files.write, files.copy
 local GPT2Model = require "cocola.models.text.gpt2"
 local ProjectionModel = require "cocola.models.audioldm2.projection_model"
 
@@ -15,27 +16,6 @@ local DIR = "spec/fixtures/text/"
 local fx = cocola.load(DIR .. "gpt2_io.safetensors")
 local TOL = 1e-4
 
-local function copy(src, dst)
-  local f = assert(io.open(src, "rb"))
-  local data = f:read("a")
-  f:close()
-  local g = assert(io.open(dst, "wb"))
-  g:write(data)
-  g:close()
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- the error message of fn(...), which must fail
 local function failure(fn, ...)

@@ -7,25 +7,13 @@
 local cocola = require "cocola"
 local compare = require "helpers.compare"
 local files = require "helpers.files"
+local read, write = files.read, files.write
 local T5EncoderModel = require "cocola.models.text.t5"
 local T5Attention = require "cocola.models.text.t5_attention"
 
 local DIR = "spec/fixtures/text/"
 local fx = cocola.load(DIR .. "t5_tiny.safetensors")
 local TOL = 1e-4
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 
 -- a copy of t5_tiny/ with config.json text replaced by cfg_fn(text) and the weights by weights_fn(state dict)
 local function edited_copy(cfg_fn, weights_fn)

@@ -1,5 +1,6 @@
--- spec/helpers/files.lua — small helpers the specs share: a fresh temporary directory, flattening
--- nested tables of values (totable() results) into one list, and running a shell command.
+-- spec/helpers/files.lua — small helpers the specs share: a fresh temporary directory, reading, writing
+-- and copying whole files (failing the spec when they cannot), flattening nested tables of values
+-- (totable() results) into one list, and running a shell command.
 local fs = require "cocola.data.fs"
 
 local M = {}
@@ -11,6 +12,24 @@ function M.tmpdir()
   fs.mkdir_p(path)
   return path
 end
+
+--- the bytes of a file (the spec fails when it cannot be read)
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- writes text (bytes) to a file, replacing it
+function M.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+--- copies a file
+function M.copy(src, dst) M.write(dst, M.read(src)) end
 
 --- runs a shell command; returns whether it succeeded and its output (stdout and stderr)
 function M.sh(cmd)

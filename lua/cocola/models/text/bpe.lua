@@ -16,16 +16,7 @@ local ranges = require "cocola.models.text.unicode_ranges"
 local M = {}
 
 -- ---- Unicode categories ------------------------------------------------------------------------
-local function in_ranges(t, cp)
-  local lo, hi = 1, #t // 2
-  while lo <= hi do
-    local mid = (lo + hi) // 2
-    if cp < t[2 * mid - 1] then hi = mid - 1
-    elseif cp > t[2 * mid] then lo = mid + 1
-    else return true end
-  end
-  return false
-end
+local in_ranges = ranges.contains
 
 local class_cache = {}
 --- class(cp): "L" (letter), "N" (number), "S" (whitespace) or "O" (anything else)

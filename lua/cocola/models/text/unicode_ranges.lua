@@ -221,4 +221,15 @@ M.ext_pict = { -- 156 ranges
   0x1F85A,0x1F85F,0x1F888,0x1F88F,0x1F8AE,0x1F8AF,0x1F8BC,0x1F8BF,0x1F8C2,0x1F8CF,0x1F8D9,0x1F8FF,0x1F90C,0x1F93A,0x1F93C,0x1F945,
   0x1F947,0x1F9FF,0x1FA58,0x1FA5F,0x1FA6E,0x1FAFF,0x1FC00,0x1FFFD,
 }
+--- contains(t, cp): whether code point cp lies in one of the ranges of t (binary search)
+function M.contains(t, cp)
+  local lo, hi = 1, #t // 2
+  while lo <= hi do
+    local mid = (lo + hi) // 2
+    if cp < t[2 * mid - 1] then hi = mid - 1
+    elseif cp > t[2 * mid] then lo = mid + 1
+    else return true end
+  end
+  return false
+end
 return M
