@@ -5,6 +5,7 @@
 -- convs (controlnet_down_blocks, one per skip, and controlnet_mid_block) map the skips and the middle
 -- output to the residuals the U-Net adds, scaled by conditioning_scale.
 -- controlnet(z_t, t, w, {conditioning_scale = 1, encoder_hidden_states, ...as the U-Net}) -> down, mid.
+local cocola = require "cocola"
 local nn = require "cocola.nn"
 local P = require "cocola.models.audioldm2.pretrained"
 local config = require "cocola.models.audioldm2.unet_config"
@@ -14,7 +15,7 @@ local ControlNet = nn.Module:extend("ControlNetAudioLDM2Model")
 
 local function zero_conv(c)
   local conv = nn.Conv2d(c, c, 1)
-  require("cocola").no_grad(function()
+  cocola.no_grad(function()
     conv.weight:fill_(0)
     conv.bias:fill_(0)
   end)
@@ -43,7 +44,6 @@ function ControlNet:forward(sample, timestep, cond, opts)
   opts = opts or {}
   local s, what = self.settings, "ControlNetAudioLDM2Model"
   local ctx = parts.context(s, sample, opts, what)
-  local cocola = require "cocola"
   if not cocola.is_tensor(cond) or cond:dim() ~= 4 or cond:size(1) ~= sample:size(1) or cond:size(2) ~= s.in_channels
       or cond:size(3) ~= sample:size(3) or cond:size(4) ~= sample:size(4) then
     error(string.format("%s: the control latent must have the latent's shape %s, got %s", what, sample:shape_string(),

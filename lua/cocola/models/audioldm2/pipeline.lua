@@ -63,8 +63,9 @@ function Pipeline:init(c)
   self:eval()
 end
 
--- CLAP and T5 states of a list of prompts; t5_length pads T5 to that length (negative prompts)
-function Pipeline:encode_streams(prompts, t5_length)
+-- CLAP and T5 states of a list of prompts, and GPT-2's max_new_tokens embeddings; t5_length pads T5 to that
+-- length (negative prompts)
+function Pipeline:encode_streams(prompts, max_new_tokens, t5_length)
   local B = #prompts
   local clap_in = self.tokenizer(prompts, { padding = "max_length", max_length = self.tokenizer.model_max_length,
     truncation = true })
@@ -74,7 +75,7 @@ function Pipeline:encode_streams(prompts, t5_length)
     or { padding = "longest", max_length = self.tokenizer_2.model_max_length, truncation = true })
   local t5 = self.text_encoder_2(t5_in.input_ids, { attention_mask = t5_in.attention_mask })
   local proj, mask = self.projection_model(clap, t5, cocola.ones({ B, 1 }):long(), t5_in.attention_mask)
-  local generated = self.language_model:generate_embeddings(proj, { attention_mask = mask, max_new_tokens = self.max_new_tokens })
+  local generated = self.language_model:generate_embeddings(proj, { attention_mask = mask, max_new_tokens = max_new_tokens })
   return t5, t5_in.attention_mask, generated
 end
 
@@ -85,9 +86,9 @@ function Pipeline:encode_prompt(prompts, opts)
   opts = opts or {}
   prompts = prompt_list(prompts, "prompt")
   local n = opts.num_waveforms_per_prompt or 1
-  self.max_new_tokens = opts.max_new_tokens or 8
+  local max_new_tokens = opts.max_new_tokens or 8
   return cocola.no_grad(function()
-    local embeds, mask, generated = self:encode_streams(prompts)
+    local embeds, mask, generated = self:encode_streams(prompts, max_new_tokens)
     local function repeat_rows(t)
       if n == 1 then return t end
       local shape = t.shape
@@ -114,7 +115,7 @@ function Pipeline:encode_prompt(prompts, opts)
           error(string.format("AudioLDM2Pipeline: %d negative prompts for %d prompts", #negative, #prompts), 3)
         end
       end
-      local ne, nm, ng = self:encode_streams(negative, embeds:size(2))
+      local ne, nm, ng = self:encode_streams(negative, max_new_tokens, embeds:size(2))
       ne, nm, ng = repeat_rows(ne), repeat_rows(nm), repeat_rows(ng)
       embeds = cocola.cat({ ne, embeds }, 1)
       mask = cocola.cat({ nm, mask }, 1)
