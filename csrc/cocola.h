@@ -247,6 +247,13 @@ int cc_function_attach(cc_tensor *out, const char *name, int n, cc_tensor *const
 void cc_set_num_threads(int n);
 int cc_get_num_threads(void);
 
+/* ---- CPU convolution backend: AUTO takes oneDNN for float32 convolutions large enough to gain from it,
+   the built-in kernels otherwise; NATIVE always the built-in kernels; ONEDNN oneDNN for every float32 one ---- */
+typedef enum { CC_CONV_BACKEND_AUTO, CC_CONV_BACKEND_NATIVE, CC_CONV_BACKEND_ONEDNN } cc_conv_backend_kind;
+int cc_set_conv_backend(cc_conv_backend_kind kind);
+cc_conv_backend_kind cc_get_conv_backend(void);
+bool cc_have_onednn(void);
+
 /* ---- backends ---- */
 int cc_device_available(int device);
 const char *cc_device_name(int device);

@@ -252,4 +252,14 @@ static inline bool cc_max_pool2d_operands_ok(const cc_call *c, const cc_tensor *
   return ok;
 }
 
+/* conv_onednn.c: one float32 convolution pass through oneDNN, on contiguous buffers. Forward: a = x, b = w,
+   bias (or NULL) -> out = y; backward data: a = grad y, b = w -> out = grad x; backward weights: a = grad y,
+   b = x -> out = grad w. Returns 0 done, -1 error set, 1 not taken (the caller runs its own kernels). */
+typedef enum { CC_CONV_FORWARD, CC_CONV_BACKWARD_DATA, CC_CONV_BACKWARD_WEIGHTS } cc_conv_pass;
+typedef struct {
+  int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, groups;
+} cc_conv_problem;
+int cc_onednn_conv(cc_conv_pass pass, const cc_conv_problem *p, const float *a, const float *b, const float *bias,
+                   float *out);
+
 #endif

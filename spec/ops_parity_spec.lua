@@ -350,6 +350,22 @@ describe("ops parity with PyTorch", function()
     end)
   end
 
+  -- the convolution cases once more on each CPU convolution backend of this build: the built-in kernels
+  -- and, where the build has it, oneDNN (which "auto" only takes for large float32 convolutions)
+  local _, have_onednn = cocola.conv_backend()
+  for _, backend in ipairs(have_onednn and { "native", "onednn" } or { "native" }) do
+    for _, name in ipairs(names) do
+      if name:find("conv") then
+        it(name .. " on the " .. backend .. " convolution backend", function()
+          local previous = cocola.set_conv_backend(backend)
+          local ok, err = pcall(run_case, name)
+          cocola.set_conv_backend(previous)
+          assert(ok, err)
+        end)
+      end
+    end
+  end
+
   it("covers every fixture case, and every case ran", function()
     local missing, stale, not_run = {}, {}, {}
     for name in pairs(fixture_cases) do

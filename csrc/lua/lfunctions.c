@@ -193,6 +193,21 @@ static int f_set_num_threads(lua_State *L) {
   cc_set_num_threads((int)n);
   return 0;
 }
+static const char *const conv_backend_names[] = {"auto", "native", "onednn", NULL};
+/* cocola.set_conv_backend("auto" | "native" | "onednn"); returns the previous one */
+static int f_set_conv_backend(lua_State *L) {
+  int kind = luaL_checkoption(L, 1, NULL, conv_backend_names);
+  cc_conv_backend_kind prev = cc_get_conv_backend();
+  if (cc_set_conv_backend((cc_conv_backend_kind)kind)) return luaL_error(L, "%s", cc_last_error());
+  lua_pushstring(L, conv_backend_names[prev]);
+  return 1;
+}
+/* cocola.conv_backend() -> the setting, and whether this build has oneDNN */
+static int f_conv_backend(lua_State *L) {
+  lua_pushstring(L, conv_backend_names[cc_get_conv_backend()]);
+  lua_pushboolean(L, cc_have_onednn());
+  return 2;
+}
 static int f_get_num_threads(lua_State *L) {
   lua_pushinteger(L, cc_get_num_threads());
   return 1;
@@ -911,7 +926,7 @@ static const luaL_Reg functions[] = {
     {"randn", f_randn}, {"randint", f_randint}, {"uniform_", f_uniform_}, {"normal_", f_normal_},
     {"tensor", f_tensor}, {"is_tensor", f_is_tensor}, {"manual_seed", f_manual_seed},
     {"seed", f_seed}, {"initial_seed", f_initial_seed},
-    {"function_node", f_function_node}, {"backward_profile", f_backward_profile}, {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads},
+    {"function_node", f_function_node}, {"backward_profile", f_backward_profile}, {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads}, {"set_conv_backend", f_set_conv_backend}, {"conv_backend", f_conv_backend},
     {"get_num_threads", f_get_num_threads}, {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},
     {"device_available", f_device_available}, {"wall_time", f_wall_time}, {"empty_cache", f_empty_cache}, {"cached_bytes", f_cached_bytes}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},

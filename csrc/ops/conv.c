@@ -571,13 +571,24 @@ static conv_geom conv_geom_make(const cc_call *c, const cc_tensor *xs, const cc_
 
 static bool conv_empty(const conv_geom *g) { return g->N == 0 || g->Ho * g->Wo == 0 || g->H * g->W == 0; }
 
+static cc_conv_problem conv_problem(const conv_geom *g) {
+  cc_conv_problem p = {g->N, g->C, g->H, g->W, g->O, g->kh, g->kw, g->Ho, g->Wo,
+                       g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups};
+  return p;
+}
+
 /* in0 x, in1 w, in2 bias or NULL -> out */
 static int conv2d_cpu(const cc_call *c) {
   cc_tensor *x = c->in[0], *w = c->in[1], *b = c->in[2], *y = c->out[0];
   conv_geom g = conv_geom_make(c, x, w, y);
   if (conv_empty(&g)) return 0;
-  if (x->dtype == CC_FLOAT32)
+  if (x->dtype == CC_FLOAT32) {
+    cc_conv_problem p = conv_problem(&g);
+    int rc = cc_onednn_conv(CC_CONV_FORWARD, &p, cc_data_ptr(x), cc_data_ptr(w), b ? cc_data_ptr(b) : NULL,
+                            cc_data_ptr(y));
+    if (rc <= 0) return rc;
     return conv2d_fwd_f(&g, cc_data_ptr(x), cc_data_ptr(w), b ? cc_data_ptr(b) : NULL, cc_data_ptr(y));
+  }
   return conv2d_fwd_d(&g, cc_data_ptr(x), cc_data_ptr(w), b ? cc_data_ptr(b) : NULL, cc_data_ptr(y));
 }
 
@@ -590,7 +601,12 @@ static int conv2d_bwd_input_cpu(const cc_call *c) {
     memset(cc_data_ptr(dx), 0, (size_t)cc_numel(dx) * cc_dtype_size(dx->dtype));
     return 0;
   }
-  if (dx->dtype == CC_FLOAT32) return conv2d_bwd_input_f(&g, cc_data_ptr(gy), cc_data_ptr(w), cc_data_ptr(dx));
+  if (dx->dtype == CC_FLOAT32) {
+    cc_conv_problem p = conv_problem(&g);
+    int rc = cc_onednn_conv(CC_CONV_BACKWARD_DATA, &p, cc_data_ptr(gy), cc_data_ptr(w), NULL, cc_data_ptr(dx));
+    if (rc <= 0) return rc;
+    return conv2d_bwd_input_f(&g, cc_data_ptr(gy), cc_data_ptr(w), cc_data_ptr(dx));
+  }
   return conv2d_bwd_input_d(&g, cc_data_ptr(gy), cc_data_ptr(w), cc_data_ptr(dx));
 }
 
@@ -602,7 +618,12 @@ static int conv2d_bwd_weight_cpu(const cc_call *c) {
     memset(cc_data_ptr(dw), 0, (size_t)cc_numel(dw) * cc_dtype_size(dw->dtype));
     return 0;
   }
-  if (dw->dtype == CC_FLOAT32) return conv2d_bwd_weight_f(&g, cc_data_ptr(gy), cc_data_ptr(x), cc_data_ptr(dw));
+  if (dw->dtype == CC_FLOAT32) {
+    cc_conv_problem p = conv_problem(&g);
+    int rc = cc_onednn_conv(CC_CONV_BACKWARD_WEIGHTS, &p, cc_data_ptr(gy), cc_data_ptr(x), NULL, cc_data_ptr(dw));
+    if (rc <= 0) return rc;
+    return conv2d_bwd_weight_f(&g, cc_data_ptr(gy), cc_data_ptr(x), cc_data_ptr(dw));
+  }
   return conv2d_bwd_weight_d(&g, cc_data_ptr(gy), cc_data_ptr(x), cc_data_ptr(dw));
 }
 
