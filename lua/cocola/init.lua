@@ -33,6 +33,10 @@ end
 require "cocola.tensor"
 
 --- cocola.split(t, size_or_sizes, dim)
+--- to_f32(x): the Lua number rounded to the nearest float32 (for arithmetic that must round as PyTorch's
+-- float32 scalars do)
+function cocola.to_f32(x) return (string.unpack("<f", string.pack("<f", x))) end
+
 function cocola.split(t, size, dim) return t:split(size, dim) end
 
 local serialize = require "cocola.serialize"

@@ -1,5 +1,6 @@
 -- cocola.json_config — reading a component's JSON config (config.json, scheduler_config.json) and
 -- checking it against a class's DEFAULTS: every error names the file and the key.
+--   decode_file(path, what) -> table   (JSON null kept as cjson.null), every JSON file's one reader
 --   read(path, what) -> table          (JSON null becomes nil; numbers stay Lua numbers)
 --   merge(cfg, defaults, opts) -> table  DEFAULTS overridden by cfg; keys starting with "_" and the
 --                                     opts.ignored ones are skipped; any other unknown key is an error
@@ -17,17 +18,23 @@ local function strip_null(v)
   return v
 end
 
---- read(path, what): the decoded JSON object of a file; what (e.g. "SpeechT5HifiGan") prefixes errors.
-function M.read(path, what)
+--- decode_file(path, what, level) -> the decoded JSON object of a file, JSON null kept as cjson.null: the
+-- one reader of JSON files (configs, tokenizer files); what (e.g. "SpeechT5HifiGan") prefixes errors, which
+-- are raised at `level` (default 2: the caller's caller; 0: no position).
+function M.decode_file(path, what, level)
+  if level ~= 0 then level = (level or 2) + 1 end
   local fh, why = io.open(path, "rb")
-  if not fh then error(string.format("%s: cannot read the config file '%s' (%s)", what, path, why), 3) end
+  if not fh then error(string.format("%s: cannot read '%s' (%s)", what, path, why), level) end
   local text = fh:read("a")
   fh:close()
-  local ok, cfg = pcall(cjson.decode, text)
-  if not ok then error(string.format("%s: '%s' is not valid JSON (%s)", what, path, tostring(cfg)), 3) end
-  if type(cfg) ~= "table" then error(string.format("%s: '%s' does not hold a JSON object", what, path), 3) end
-  return strip_null(cfg)
+  local ok, v = pcall(cjson.decode, text)
+  if not ok then error(string.format("%s: '%s' is not valid JSON (%s)", what, path, tostring(v)), level) end
+  if type(v) ~= "table" then error(string.format("%s: '%s' does not hold a JSON object", what, path), level) end
+  return v
 end
+
+--- read(path, what): the decoded JSON object of a config file, JSON null removed.
+function M.read(path, what) return strip_null(M.decode_file(path, what, 2)) end
 
 --- merge(cfg, defaults, {what = "...", source = "file", ignored = {key = true}, optional = {key = true}})
 -- -> a new table. optional keys have no default (nil when absent, e.g. trained_betas).

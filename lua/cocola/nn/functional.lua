@@ -1,6 +1,7 @@
 -- cocola.nn.functional — layer ops and losses with torch.nn.functional's names and argument order;
 -- options go in a trailing table. Dims are 1-based (dim 2 of an NCHW tensor is C).
 local core = require "cocola.core"
+local cocola = require "cocola"
 
 local F = {}
 
@@ -39,7 +40,7 @@ function F.logsumexp(x, dim, keepdim) return x:logsumexp(dim, keepdim) end
 -- ---- resampling ----
 
 -- float32 rounding of a double (torch computes the nearest source index in float)
-local function f32(v) return (string.unpack("<f", string.pack("<f", v))) end
+local f32 = cocola.to_f32
 
 --- F.interpolate(x (N,C,H,W) or (N,C,L), {size = n | {h, w} | scale_factor = s | {sh, sw}, mode = "nearest"})
 --- as torch's (legacy) nearest mode: source index floor(dst * in / out) in float32, clamped. An integer

@@ -51,7 +51,7 @@ ddim.DEFAULTS = {
 
 local WHAT = "DDIMScheduler"
 
-local function f32(x) return (string.unpack("f", string.pack("f", x))) end
+local f32 = cocola.to_f32
 
 -- torch.linspace(a, b, n, dtype=float32) on the CPU (the scalar path of its kernel)
 local function linspace_f32(a, b, n)

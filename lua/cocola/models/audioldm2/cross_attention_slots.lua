@@ -22,6 +22,12 @@ function M.build(o)
   return nn.ModuleList(list)
 end
 
+--- fn(...), or checkpoint(fn, ...) when `recompute` (activations recomputed during backward)
+function M.call(recompute, fn, ...)
+  if recompute then return checkpoint(fn, ...) end
+  return fn(...)
+end
+
 --- runs the slots of layer `layer` (0-based) on h; ctx = {states, mask, states_1, mask_1}; with `recompute`
 --- each transformer is checkpointed (its activations recomputed during backward)
 function M.run(attentions, slots, layer, h, ctx, recompute)
@@ -34,7 +40,7 @@ function M.run(attentions, slots, layer, h, ctx, recompute)
       context, mask = ctx.states_1, ctx.mask_1
     end
     local attn = attentions[layer * n + idx]
-    if recompute then h = checkpoint(attn, h, context, mask) else h = attn(h, context, mask) end
+    h = M.call(recompute, attn, h, context, mask)
   end
   return h
 end

@@ -6,7 +6,6 @@ local nn = require "cocola.nn"
 local ResnetBlock2D = require "cocola.models.audioldm2.resnet_block2d"
 local Downsample2D = require "cocola.models.audioldm2.downsample2d"
 local slots = require "cocola.models.audioldm2.cross_attention_slots"
-local checkpoint = require "cocola.nn.checkpoint"
 
 local DownBlock2D = nn.Module:extend("DownBlock2D")
 
@@ -33,7 +32,7 @@ end
 function DownBlock2D:forward(h, temb, ctx)
   local outputs = {}
   for i, resnet in ipairs(self.resnets) do
-    h = self.gradient_checkpointing and checkpoint(resnet, h, temb) or resnet(h, temb)
+    h = slots.call(self.gradient_checkpointing, resnet, h, temb)
     if self.slots then h = slots.run(self.attentions, self.slots, i - 1, h, ctx, self.gradient_checkpointing) end
     outputs[#outputs + 1] = h
   end

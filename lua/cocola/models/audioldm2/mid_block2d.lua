@@ -6,7 +6,6 @@ local nn = require "cocola.nn"
 local ResnetBlock2D = require "cocola.models.audioldm2.resnet_block2d"
 local Attention = require "cocola.models.audioldm2.attention"
 local slots = require "cocola.models.audioldm2.cross_attention_slots"
-local checkpoint = require "cocola.nn.checkpoint"
 
 local MidBlock2D = nn.Module:extend("MidBlock2D")
 
@@ -35,14 +34,14 @@ function MidBlock2D:init(o)
 end
 
 function MidBlock2D:forward(h, temb, ctx)
-  h = self.gradient_checkpointing and checkpoint(self.resnets[1], h, temb) or self.resnets[1](h, temb)
+  h = slots.call(self.gradient_checkpointing, self.resnets[1], h, temb)
   for i = 2, #self.resnets do
     if self.slots then
       h = slots.run(self.attentions, self.slots, i - 2, h, ctx, self.gradient_checkpointing)
     elseif self.attentions then
       h = self.attentions[i - 1](h)
     end
-    h = self.gradient_checkpointing and checkpoint(self.resnets[i], h, temb) or self.resnets[i](h, temb)
+    h = slots.call(self.gradient_checkpointing, self.resnets[i], h, temb)
   end
   return h
 end

@@ -5,6 +5,7 @@
 -- bfloat16 files widen to float32) or the `.bin` pickle through the safe native reader.
 local cocola = require "cocola"
 local cjson = require "cjson"
+local json_config = require "cocola.json_config"
 
 local M = {}
 M.null = cjson.null
@@ -21,12 +22,8 @@ end
 --- reads dir/config.json (or the given file name); errors name the file
 function M.read_config(dir, name)
   local path = dir .. "/" .. (name or "config.json")
-  local f = io.open(path, "rb")
-  if not f then error(string.format("%s: no such file (expected a diffusers component folder)", path), 3) end
-  local text = f:read("a")
-  f:close()
-  local ok, cfg = pcall(cjson.decode, text)
-  if not ok or type(cfg) ~= "table" then error(string.format("%s: not a JSON object (%s)", path, tostring(cfg)), 3) end
+  if not exists(path) then error(string.format("%s: no such file (expected a diffusers component folder)", path), 3) end
+  local cfg = json_config.decode_file(path, "config", 2)
   cfg._path = path
   return M.integers(cfg)
 end

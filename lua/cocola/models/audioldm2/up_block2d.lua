@@ -7,7 +7,6 @@ local nn = require "cocola.nn"
 local ResnetBlock2D = require "cocola.models.audioldm2.resnet_block2d"
 local Upsample2D = require "cocola.models.audioldm2.upsample2d"
 local slots = require "cocola.models.audioldm2.cross_attention_slots"
-local checkpoint = require "cocola.nn.checkpoint"
 
 local UpBlock2D = nn.Module:extend("UpBlock2D")
 
@@ -42,7 +41,7 @@ function UpBlock2D:forward(h, temb, skips, ctx, upsample_size)
       local skip = table.remove(skips)
       h = cocola.cat({ h, skip }, 2)
     end
-    h = self.gradient_checkpointing and checkpoint(resnet, h, temb) or resnet(h, temb)
+    h = slots.call(self.gradient_checkpointing, resnet, h, temb)
     if self.slots then h = slots.run(self.attentions, self.slots, i - 1, h, ctx, self.gradient_checkpointing) end
   end
   if self.upsamplers then h = self.upsamplers[1](h, upsample_size) end

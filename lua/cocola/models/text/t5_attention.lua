@@ -42,7 +42,7 @@ function T5Attention:init(opts)
 end
 
 -- x rounded to float32 (T5's bucket arithmetic runs on float32 tensors in the reference)
-local function f32(x) return (string.unpack("<f", string.pack("<f", x))) end
+local f32 = cocola.to_f32
 
 --- The bucket of a relative position rel = key position - query position (an integer), as
 --- T5Attention._relative_position_bucket: bidirectional (the encoder) splits num_buckets in two halves,

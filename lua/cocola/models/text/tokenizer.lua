@@ -19,6 +19,7 @@ local bpe = require "cocola.models.text.bpe"
 local unigram = require "cocola.models.text.unigram"
 local spm_model = require "cocola.models.text.sentencepiece_model"
 local cjson = require "cjson"
+local json_config = require "cocola.json_config"
 
 local Tokenizer = {}
 Tokenizer.__index = Tokenizer
@@ -29,17 +30,7 @@ local function exists(path)
   return false
 end
 
-local function read_json(path)
-  local f, why = io.open(path, "rb")
-  if not f then error(string.format("tokenizer: cannot read '%s' (%s)", path, why), 0) end
-  local text = f:read("a")
-  f:close()
-  local ok, v = pcall(cjson.decode, text)
-  if not ok or type(v) ~= "table" then
-    error(string.format("tokenizer: '%s' is not a JSON object (%s)", path, tostring(v)), 0)
-  end
-  return v
-end
+local function read_json(path) return json_config.decode_file(path, "tokenizer", 0) end
 
 local function null(v) return v == nil or v == cjson.null end
 
