@@ -3,7 +3,8 @@
 -- clap_audio_features (ClapFeatureExtractor's rand_trunc / repeatpad front end) and clap_model (both sides)
 -- against spec/fixtures/text/clap_audio_io.safetensors (gen_clap_audio.py: transformers 4.38.2): the tiny
 -- clap_audio_tiny/ folder loaded strictly on its audio side; last hidden state, pooled output, projection and
--- get_audio_features, the features of a padded clip, of a long clip cropped at two offsets and of the real-size
+-- get_audio_features (and a flat ClapAudioModelWithProjection whose grid is padded to whole windows,
+-- clap_audio_pad/), the features of a padded clip, of a long clip cropped at two offsets and of the real-size
 -- extractor, waves to embeddings end to end, the logits of ClapModel; all rel. error < 1e-4. Also: the real
 -- HTSAT-tiny configuration's parameter count, the chunked embedding's framing, config, loading and input
 -- errors.
@@ -132,6 +133,28 @@ describe("ClapAudio (transformers 4.38.2 ClapModel, audio side, no fusion)", fun
       -- each row alone gives its batched result
       local one = model(fx.input_features:narrow(1, 2, 1):contiguous())
       compare.assert_close(one.audio_embeds, out.audio_embeds:narrow(1, 2, 1), 1e-5, "row alone")
+    end)
+  end)
+
+  it("matches a flat ClapAudioModelWithProjection whose grid is padded to whole windows", function()
+    -- clap_audio_pad/: 144 frames x 14 mels, the mel axis resized to 16, a 12 x 12 grid, window 8: padded to
+    -- 16 x 16, the shifted block's mask over the padding
+    local pfx = cocola.load(DIR .. "clap_audio_pad_io.safetensors")
+    local m = ClapAudio.from_pretrained(DIR .. "clap_audio_pad")
+    assert.same({ 12, 12 }, m.config.grid)
+    assert.equal(3, m.config.freq_ratio)
+    assert.equal(6, m.config.projection_dim)
+    cocola.no_grad(function()
+      local out = m(pfx.input_features)
+      record("padded grid: last_hidden_state", compare.assert_close(out.last_hidden_state, pfx.last_hidden_state, TOL,
+        "padded grid: last_hidden_state"))
+      record("padded grid: pooler_output", compare.assert_close(out.pooler_output, pfx.pooler_output, TOL,
+        "padded grid: pooler_output"))
+      record("padded grid: audio_embeds", compare.assert_close(out.projected, pfx.audio_embeds, TOL,
+        "padded grid: audio_embeds"))
+      -- fewer frames too: both axes would need resizing, which the reference cannot do
+      assert.matches("100 frames and 14 mel bins would both need resizing (to 144 x 16)", failure(m.forward, m,
+        cocola.zeros({ 1, 1, 100, 14 })), 1, true)
     end)
   end)
 

@@ -208,6 +208,11 @@ function ClapAudio:extractor_mismatch()
     return string.format("ClapAudio: the feature extractor gives %d frames (max_length_s %s), the model takes at "
       .. "most %d (spec_size * freq_ratio)", fc.frames, tostring(fc.max_length_s), c.spec_size * c.freq_ratio)
   end
+  if fc.frames < c.spec_size * c.freq_ratio and c.num_mel_bins < c.spec_size // c.freq_ratio then
+    return string.format("ClapAudio: the feature extractor gives %d frames, fewer than the model's %d, and its %d mel "
+      .. "bins are fewer than %d: both axes would need resizing, which transformers 4.38.2 cannot do", fc.frames,
+      c.spec_size * c.freq_ratio, c.num_mel_bins, c.spec_size // c.freq_ratio)
+  end
 end
 
 ClapAudio.from_config = ClapAudio

@@ -9,7 +9,8 @@
 --   2. reshape_mel2img: T (<= spec_size * freq_ratio, freq_ratio = spec_size // num_mel_bins) is resized to
 --      spec_size * freq_ratio frames by bicubic interpolation (align_corners, A = -0.75, as torch's
 --      upsample_bicubic2d: 1001 frames -> 1024 at the real size), the mel axis likewise to
---      spec_size // freq_ratio when shorter; the (time, mel) image is then folded into a square
+--      spec_size // freq_ratio when shorter (only with exactly spec_size * freq_ratio frames: the reference
+--      fails when both axes need it, and so does this port, with an error); the (time, mel) image is then folded into a square
 --      spec_size x spec_size image: the time axis cut into freq_ratio pieces stacked along the mel axis,
 --      mel rows first;
 --   3. patch embedding, the Swin stages, the final LayerNorm;
@@ -88,6 +89,11 @@ function HtsatEncoder:mel2img(x)
   if T > width or Fq > height then
     error(string.format("HtsatEncoder: %d frames x %d mel bins do not fit the model's %d x %d input (spec_size %d)",
       T, Fq, width, height, c.spec_size), 3)
+  end
+  if T < width and Fq < height then
+    -- the reference resizes the mel axis back to the original frame count, and then fails to fold the image
+    error(string.format("HtsatEncoder: %d frames and %d mel bins would both need resizing (to %d x %d), which "
+      .. "transformers 4.38.2's reshape_mel2img cannot do; give %d frames", T, Fq, width, height, width), 3)
   end
   if T < width then x = resize(x, 3, width) T = width end
   if Fq < height then x = resize(x, 4, height) Fq = height end
