@@ -24,6 +24,11 @@ local rows = {
   { "CLAP text tower + projection", 125302016, function()
     return require("cocola.models.text.clap_text")(configs.clap_text())
   end },
+  -- transformers' ClapAudioModelWithProjection(ClapConfig().audio_config): sum of its parameters' numel
+  -- (spec/fixtures/text/gen_clap_audio.py stores the same count as real_audio_parameters)
+  { "CLAP audio tower (HTSAT-tiny) + projection", 28190872, function()
+    return require("cocola.models.text.clap_audio")(configs.clap_audio())
+  end },
   { "T5 encoder (Flan-T5-large)", 341231104, function()
     return require("cocola.models.text.t5").from_config(configs.t5())
   end },

@@ -1,7 +1,7 @@
 -- cocola.models.audioldm2.configs — the configurations of cvssp/audioldm2 and cvssp/audioldm2-large as
 -- config tables (what their config.json files hold, ../GENERATION.md sections 2.2-2.9), for building the
 -- networks at their real sizes without the files: configs.unet(large), vae(), vocoder(), clap_text(),
--- t5(), gpt2(), projection(). JSON null is cjson.null, as pretrained.read_config gives it.
+-- clap_audio(), t5(), gpt2(), projection(). JSON null is cjson.null, as pretrained.read_config gives it.
 local cjson = require "cjson"
 
 local M = {}
@@ -42,6 +42,16 @@ function M.clap_text()
   return { text_config = { vocab_size = 50265, hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12,
     intermediate_size = 3072, hidden_act = "gelu", max_position_embeddings = 514, type_vocab_size = 1,
     layer_norm_eps = 1e-12, pad_token_id = 1, bos_token_id = 0, eos_token_id = 2 }, projection_dim = 512,
+    projection_hidden_act = "relu" }
+end
+
+--- the audio side of the same ClapModel (text_encoder/config.json's audio_config: ClapAudioConfig's defaults,
+--- the HTSAT-tiny tower without fusion)
+function M.clap_audio()
+  return { audio_config = { window_size = 8, num_mel_bins = 64, spec_size = 256, hidden_act = "gelu", patch_size = 4,
+    patch_stride = { 4, 4 }, num_classes = 527, hidden_size = 768, depths = { 2, 2, 6, 2 },
+    num_attention_heads = { 4, 8, 16, 32 }, enable_fusion = false, patch_embeds_hidden_size = 96,
+    enable_patch_layer_norm = true, mlp_ratio = 4.0, layer_norm_eps = 1e-5 }, projection_dim = 512,
     projection_hidden_act = "relu" }
 end
 

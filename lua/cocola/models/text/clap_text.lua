@@ -73,7 +73,7 @@ ClapText.TEXT_CONFIG_KEYS = {
   is_decoder = must_be(false), add_cross_attention = must_be(false), pruned_heads = empty_table,
   model_type = pretrained.one_of({ "clap_text_model" }),
 }
--- ClapConfig's top-level keys. audio_config is accepted whatever it holds: the audio tower is not built.
+-- ClapConfig's top-level keys. audio_config is accepted whatever it holds: the audio tower is clap_audio.lua's.
 ClapText.CONFIG_KEYS = {
   text_config = function(v) if type(v) ~= "table" then return "expected an object" end end,
   audio_config = true, logit_scale_init_value = true, hidden_size = true, num_hidden_layers = true,
@@ -144,7 +144,8 @@ end
 --- loads the text-side weights of a ClapModel model.safetensors strictly: every text_model.* /
 --- text_projection.* tensor of the model must be in the file with its shape, and the file may hold no other
 --- text-side tensor. The audio side (audio_model.*, audio_projection.*, logit_scale_a, logit_scale_t) is
---- ignored on purpose: AudioLDM 2 only uses the text features, and the audio tower is not built.
+--- ignored on purpose: AudioLDM 2 only uses the text features; clap_audio.lua loads the audio side of the same
+--- file and clap_model.lua both sides.
 function ClapText.load_weights(model, path)
   local f = io.open(path, "rb")
   if not f then error(string.format("%s: no such file", path), 2) end
