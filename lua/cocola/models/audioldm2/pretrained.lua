@@ -59,6 +59,43 @@ function M.check_keys(cfg, known, what)
 end
 
 --- a rule: the value must be JSON null (or absent)
+-- rules for check_keys: function(value) -> nil when supported, else what was expected
+function M.positive_integer(v) if math.type(v) ~= "integer" or v < 1 then return "expected a positive integer" end end
+function M.non_negative_integer(v) if math.type(v) ~= "integer" or v < 0 then return "expected a non-negative integer" end end
+function M.number(v) if type(v) ~= "number" then return "expected a number" end end
+function M.positive_number(v) if type(v) ~= "number" or not (v > 0) then return "expected a positive number" end end
+function M.non_negative_number(v) if type(v) ~= "number" or v < 0 then return "expected a non-negative number" end end
+function M.boolean(v) if type(v) ~= "boolean" then return "expected true or false" end end
+--- a rule accepting only `value`
+function M.must_be(value)
+  return function(v) if v ~= value then return "only " .. tostring(value) .. " is supported" end end
+end
+
+-- PretrainedConfig's own keys (transformers 4.38.2: bookkeeping, generation settings), which every
+-- transformers config.json may hold: accepted, unused here
+M.PRETRAINED_CONFIG_KEYS = { "_name_or_path", "architectures", "bad_words_ids", "begin_suppress_tokens",
+  "bos_token_id", "chunk_size_feed_forward", "cross_attention_hidden_size", "decoder_start_token_id",
+  "diversity_penalty", "do_sample", "early_stopping", "encoder_no_repeat_ngram_size", "eos_token_id",
+  "exponential_decay_length_penalty", "finetuning_task", "forced_bos_token_id", "forced_eos_token_id",
+  "id2label", "is_encoder_decoder", "label2id", "length_penalty", "max_length", "min_length",
+  "no_repeat_ngram_size", "num_beam_groups", "num_beams", "num_return_sequences", "output_attentions",
+  "output_hidden_states", "output_scores", "prefix", "problem_type", "remove_invalid_values",
+  "repetition_penalty", "return_dict", "return_dict_in_generate", "sep_token_id", "suppress_tokens",
+  "task_specific_params", "temperature", "tf_legacy_loss", "tie_encoder_decoder", "tie_word_embeddings",
+  "tokenizer_class", "top_k", "top_p", "torch_dtype", "torchscript", "transformers_version", "typical_p",
+  "use_bfloat16", "use_cache", "initializer_factor" }
+
+--- marks PRETRAINED_CONFIG_KEYS and the `extra` keys as accepted in a check_keys table, leaving the rules
+--- it already has
+function M.accept_pretrained_keys(known, extra)
+  for _, list in ipairs({ M.PRETRAINED_CONFIG_KEYS, extra or {} }) do
+    for _, k in ipairs(list) do
+      if known[k] == nil then known[k] = true end
+    end
+  end
+  return known
+end
+
 function M.must_be_null(v) if not M.is_null(v) then return "only null is supported" end end
 --- a rule: one of the given values (null allowed when `allow_null`)
 function M.one_of(values, allow_null)

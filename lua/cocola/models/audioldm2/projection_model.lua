@@ -16,9 +16,7 @@ local pretrained = require "cocola.models.audioldm2.pretrained"
 
 local ProjectionModel = nn.Module:extend("AudioLDM2ProjectionModel")
 
-local function positive_integer(v)
-  if math.type(v) ~= "integer" or v < 1 then return "expected a positive integer" end
-end
+local positive_integer = pretrained.positive_integer
 ProjectionModel.CONFIG_KEYS = {
   text_encoder_dim = positive_integer, text_encoder_1_dim = positive_integer, langauge_model_dim = positive_integer,
 }

@@ -40,9 +40,7 @@ ClapAudio.DEFAULTS = {
   projection_dim = 512, projection_hidden_act = "relu",
 }
 
-local function positive_integer(v)
-  if math.type(v) ~= "integer" or v < 1 then return "expected a positive integer" end
-end
+local positive_integer = pretrained.positive_integer
 local function int_or_pair(v)
   if math.type(v) == "integer" and v > 0 then return nil end
   if type(v) == "table" and #v == 2 and math.type(v[1]) == "integer" and math.type(v[2]) == "integer"
@@ -53,26 +51,10 @@ local function integer_list(v)
   if type(v) ~= "table" or #v < 1 then return "expected a non-empty list of positive integers" end
   for _, x in ipairs(v) do if math.type(x) ~= "integer" or x < 1 then return "expected positive integers" end end
 end
-local function number(v) if type(v) ~= "number" then return "expected a number" end end
-local function positive_number(v) if type(v) ~= "number" or not (v > 0) then return "expected a positive number" end end
-local function boolean(v) if type(v) ~= "boolean" then return "expected true or false" end end
-local function must_be(value)
-  return function(v) if v ~= value then return "only " .. tostring(value) .. " is supported" end end
-end
-
--- PretrainedConfig's own keys (bookkeeping, generation settings): accepted, unused here
-local PRETRAINED_KEYS = { "_name_or_path", "architectures", "bad_words_ids", "begin_suppress_tokens",
-  "bos_token_id", "chunk_size_feed_forward", "cross_attention_hidden_size", "decoder_start_token_id",
-  "diversity_penalty", "do_sample", "early_stopping", "encoder_no_repeat_ngram_size", "eos_token_id",
-  "exponential_decay_length_penalty", "finetuning_task", "forced_bos_token_id", "forced_eos_token_id",
-  "id2label", "is_encoder_decoder", "label2id", "length_penalty", "max_length", "min_length",
-  "no_repeat_ngram_size", "num_beam_groups", "num_beams", "num_return_sequences", "output_attentions",
-  "output_hidden_states", "output_scores", "prefix", "problem_type", "remove_invalid_values",
-  "repetition_penalty", "return_dict", "return_dict_in_generate", "sep_token_id", "suppress_tokens",
-  "task_specific_params", "temperature", "tf_legacy_loss", "tie_encoder_decoder", "tie_word_embeddings",
-  "tokenizer_class", "top_k", "top_p", "torch_dtype", "torchscript", "transformers_version", "typical_p",
-  "use_bfloat16", "use_cache", "initializer_factor", "pad_token_id", "is_decoder", "add_cross_attention",
-  "pruned_heads" }
+local number = pretrained.number
+local positive_number = pretrained.positive_number
+local boolean = pretrained.boolean
+local must_be = pretrained.must_be
 
 -- ClapAudioConfig's keys: a rule when the value matters here, true when accepted and unused (dropout rates
 -- and drop_path_rate: inference; num_classes, num_hidden_layers, aff_block_r: not used by the tower's
@@ -99,10 +81,10 @@ ClapAudio.CONFIG_KEYS = {
   projection_dim = positive_integer, projection_hidden_act = pretrained.one_of({ "relu" }),
   model_type = pretrained.one_of({ "clap" }),
 }
-for _, k in ipairs(PRETRAINED_KEYS) do
-  ClapAudio.AUDIO_CONFIG_KEYS[k] = true
-  ClapAudio.CONFIG_KEYS[k] = true
-end
+-- PretrainedConfig's own keys and the text-model keys an audio config may carry are accepted, unused
+local ACCEPTED = { "pad_token_id", "is_decoder", "add_cross_attention", "pruned_heads" }
+pretrained.accept_pretrained_keys(ClapAudio.AUDIO_CONFIG_KEYS, ACCEPTED)
+pretrained.accept_pretrained_keys(ClapAudio.CONFIG_KEYS, ACCEPTED)
 
 local function pair(v) if type(v) == "table" then return { v[1], v[2] } end return { v, v } end
 

@@ -28,18 +28,10 @@ ClapAudioFeatures.DEFAULTS = {
   frequency_min = 50, frequency_max = 14000, truncation = "rand_trunc", padding = "repeatpad",
 }
 
-local function positive_integer(v)
-  if math.type(v) ~= "integer" or v < 1 then return "expected a positive integer" end
-end
-local function non_negative_number(v)
-  if type(v) ~= "number" or v < 0 then return "expected a non-negative number" end
-end
-local function positive_number(v)
-  if type(v) ~= "number" or not (v > 0) then return "expected a positive number" end
-end
-local function must_be(value)
-  return function(v) if v ~= value then return "only " .. tostring(value) .. " is supported" end end
-end
+local positive_integer = pretrained.positive_integer
+local non_negative_number = pretrained.non_negative_number
+local positive_number = pretrained.positive_number
+local must_be = pretrained.must_be
 
 -- preprocessor_config.json keys: a rule when the value matters here, true when accepted and unused
 ClapAudioFeatures.CONFIG_KEYS = {

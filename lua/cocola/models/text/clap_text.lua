@@ -35,32 +35,13 @@ ClapText.DEFAULTS = {
   projection_dim = 512, projection_hidden_act = "relu",
 }
 
-local function positive_integer(v)
-  if math.type(v) ~= "integer" or v < 1 then return "expected a positive integer" end
-end
-local function non_negative_integer(v)
-  if math.type(v) ~= "integer" or v < 0 then return "expected a non-negative integer" end
-end
-local function number(v) if type(v) ~= "number" then return "expected a number" end end
-local function must_be(value)
-  return function(v) if v ~= value then return "only " .. tostring(value) .. " is supported" end end
-end
+local positive_integer = pretrained.positive_integer
+local non_negative_integer = pretrained.non_negative_integer
+local number = pretrained.number
+local must_be = pretrained.must_be
 local function empty_table(v)
   if type(v) ~= "table" or next(v) ~= nil then return "only {} (no pruned heads) is supported" end
 end
-
--- PretrainedConfig's own keys (bookkeeping, generation settings): accepted, unused here
-local PRETRAINED_KEYS = { "_name_or_path", "architectures", "bad_words_ids", "begin_suppress_tokens",
-  "bos_token_id", "chunk_size_feed_forward", "cross_attention_hidden_size", "decoder_start_token_id",
-  "diversity_penalty", "do_sample", "early_stopping", "encoder_no_repeat_ngram_size", "eos_token_id",
-  "exponential_decay_length_penalty", "finetuning_task", "forced_bos_token_id", "forced_eos_token_id",
-  "id2label", "is_encoder_decoder", "label2id", "length_penalty", "max_length", "min_length",
-  "no_repeat_ngram_size", "num_beam_groups", "num_beams", "num_return_sequences", "output_attentions",
-  "output_hidden_states", "output_scores", "prefix", "problem_type", "remove_invalid_values",
-  "repetition_penalty", "return_dict", "return_dict_in_generate", "sep_token_id", "suppress_tokens",
-  "task_specific_params", "temperature", "tf_legacy_loss", "tie_encoder_decoder", "tie_word_embeddings",
-  "tokenizer_class", "top_k", "top_p", "torch_dtype", "torchscript", "transformers_version", "typical_p",
-  "use_bfloat16", "use_cache", "initializer_factor", "hidden_dropout_prob", "attention_probs_dropout_prob" }
 
 -- ClapTextConfig's keys: a rule when the value matters here, true when accepted and unused
 ClapText.TEXT_CONFIG_KEYS = {
@@ -81,10 +62,10 @@ ClapText.CONFIG_KEYS = {
   is_decoder = must_be(false), add_cross_attention = must_be(false), pruned_heads = true,
   model_type = pretrained.one_of({ "clap" }),
 }
-for _, k in ipairs(PRETRAINED_KEYS) do
-  ClapText.TEXT_CONFIG_KEYS[k] = true
-  ClapText.CONFIG_KEYS[k] = true
-end
+-- PretrainedConfig's own keys and the dropout rates (inference) are accepted, unused
+local ACCEPTED = { "hidden_dropout_prob", "attention_probs_dropout_prob" }
+pretrained.accept_pretrained_keys(ClapText.TEXT_CONFIG_KEYS, ACCEPTED)
+pretrained.accept_pretrained_keys(ClapText.CONFIG_KEYS, ACCEPTED)
 
 -- the text settings of a ClapModel (or flat ClapTextModelWithProjection) config, checked, with defaults
 local function text_settings(cfg)

@@ -36,14 +36,10 @@ GPT2Model.DEFAULTS = {
   max_new_tokens = 8,
 }
 
-local function positive_integer(v)
-  if math.type(v) ~= "integer" or v < 1 then return "expected a positive integer" end
-end
-local function boolean(v) if type(v) ~= "boolean" then return "expected true or false" end end
-local function number(v) if type(v) ~= "number" then return "expected a number" end end
-local function must_be(value)
-  return function(v) if v ~= value then return "only " .. tostring(value) .. " is supported" end end
-end
+local positive_integer = pretrained.positive_integer
+local boolean = pretrained.boolean
+local number = pretrained.number
+local must_be = pretrained.must_be
 
 -- GPT2Config's keys: a rule when the value matters here, true when it is accepted and unused
 -- (dropout rates, initialisation, the sequence-summary head, token ids, PretrainedConfig bookkeeping)

@@ -33,12 +33,8 @@ T5EncoderModel.DEFAULTS = {
   feed_forward_proj = "relu",
 }
 
-local function positive_integer(v)
-  if math.type(v) ~= "integer" or v < 1 then return "expected a positive integer" end
-end
-local function positive_number(v)
-  if type(v) ~= "number" or not (v > 0) then return "expected a positive number" end
-end
+local positive_integer = pretrained.positive_integer
+local positive_number = pretrained.positive_number
 local function supported_act(v)
   if not T5DenseActDense.activation(v) then
     local names = {}
