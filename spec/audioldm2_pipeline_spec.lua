@@ -92,6 +92,50 @@ describe("AudioLDM2Pipeline from prompt to audio", function()
     assert.is_false(ok)
     assert.matches("needs a ControlNet", err)
   end)
+
+  it("refuses an autocast mode other than bf16, and bf16 autocast with the U-Net on the CPU", function()
+    local ok, err = pcall(pipe.generate, pipe, PROMPTS, { seconds = 0.016, steps = 1, autocast = "fp16" })
+    assert.is_false(ok)
+    assert.matches('autocast must be "bf16" or false, got fp16', err, 1, true)
+    ok, err = pcall(pipe.generate, pipe, PROMPTS, { seconds = 0.016, steps = 1, autocast = "bf16" })
+    assert.is_false(ok)
+    assert.matches("bf16 autocast needs the U-Net on the GPU", err, 1, true)
+  end)
+end)
+
+describe("AudioLDM2Pipeline on the GPU #cuda", function()
+  if not cocola.cuda.is_available() then
+    pending("no CUDA device")
+    return
+  end
+  local Pipeline = require "cocola.models.audioldm2.pipeline"
+  local fx = cocola.load(here .. "fixtures/audioldm2/pipeline_tiny.safetensors")
+
+  it("gives diffusers' waveforms with every network on the GPU, and with only the diffusion part there", function()
+    local pipe = Pipeline.from_pretrained(DIR):cuda()
+    local audio, z = pipe:generate(PROMPTS, { seconds = 0.016, steps = 3, guidance_scale = 3.0,
+      negative_prompt = { "", "rain" }, latents = fx["latents"] })
+    assert.equal("cuda", audio:device())
+    compare.assert_close(z:cpu(), fx["guided.latents.3"], TOL, "latents")
+    compare.assert_close(audio:cpu(), fx["guided.audio"], TOL, "audio")
+    local split = Pipeline.from_pretrained(DIR)
+    split.unet:cuda()
+    split.vae:cuda()
+    split.vocoder:cuda()
+    audio = split:generate(PROMPTS, { seconds = 0.016, steps = 3, guidance_scale = 1.0, latents = fx["latents"] })
+    compare.assert_close(audio:cpu(), fx["plain.audio"], TOL, "audio, text stack on the CPU")
+  end)
+
+  it("bf16 autocast stays close to the float32 waveforms and leaves autocast off afterwards", function()
+    local pipe = Pipeline.from_pretrained(DIR):cuda()
+    local audio = pipe:generate(PROMPTS, { seconds = 0.016, steps = 3, guidance_scale = 1.0, latents = fx["latents"],
+      autocast = "bf16" })
+    assert.is_false(cocola.cuda.get_autocast())
+    compare.assert_close(audio:cpu(), fx["plain.audio"], 2e-2, "audio under bf16 autocast")
+    -- and it did run in bfloat16: float32 matches diffusers to 1e-6, bfloat16 GEMMs cannot
+    local ref = fx["plain.audio"]
+    assert.is_true(((audio:cpu() - ref):norm() / ref:norm()):item() > 1e-5, "bf16 autocast changed nothing")
+  end)
 end)
 
 describe("cocola generate", function()
@@ -112,5 +156,8 @@ describe("cocola generate", function()
     end
     local bad_status, _, bad = cli.cocola("generate --model /nonexistent --prompt x --quiet --out " .. dir .. "/x.wav", dir)
     cli.one_line_error(bad_status, bad, "--model: '/nonexistent' is not a folder")
+    bad_status, _, bad = cli.cocola(string.format("generate --model '%s' --prompt x --autocast bf16 --quiet --out %s/x.wav",
+      DIR, dir), dir)
+    cli.one_line_error(bad_status, bad, "--autocast bf16 needs --device cuda")
   end)
 end)

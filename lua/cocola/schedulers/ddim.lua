@@ -275,7 +275,7 @@ function ddim.step(s, model_output, timestep, sample, opts)
   local prev = x0 * f32(a_prev ^ 0.5) + eps * dir_coef
   if eta > 0 then
     local z = opts.variance_noise
-    if z == nil then z = draw_noise(model_output.shape, opts.generator)
+    if z == nil then z = draw_noise(model_output.shape, opts.generator):to(model_output:device())
     elseif not cocola.is_tensor(z) then error(WHAT .. ".step: variance_noise must be a tensor", 2) end
     prev = prev + z * std
   end

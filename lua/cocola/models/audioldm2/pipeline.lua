@@ -5,6 +5,11 @@
 -- optional ControlNet with its control latent) -> VAE decode of latents / scaling_factor -> mel (B, 1, T, F)
 -- -> vocoder -> waveforms cropped to the requested length.
 -- Pipeline.from_pretrained(dir) reads a diffusers AudioLDM 2 folder (model_index.json and its components).
+-- Devices: pipe:cuda() (or :to("cuda")) moves every network; each one's inputs follow its weights, so the
+-- text stack may also stay where it is (pipe.unet:cuda(), pipe.vae:cuda(), ... one by one; a ControlNet goes
+-- with the U-Net). generate's
+-- autocast = "bf16" runs the denoising loop, the VAE decoder and the vocoder under cocola.cuda's bf16
+-- autocast (GEMMs and convolutions in bfloat16 with float32 accumulation); it needs the U-Net on the GPU.
 local cocola = require "cocola"
 local nn = require "cocola.nn"
 local ddim = require "cocola.schedulers.ddim"
@@ -17,6 +22,12 @@ local HifiGan = require "cocola.models.audioldm2.hifigan"
 local ProjectionModel = require "cocola.models.audioldm2.projection_model"
 
 local Pipeline = nn.Module:extend("AudioLDM2Pipeline")
+
+-- the device of a network's weights
+local function device_of(module)
+  local p = module:parameters()[1]
+  return p and p:device() or "cpu"
+end
 
 local function prompt_list(p, what)
   if type(p) == "string" then return { p } end
@@ -69,14 +80,20 @@ function Pipeline:encode_streams(prompts, max_new_tokens, t5_length)
   local B = #prompts
   local clap_in = self.tokenizer(prompts, { padding = "max_length", max_length = self.tokenizer.model_max_length,
     truncation = true })
-  local clap = self.text_encoder(clap_in.input_ids, { attention_mask = clap_in.attention_mask }).text_embeds
+  local dev = device_of(self.text_encoder)
+  local clap = self.text_encoder(clap_in.input_ids:to(dev), { attention_mask = clap_in.attention_mask:to(dev) }).text_embeds
   clap = clap:reshape({ B, 1, clap:size(2) })
   local t5_in = self.tokenizer_2(prompts, t5_length and { padding = "max_length", max_length = t5_length, truncation = true }
     or { padding = "longest", max_length = self.tokenizer_2.model_max_length, truncation = true })
-  local t5 = self.text_encoder_2(t5_in.input_ids, { attention_mask = t5_in.attention_mask })
-  local proj, mask = self.projection_model(clap, t5, cocola.ones({ B, 1 }):long(), t5_in.attention_mask)
-  local generated = self.language_model:generate_embeddings(proj, { attention_mask = mask, max_new_tokens = max_new_tokens })
-  return t5, t5_in.attention_mask, generated
+  dev = device_of(self.text_encoder_2)
+  local t5_mask = t5_in.attention_mask:to(dev)
+  local t5 = self.text_encoder_2(t5_in.input_ids:to(dev), { attention_mask = t5_mask })
+  dev = device_of(self.projection_model)
+  local proj, mask = self.projection_model(clap:to(dev), t5:to(dev), cocola.ones({ B, 1 }):long():to(dev), t5_mask:to(dev))
+  dev = device_of(self.language_model)
+  local generated = self.language_model:generate_embeddings(proj:to(dev), { attention_mask = mask:to(dev),
+    max_new_tokens = max_new_tokens })
+  return t5, t5_mask, generated
 end
 
 --- encode_prompt(prompts, {negative_prompt, guidance_scale = 1, num_waveforms_per_prompt = 1, max_new_tokens = 8})
@@ -127,12 +144,21 @@ end
 
 --- generate(prompts, {negative_prompt, seconds, steps = 200, guidance_scale = 3.5, seed, latents,
 --- num_waveforms_per_prompt = 1, eta = 0, max_new_tokens = 8, control_latent, conditioning_scale = 1,
---- progress = function(step, steps)}) -> waveforms (B * n, samples), final latents
+--- autocast = "bf16" | false, progress = function(step, steps)}) -> waveforms (B * n, samples) and the final
+--- latents, on the vocoder's and the U-Net's device. Seeded latents are drawn on the CPU, so a seed gives the
+--- same start on every device.
 function Pipeline:generate(prompts, opts)
   opts = opts or {}
   prompts = prompt_list(prompts, "prompt")
   local guidance = opts.guidance_scale or 3.5
   local n = opts.num_waveforms_per_prompt or 1
+  local dev = device_of(self.unet)
+  if opts.autocast ~= nil and opts.autocast ~= false and opts.autocast ~= "off" then
+    if opts.autocast ~= "bf16" then
+      error(string.format("AudioLDM2Pipeline: autocast must be \"bf16\" or false, got %s", tostring(opts.autocast)), 2)
+    end
+    if dev ~= "cuda" then error("AudioLDM2Pipeline: bf16 autocast needs the U-Net on the GPU (pipe:cuda())", 2) end
+  end
   local embeds, mask, generated = self:encode_prompt(prompts, { negative_prompt = opts.negative_prompt,
     guidance_scale = guidance, num_waveforms_per_prompt = n, max_new_tokens = opts.max_new_tokens })
   local voc = self.vocoder.config
@@ -148,18 +174,31 @@ function Pipeline:generate(prompts, opts)
   local z = opts.latents
   if z == nil then
     if opts.seed then cocola.manual_seed(opts.seed) end
-    z = cocola.randn(shape)
+    z = cocola.randn(shape):to(dev)
   elseif not cocola.is_tensor(z) or z:dim() ~= 4 or z:size(1) ~= shape[1] or z:size(2) ~= shape[2]
       or z:size(3) ~= shape[3] or z:size(4) ~= shape[4] then
     error(string.format("AudioLDM2Pipeline: latents must have shape (%d, %d, %d, %d)", shape[1], shape[2], shape[3],
       shape[4]), 2)
+  else
+    z = z:to(dev)
   end
   z = z * self.scheduler.init_noise_sigma
   self.scheduler:set_timesteps(opts.steps or 200)
-  local text = { encoder_hidden_states = generated, encoder_hidden_states_1 = embeds, encoder_attention_mask_1 = mask }
+  local text = { encoder_hidden_states = generated:to(dev), encoder_hidden_states_1 = embeds:to(dev),
+    encoder_attention_mask_1 = mask:to(dev) }
   local w = opts.control_latent
   if w and not self.controlnet then error("AudioLDM2Pipeline: a control latent needs a ControlNet", 2) end
-  cocola.no_grad(function()
+  if w then
+    if device_of(self.controlnet) ~= dev then
+      error(string.format("AudioLDM2Pipeline: the ControlNet is on %s and the U-Net on %s; move both", device_of(self.controlnet), dev), 2)
+    end
+    w = w:to(dev)
+  end
+  local function autocast(fn)
+    if opts.autocast == "bf16" then return cocola.cuda.autocast("bf16", fn) end
+    return fn()
+  end
+  autocast(function() cocola.no_grad(function()
     for k, t in ipairs(self.scheduler.timesteps) do
       local input = guidance > 1 and cocola.cat({ z, z }, 1) or z
       local o = { encoder_hidden_states = text.encoder_hidden_states, encoder_hidden_states_1 = text.encoder_hidden_states_1,
@@ -178,11 +217,11 @@ function Pipeline:generate(prompts, opts)
       z = self.scheduler:step(eps, t, z, { eta = opts.eta }).prev_sample
       if opts.progress then opts.progress(k, #self.scheduler.timesteps) end
     end
-  end)
-  local audio = cocola.no_grad(function()
-    local mel = self.vae:decode(z * (1 / self.vae.scaling_factor))
-    return self.vocoder(mel:squeeze(2))
-  end)
+  end) end)
+  local audio = autocast(function() return cocola.no_grad(function()
+    local mel = self.vae:decode((z * (1 / self.vae.scaling_factor)):to(device_of(self.vae)))
+    return self.vocoder(mel:squeeze(2):to(device_of(self.vocoder)))
+  end) end)
   return audio:narrow(2, 1, math.min(samples, audio:size(2))), z
 end
 
