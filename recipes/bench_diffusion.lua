@@ -5,7 +5,10 @@
 -- run with the same weights (written to a temporary diffusers folder) when the venv of
 -- spec/fixtures/audioldm2/README.md is there (python=/opt/genoracle/bin/python).
 -- Usage: lua5.4 recipes/bench_diffusion.lua [threads=2] [repeats=3] [batch=1] [large=false] [torch=true]
---        [device=cpu|cuda]
+--        [device=cpu|cuda] [pipeline=DIR] [pipeline_steps=20] [pipeline_seconds=0.016] [pipeline_repeats=N]
+--        pipeline= names the AudioLDM 2 folder of the prompt-to-audio row (the tiny one of the specs by default;
+--        recipes/audioldm2_random_pipeline.lua writes one of the real size, e.g. pipeline=/tmp/base_pipe
+--        pipeline_seconds=10.24 pipeline_steps=10 pipeline_repeats=1); pipeline= (empty) skips that row.
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
 local cjson = require "cjson"
@@ -15,7 +18,8 @@ local ddim = require "cocola.schedulers.ddim"
 
 local config = recipe.config({ threads = 2, repeats = 3, batch = 1, large = false, torch = true, seed = 0,
   python = "/opt/genoracle/bin/python", device = "cpu", text_tokens = 20,
-  pipeline = "spec/fixtures/audioldm2/pipeline_tiny", pipeline_steps = 20 }, arg)
+  pipeline = "spec/fixtures/audioldm2/pipeline_tiny", pipeline_steps = 20, pipeline_seconds = 0.016,
+  pipeline_repeats = 0 }, arg)
 recipe.log_config(config)
 cocola.set_num_threads(config.threads)
 cocola.manual_seed(config.seed)
@@ -31,15 +35,16 @@ local function peak_rss_mb()
   return kb and tonumber(kb) / 1024 or nil
 end
 
-local function median_ms(label, fn)
+local function median_ms(label, fn, repeats)
+  repeats = repeats or config.repeats
   fn()
   local times = {}
-  for r = 1, config.repeats do
+  for r = 1, repeats do
     local t0 = cocola.wall_time()
     fn()
     if config.device == "cuda" then cocola.cuda.synchronize() end
     times[#times + 1] = (cocola.wall_time() - t0) * 1000
-    io.stderr:write(string.format("\r%s %d/%d", label, r, config.repeats))
+    io.stderr:write(string.format("\r%s %d/%d", label, r, repeats))
   end
   io.stderr:write("\n")
   table.sort(times)
@@ -114,19 +119,20 @@ if config.pipeline ~= "" then
   local pipe = Pipeline.from_pretrained(config.pipeline)
   if config.device == "cuda" then pipe:cuda() end
   cocola.manual_seed(config.seed)
-  local latents = cocola.randn({ 1, 8, 32, 4 })
+  local latents = cocola.randn((pipe:latent_shape(1, config.pipeline_seconds)))
   if dir then cocola.save(dir .. "/pipeline_latents.safetensors", { latents = latents }) end
   prompt_ms = median_ms("prompt to audio", function()
-    return pipe:generate({ "in: bass, drums; out: guitar, piano" }, { seconds = 0.016, steps = config.pipeline_steps,
-      guidance_scale = 3.5, latents = latents })
-  end)
+    return pipe:generate({ "in: bass, drums; out: guitar, piano" }, { seconds = config.pipeline_seconds,
+      steps = config.pipeline_steps, guidance_scale = 3.5, latents = latents })
+  end, config.pipeline_repeats > 0 and config.pipeline_repeats or nil)
 end
 
 local torch_result
 if config.torch then
   local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-  local cmd = string.format("%s %s/reference/bench_diffusion_torch.py %s %d %d '%s' %d 2>/dev/null", config.python, here,
-    dir, config.threads, config.repeats, config.pipeline, config.pipeline_steps)
+  local cmd = string.format("%s %s/reference/bench_diffusion_torch.py %s %d %d '%s' %d %s %d 2>/dev/null", config.python,
+    here, dir, config.threads, config.repeats, config.pipeline, config.pipeline_steps, config.pipeline_seconds,
+    config.pipeline_repeats > 0 and config.pipeline_repeats or config.repeats)
   local p = io.popen(cmd)
   local out = p and p:read("a") or ""
   if p then p:close() end
@@ -142,8 +148,8 @@ recipe.print_ratio_table({
   { "U-Net forward", forward, tr.forward_ms },
   { "CompoNet DDIM step (ControlNet + U-Net)", step, tr.step_ms },
   { "U-Net forward + backward", train, tr.train_ms },
-  prompt_ms and { string.format("prompt to audio, %s, %d steps, guidance 3.5", config.pipeline:match("[^/]+$"),
-    config.pipeline_steps), prompt_ms, tr.prompt_ms } or nil,
+  prompt_ms and { string.format("prompt to audio, %s, %g s, %d steps, guidance 3.5", config.pipeline:match("[^/]+$"),
+    config.pipeline_seconds, config.pipeline_steps), prompt_ms, tr.prompt_ms } or nil,
 })
 print(string.format("peak resident memory (MB): cocola %.0f after inference, %.0f after the training step%s",
   infer_peak or 0, train_peak or 0, torch_result and string.format("; PyTorch %.0f after inference, %.0f after the training step",

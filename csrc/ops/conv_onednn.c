@@ -2,7 +2,8 @@
  * run on): forward, backward data and backward weights of conv2d (and so of conv_transpose2d and the 1-D
  * convolutions, which conv.c expresses through these three). Direct algorithm, layouts chosen by the
  * library ("any") with reorders from and to our contiguous NCHW / OIHW (GOIHW with groups) tensors.
- * Shapes as conv.c: x (N,C,H,W), w (O,C/groups,kh,kw), y (N,O,Ho,Wo).
+ * Shapes as conv.c: x (N,C,H,W), w (O,C/groups,kh,kw), y (N,O,Ho,Wo). oneDNN keeps the kernels it generates
+ * for a shape in its primitive cache (1024 entries), so only a shape's first call pays for the generation.
  * Which convolutions take this path: cc_conv_backend (see cocola.h); without oneDNN at build time
  * (COCOLA_HAVE_ONEDNN undefined) every call answers "not taken" and conv.c's own kernels run. */
 #include "internal.h"
@@ -163,10 +164,12 @@ int cc_onednn_conv(cc_conv_pass pass, const cc_conv_problem *p, const float *a, 
     DNNL_TRY(dnnl_memory_create(&b_user, &b_md, engine, (void *)bias));
   }
 
-  /* the forward descriptor: the primitive itself, or the hint the backward ones need */
+  /* the forward descriptor: the primitive itself, or the hint the backward ones need. Forward training for
+     inference too, as PyTorch asks: for inference oneDNN 2.6 prefers its brgemm kernels, whose generation
+     costs up to a second per new shape (the vocoder's first pass: 13 s of 20), for no faster runs here */
   dnnl_convolution_desc_t fwd_desc;
   DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(
-      &fwd_desc, pass == CC_CONV_FORWARD ? dnnl_forward_inference : dnnl_forward_training, dnnl_convolution_direct,
+      &fwd_desc, dnnl_forward_training, dnnl_convolution_direct,
       &x_any, &w_any, with_bias ? &b_md : NULL, &y_any, strides, dilates, pad, pad));
   DNNL_TRY(dnnl_primitive_desc_create(&fwd_pd, &fwd_desc, NULL, engine, NULL));
 

@@ -4,7 +4,8 @@ Loads the U-Net the Lua benchmark wrote (a diffusers folder: unet/config.json + 
 CompoNet ControlNet from it with the Lua side's weights, and prints JSON with the median ms of a U-Net
 forward, a CompoNet DDIM step (ControlNet + U-Net + DDIMScheduler.step) and a forward + backward, and the
 process's peak resident memory after inference and after the training step.
-Usage: python bench_diffusion_torch.py DIR THREADS REPEATS [PIPELINE STEPS]   (diffusers 0.27.2 on torch 1.13)
+Usage: python bench_diffusion_torch.py DIR THREADS REPEATS [PIPELINE STEPS SECONDS PIPELINE_REPEATS]
+(diffusers 0.27.2 on torch 1.13)
 With PIPELINE (a diffusers AudioLDM 2 folder) it also times AudioLDM2Pipeline from a prompt to audio.
 """
 import json
@@ -106,22 +107,25 @@ def main():
         loss.backward()
 
     train_ms = median_ms(train, repeats)
+    train_peak = peak_mb()
     prompt_ms = None
     if len(sys.argv) > 5 and sys.argv[4]:
         from diffusers import AudioLDM2Pipeline
         pipe = AudioLDM2Pipeline.from_pretrained(sys.argv[4])
         pipe.set_progress_bar_config(disable=True)
         steps = int(sys.argv[5])
+        seconds = float(sys.argv[6]) if len(sys.argv) > 6 else 0.016
+        prompt_repeats = int(sys.argv[7]) if len(sys.argv) > 7 else repeats
         latents = load_file(folder + "/pipeline_latents.safetensors")["latents"]
 
         def prompt():
             with torch.no_grad():
-                return pipe(["in: bass, drums; out: guitar, piano"], audio_length_in_s=0.016, num_inference_steps=steps,
+                return pipe(["in: bass, drums; out: guitar, piano"], audio_length_in_s=seconds, num_inference_steps=steps,
                             guidance_scale=3.5, latents=latents.clone(), output_type="pt").audios
 
-        prompt_ms = median_ms(prompt, repeats)
+        prompt_ms = median_ms(prompt, prompt_repeats)
     print(json.dumps({"forward_ms": forward_ms, "step_ms": step_ms, "train_ms": train_ms, "prompt_ms": prompt_ms,
-                      "infer_peak_mb": infer_peak, "train_peak_mb": peak_mb(), "torch": torch.__version__,
+                      "infer_peak_mb": infer_peak, "train_peak_mb": train_peak, "torch": torch.__version__,
                       "diffusers": diffusers.__version__}))
 
 

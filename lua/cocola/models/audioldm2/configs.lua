@@ -64,7 +64,7 @@ end
 
 function M.gpt2()
   return { vocab_size = 50257, n_embd = 768, n_layer = 12, n_head = 12, n_positions = 1024, layer_norm_epsilon = 1e-5,
-    activation_function = "gelu_new" }
+    activation_function = "gelu_new", max_new_tokens = 8 }
 end
 
 function M.projection()

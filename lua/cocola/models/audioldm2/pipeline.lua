@@ -103,7 +103,7 @@ function Pipeline:encode_prompt(prompts, opts)
   opts = opts or {}
   prompts = prompt_list(prompts, "prompt")
   local n = opts.num_waveforms_per_prompt or 1
-  local max_new_tokens = opts.max_new_tokens or 8
+  local max_new_tokens = opts.max_new_tokens or self.language_model.max_new_tokens or 8
   return cocola.no_grad(function()
     local embeds, mask, generated = self:encode_streams(prompts, max_new_tokens)
     local function repeat_rows(t)
@@ -142,6 +142,21 @@ function Pipeline:encode_prompt(prompts, opts)
   end)
 end
 
+--- latent_shape(batch, seconds) -> the shape of the initial latents for `seconds` of audio (default: the
+--- U-Net's sample size, 10.24 s for AudioLDM 2), and the number of samples the waveforms are cut to
+function Pipeline:latent_shape(batch, seconds)
+  local voc = self.vocoder.config
+  local factor = 1
+  for _, r in ipairs(voc.upsample_rates) do factor = factor * r end
+  factor = factor / voc.sampling_rate
+  local vae_scale = self.vae.downsample
+  seconds = seconds or self.unet.config.sample_size * vae_scale * factor
+  local height = math.floor(seconds / factor + 1e-9)
+  local samples = math.floor(seconds * voc.sampling_rate + 1e-9)
+  if height % vae_scale ~= 0 then height = math.ceil(height / vae_scale) * vae_scale end
+  return { batch, self.unet.config.in_channels, height // vae_scale, voc.model_in_dim // vae_scale }, samples
+end
+
 --- generate(prompts, {negative_prompt, seconds, steps = 200, guidance_scale = 3.5, seed, latents,
 --- num_waveforms_per_prompt = 1, eta = 0, max_new_tokens = 8, control_latent, conditioning_scale = 1,
 --- autocast = "bf16" | false, progress = function(step, steps)}) -> waveforms (B * n, samples) and the final
@@ -161,16 +176,7 @@ function Pipeline:generate(prompts, opts)
   end
   local embeds, mask, generated = self:encode_prompt(prompts, { negative_prompt = opts.negative_prompt,
     guidance_scale = guidance, num_waveforms_per_prompt = n, max_new_tokens = opts.max_new_tokens })
-  local voc = self.vocoder.config
-  local factor = 1
-  for _, r in ipairs(voc.upsample_rates) do factor = factor * r end
-  factor = factor / voc.sampling_rate
-  local vae_scale = self.vae.downsample
-  local seconds = opts.seconds or self.unet.config.sample_size * vae_scale * factor
-  local height = math.floor(seconds / factor + 1e-9)
-  local samples = math.floor(seconds * voc.sampling_rate + 1e-9)
-  if height % vae_scale ~= 0 then height = math.ceil(height / vae_scale) * vae_scale end
-  local shape = { #prompts * n, self.unet.config.in_channels, height // vae_scale, voc.model_in_dim // vae_scale }
+  local shape, samples = self:latent_shape(#prompts * n, opts.seconds)
   local z = opts.latents
   if z == nil then
     if opts.seed then cocola.manual_seed(opts.seed) end
