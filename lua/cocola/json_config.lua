@@ -39,27 +39,37 @@ function M.read(path, what) return strip_null(M.decode_file(path, what, 2)) end
 --- merge(cfg, defaults, {what = "...", source = "file", ignored = {key = true}, optional = {key = true}})
 -- -> a new table. optional keys have no default (nil when absent, e.g. trained_betas).
 function M.merge(cfg, defaults, opts)
-  local out, unknown = {}, {}
-  for k, v in pairs(defaults) do out[k] = v end
-  for k, v in pairs(cfg) do
-    if type(k) ~= "string" then
-      unknown[#unknown + 1] = tostring(k)
-    elseif k:sub(1, 1) == "_" then
-      -- "_class_name", "_diffusers_version", "_name_or_path": bookkeeping, not arguments
-    elseif opts.ignored and opts.ignored[k] then
-      out[k] = v -- generic keys of the reference's config base class: kept, unused
-    elseif defaults[k] == nil and not (opts.optional and opts.optional[k]) then
-      unknown[#unknown + 1] = k
-    else
-      out[k] = v
-    end
-  end
+  local unknown = M.unknown_keys(cfg, function(k)
+    return (opts.ignored and opts.ignored[k]) or defaults[k] ~= nil or (opts.optional and opts.optional[k])
+  end)
   if #unknown > 0 then
-    table.sort(unknown)
     error(string.format("%s: unknown config key(s) in %s: %s", opts.what, opts.source or "the config",
       table.concat(unknown, ", ")), 3)
   end
+  local out = {}
+  for k, v in pairs(defaults) do out[k] = v end
+  for k, v in pairs(cfg) do
+    -- "_class_name", "_diffusers_version", "_name_or_path": bookkeeping, not arguments; the ignored keys
+    -- (generic keys of the reference's config base class) are kept, unused
+    if k:sub(1, 1) ~= "_" then out[k] = v end
+  end
   return out
+end
+
+--- unknown_keys(cfg, is_known) -> the sorted keys of cfg that is_known(key) rejects; keys starting with "_"
+-- (bookkeeping: "_class_name", "_diffusers_version", "_name_or_path", "_path") are never unknown, and a
+-- key that is not a string always is. The one unknown-key check of every config reader.
+function M.unknown_keys(cfg, is_known)
+  local unknown = {}
+  for k in pairs(cfg) do
+    if type(k) ~= "string" then
+      unknown[#unknown + 1] = tostring(k)
+    elseif k:sub(1, 1) ~= "_" and not is_known(k) then
+      unknown[#unknown + 1] = k
+    end
+  end
+  table.sort(unknown)
+  return unknown
 end
 
 local function fail(ctx, key, fmt, ...)

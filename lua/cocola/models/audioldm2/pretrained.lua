@@ -40,21 +40,21 @@ end
 --- checks a config against a table of known keys: key -> true (any value) or a function(value) returning
 --- nil when supported, else a message; keys starting with "_" are metadata
 function M.check_keys(cfg, known, what)
+  local path = cfg._path or "config"
+  local unknown = json_config.unknown_keys(cfg, function(k) return known[k] ~= nil end)
+  if #unknown == 1 then
+    error(string.format("%s: config key '%s' is not supported by this %s", path, unknown[1], what), 3)
+  elseif #unknown > 1 then
+    error(string.format("%s: config keys '%s' are not supported by this %s", path, table.concat(unknown, "', '"), what), 3)
+  end
   local keys = {}
-  for k in pairs(cfg) do keys[#keys + 1] = k end
+  for k in pairs(cfg) do
+    if type(known[k]) == "function" then keys[#keys + 1] = k end
+  end
   table.sort(keys)
   for _, k in ipairs(keys) do
-    if k:sub(1, 1) ~= "_" then
-      local rule = known[k]
-      if rule == nil then
-        error(string.format("%s: config key '%s' is not supported by this %s", cfg._path or "config", k, what), 3)
-      end
-      if type(rule) == "function" then
-        local problem = rule(cfg[k])
-        if problem then error(string.format("%s: %s = %s is not supported (%s)", cfg._path or "config", k,
-          cjson.encode(cfg[k]), problem), 3) end
-      end
-    end
+    local problem = known[k](cfg[k])
+    if problem then error(string.format("%s: %s = %s is not supported (%s)", path, k, cjson.encode(cfg[k]), problem), 3) end
   end
 end
 
