@@ -211,15 +211,7 @@ function ranking.query_vectors(model, e, role)
   return ranking.factorisation(model).queries(e, role or "cond")
 end
 
--- 64-bit FNV-1a of a string, as 16 hex digits
-local function fnv1a(s)
-  local h = -3750763034362895579 -- 0xcbf29ce484222325
-  for i = 1, #s do
-    h = h ~ s:byte(i)
-    h = h * 1099511628211
-  end
-  return string.format("%016x", h)
-end
+local fnv1a = require("cocola.recipe").fnv1a
 
 -- a few sums of a tensor's values (plain, squares, and weighted by frac(i x golden ratio)), rounded to
 -- 9 significant digits; computed on one thread so the summation order does not depend on settings

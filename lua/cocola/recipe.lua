@@ -201,6 +201,16 @@ function recipe.print_ratio_table(rows)
   end
 end
 
+--- recipe.fnv1a(s) -> the 64-bit FNV-1a hash of a string as 16 hex digits (file and settings identities)
+function recipe.fnv1a(s)
+  local h = -3750763034362895579 -- 0xcbf29ce484222325
+  for i = 1, #s do
+    h = h ~ s:byte(i)
+    h = h * 1099511628211
+  end
+  return string.format("%016x", h)
+end
+
 --- recipe.main(name, defaults, run, args, docs) -> exit status: `--help` (or -h) prints
 -- recipe.help and returns 0; otherwise builds the config from args (key=value strings), calls
 -- run(cfg) and turns an error into one line "name: message" on stderr (no file names or line numbers

@@ -1,0 +1,90 @@
+-- cocola.metrics.backbones — the embedding backbones of FAD, one interface for all:
+--   backbones.open(spec, ctx) -> backbone {name, sample_rate, embed_file = function(path) -> (frames, D)}
+--   backbones.stats_of(backbone, paths, progress?) -> cocola.metrics.fad statistics of all their frames
+--   backbones.fad(reference_stats, stats) -> the Fréchet distance
+-- Specs:
+--   cocola          the window embeddings (cocola.scoring: 5 s windows) of ctx.models[1], the vectors its
+--                   bilinear score compares (512-d for the paper's models)
+--   cocola=CKPT     the same with that model (a checkpoint, "default" or a baseline name)
+--   cocola-pre[=CKPT]  EfficientNet COCOLA models: the 1280-d encoder features before the projection
+--   vggish=FILE     VGGish (vggish-10086976.pth), 0.96 s examples at 16 kHz, 128-d, no PCA, no final ReLU
+--   encodec=DIR     the EnCodec 24 kHz encoder (a transformers EncodecModel folder), 75 frames/s, 128-d
+--   clap=DIR        CLAP's audio tower (a transformers ClapModel folder), 10 s chunks every 1 s, 512-d
+-- Audio is read mono (mean of the channels) and resampled to the backbone's rate with libsoxr.
+local cocola = require "cocola"
+local scoring = require "cocola.scoring"
+
+local backbones = {}
+
+local function fad_module() return require "cocola.metrics.fad" end
+
+local function load_mono(path, rate)
+  return cocola.audio.load(path, { sr = rate, mono = true }):view(-1)
+end
+
+local function cocola_model(spec, ctx)
+  if spec == nil or spec == "" then
+    if not (ctx and ctx.models and ctx.models[1]) then
+      error("backbone cocola: no model given (cocola=CHECKPOINT)", 0)
+    end
+    return ctx.models[1]
+  end
+  return (require("cocola.recipes.eval").load_model(spec))
+end
+
+local OPENERS = {}
+
+function OPENERS.cocola(arg, ctx)
+  local model = cocola_model(arg, ctx)
+  return {
+    name = "COCOLA", sample_rate = scoring.SAMPLE_RATE,
+    embed_file = function(path) return (scoring.embed_waves(model, load_mono(path, scoring.SAMPLE_RATE))) end,
+  }
+end
+
+OPENERS["cocola-pre"] = function(arg, ctx)
+  local model = cocola_model(arg, ctx)
+  local enc = model.encoder and model.encoder.encoder
+  if not enc then
+    error("backbone cocola-pre: the model has no EfficientNet encoder before a projection (an EfficientNet COCOLA "
+      .. "checkpoint has; use backbone cocola for this one)", 0)
+  end
+  -- the embedding path of the model with the projection and what follows it left out
+  local pre = setmetatable({}, { __index = model })
+  function pre:embed(features) return cocola.no_grad(function() return enc(features) end) end
+  return {
+    name = "COCOLA-pre", sample_rate = scoring.SAMPLE_RATE,
+    embed_file = function(path) return (scoring.embed_waves(pre, load_mono(path, scoring.SAMPLE_RATE))) end,
+  }
+end
+
+local KNOWN = "cocola, cocola-pre, vggish=FILE, encodec=DIR, clap=DIR"
+
+--- open(spec, ctx) -> backbone; spec "name" or "name=argument"
+function backbones.open(spec, ctx)
+  local name, arg = tostring(spec):match("^([^=]+)=(.*)$")
+  if not name then name = tostring(spec) end
+  local opener = OPENERS[name]
+  if not opener then error(string.format("unknown FAD backbone '%s' (known: %s)", name, KNOWN), 0) end
+  return opener(arg, ctx)
+end
+
+--- register(name, opener): adds a backbone; opener(argument, ctx) -> backbone
+function backbones.register(name, opener) OPENERS[name] = opener end
+
+--- stats_of(backbone, paths, progress?) -> the float64 mean and covariance statistics of every frame of
+--- every file
+function backbones.stats_of(bb, paths, progress)
+  local stats = fad_module().stats()
+  for i, path in ipairs(paths) do
+    local e = bb.embed_file(path)
+    stats:add(e)
+    if progress then progress(i, #paths) end
+  end
+  return stats
+end
+
+--- fad(reference_stats, stats) -> FAD of stats against the reference
+function backbones.fad(ref, stats) return (fad_module().score(ref, stats)) end
+
+return backbones
