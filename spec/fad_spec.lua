@@ -31,6 +31,8 @@ local function raises(fn, ...)
 end
 
 describe("fad statistics", function()
+  it("is cocola.metrics.fad", function() assert.are.equal(fad, cocola.metrics.fad) end)
+
   it("mean and covariance (N - 1) match NumPy within 1e-12", function()
     for _, name in ipairs(CASES) do
       for _, side in ipairs({ "a", "b" }) do
