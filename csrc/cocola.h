@@ -174,6 +174,19 @@ cc_tensor *cc_matmul(cc_tensor *a, cc_tensor *b); /* 1-D, 2-D and batched with b
 cc_tensor *cc_bmm(cc_tensor *a, cc_tensor *b);    /* (B,n,k) x (B,k,m) */
 cc_tensor *cc_linear(cc_tensor *x, cc_tensor *w, cc_tensor *b); /* x (...,in), w (out,in), b (out) or NULL */
 
+/* ---- Gaussian statistics and the Frechet distance (FAD, FID; float64 on the CPU) ---- */
+/* statistics of a set of D-dim frames: count *n, mean (D) and m2 (D,D), the sum of the outer products
+   of the deviations from the mean (covariance = m2 / (n - 1)), kept in contiguous float64 CPU tensors;
+   start from n = 0 and zeros. add folds in the frames x (frames, D) (any floating dtype), merge folds in
+   another set's statistics (Chan's update); both change mean, m2 and *n in place */
+int cc_gauss_stats_add(cc_tensor *mean, cc_tensor *m2, int64_t *n, cc_tensor *x);
+int cc_gauss_stats_merge(cc_tensor *mean, cc_tensor *m2, int64_t *n, cc_tensor *mean_b, cc_tensor *m2_b,
+                         int64_t n_b);
+/* |mu1 - mu2|^2 + Tr(cov1) + Tr(cov2) - 2 Tr(sqrtm(cov1 cov2)) of mu (D) and cov (D,D); the square root
+   term again with eps on both diagonals when it is not finite (*used_eps tells, may be NULL) */
+int cc_frechet_distance(cc_tensor *mu1, cc_tensor *cov1, cc_tensor *mu2, cc_tensor *cov2, double eps,
+                        double *out, bool *used_eps);
+
 /* ---- convolution, padding, pooling ---- */
 typedef struct {
   int64_t stride[2], padding[2], dilation[2];

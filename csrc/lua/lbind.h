@@ -36,5 +36,6 @@ void lc_open_tensor(lua_State *L);     /* creates the metatable and leaves the m
 void lc_open_functions(lua_State *L);  /* fills the module table at the top of the stack */
 void lc_open_audio(lua_State *L);      /* adds the audio functions (names start with audio_) */
 void lc_open_torch(lua_State *L);      /* adds _torch_load (PyTorch checkpoints) and None */
+void lc_open_frechet(lua_State *L);    /* adds _gauss_stats_add, _gauss_stats_merge, _frechet_distance */
 
 #endif

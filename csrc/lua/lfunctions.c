@@ -951,5 +951,6 @@ int luaopen_cocola_core(lua_State *L) {
   lc_open_functions(L);
   lc_open_audio(L);
   lc_open_torch(L);
+  lc_open_frechet(L);
   return 1;
 }

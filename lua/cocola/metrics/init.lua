@@ -3,6 +3,7 @@
 -- optionally against M extra columns of hard negatives (a K x (K + M) matrix):
 --   contrastive_loss(sim) = cross_entropy(sim, 0..K-1), mean over the rows (the paper's Eq. 3);
 --   accuracy(sim) = fraction of rows whose argmax is their own index (Eq. 8).
+-- metrics.fad is cocola.metrics.fad, the Fréchet audio distance between two sets of embeddings.
 local cocola = require "cocola"
 
 local metrics = {}
@@ -33,5 +34,7 @@ function metrics.accuracy(sim)
   local hits = sim:detach():argmax(2):eq(labels(sim))
   return hits:sum():item() / sim:size(1)
 end
+
+metrics.fad = require "cocola.metrics.fad"
 
 return metrics
