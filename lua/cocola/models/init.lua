@@ -2,7 +2,8 @@
 --   models.cocola{input = "hpss" | "mel", embedding_dim = 512, dropout = 0.1, ...} (the COCOLA
 --   coherence model, cocola.models.cocola), models.chroma_onset_cocola{dim = 32, width = 64, blocks = 4}
 --   (the COCOLA objective on chroma and onset frames), models.EfficientNet{...} (the B0 feature extractor),
---   models.audioldm2 (AudioLDM 2's U-Net, CompoNet's ControlNet, the VAE, the vocoder, the mel front end).
+--   models.audioldm2 (AudioLDM 2's U-Net, CompoNet's ControlNet, the VAE, the vocoder, the mel front end),
+--   models.vggish (VGGish as torchvggish defines it: the FAD libraries' default embedding).
 local lazy = {
   cocola = "cocola.models.cocola",
   CoCola = "cocola.models.cocola",
@@ -10,6 +11,7 @@ local lazy = {
   ChromaOnsetCoCola = "cocola.models.chroma_onset_cocola",
   EfficientNet = "cocola.models.efficientnet.EfficientNet",
   audioldm2 = "cocola.models.audioldm2",
+  vggish = "cocola.models.vggish",
 }
 
 local models = {}
