@@ -4,7 +4,8 @@
 --   backbones.fad(reference_stats, stats) -> the Fréchet distance
 -- Specs:
 --   cocola          the window embeddings (cocola.scoring: 5 s windows) of ctx.models[1], the vectors its
---                   bilinear score compares (512-d for the paper's models)
+--                   bilinear score compares (512-d for the paper's models; the frames of a chroma-onset
+--                   model, each frame a row of frame_size values)
 --   cocola=CKPT     the same with that model (a checkpoint, "default" or a baseline name)
 --   cocola-pre[=CKPT]  EfficientNet COCOLA models: the 1280-d encoder features before the projection
 --   vggish=FILE     VGGish (vggish-10086976.pth), 0.96 s examples at 16 kHz, 128-d, no PCA, no final ReLU
@@ -36,9 +37,15 @@ local OPENERS = {}
 
 function OPENERS.cocola(arg, ctx)
   local model = cocola_model(arg, ctx)
+  -- frame models (chroma-onset COCOLA) embed a window as T frames of frame_size values: each frame is a row
+  local frame = model.encoder and model.encoder.frame_size
   return {
     name = "COCOLA", sample_rate = scoring.SAMPLE_RATE,
-    embed_file = function(path) return (scoring.embed_waves(model, load_mono(path, scoring.SAMPLE_RATE))) end,
+    embed_file = function(path)
+      local e = scoring.embed_waves(model, load_mono(path, scoring.SAMPLE_RATE))
+      if frame and e:size(2) % frame == 0 then e = e:reshape({ -1, frame }) end
+      return e
+    end,
   }
 end
 
@@ -58,6 +65,36 @@ OPENERS["cocola-pre"] = function(arg, ctx)
   }
 end
 
+local function need(arg, name, what)
+  if arg == nil or arg == "" then error(string.format("backbone %s: give %s (%s=...)", name, what, name), 0) end
+  return arg
+end
+
+-- audio read at its own rate, channels averaged; the model resamples
+local function load_native(path)
+  local w, sr = cocola.audio.load(path, { mono = true })
+  return w:view(-1), sr
+end
+
+function OPENERS.vggish(arg)
+  local model = require("cocola.models.vggish").from_file(need(arg, "vggish", "the weights file vggish-10086976.pth"))
+  return { name = "VGGish", sample_rate = 16000,
+    embed_file = function(path) return model:embed(load_native(path)) end }
+end
+
+function OPENERS.encodec(arg)
+  local model = require("cocola.models.encodec").from_pretrained(need(arg, "encodec", "an EnCodec 24 kHz folder"))
+  return { name = "EnCodec", sample_rate = 24000,
+    embed_file = function(path) return model:embed(load_native(path)) end }
+end
+
+function OPENERS.clap(arg)
+  local ClapAudio = require "cocola.models.text.clap_audio"
+  local model = ClapAudio.from_pretrained(need(arg, "clap", "a CLAP (transformers ClapModel) folder"))
+  return { name = "CLAP", sample_rate = 48000,
+    embed_file = function(path) return model:embed_chunks(load_mono(path, 48000), { chunk_s = 10, hop_s = 1 }) end }
+end
+
 local KNOWN = "cocola, cocola-pre, vggish=FILE, encodec=DIR, clap=DIR"
 
 --- open(spec, ctx) -> backbone; spec "name" or "name=argument"
@@ -74,10 +111,16 @@ function backbones.register(name, opener) OPENERS[name] = opener end
 
 --- stats_of(backbone, paths, progress?) -> the float64 mean and covariance statistics of every frame of
 --- every file
+backbones.MAX_DIM = 8192
+
 function backbones.stats_of(bb, paths, progress)
   local stats = fad_module().stats()
   for i, path in ipairs(paths) do
     local e = bb.embed_file(path)
+    if e:dim() ~= 2 or e:size(2) > backbones.MAX_DIM then
+      error(string.format("backbone %s: embeddings of %s are %s; FAD needs (frames, D) with D at most %d (a D x D covariance)",
+        bb.name, path, e:shape_string(), backbones.MAX_DIM), 0)
+    end
     stats:add(e)
     if progress then progress(i, #paths) end
   end

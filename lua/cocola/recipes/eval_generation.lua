@@ -152,7 +152,7 @@ function M.markdown(result)
   local lines = { table.concat(head), table.concat(rule) }
   for _, row in ipairs(result.rows) do
     local cells = { "| " .. row.name .. " |" }
-    for _, b in ipairs(result.backbones) do cells[#cells + 1] = " " .. fmt(row.fad[b], 3) .. " |" end
+    for _, b in ipairs(result.backbones) do cells[#cells + 1] = " " .. (row.fad[b] and string.format("%.4g", row.fad[b]) or "—") .. " |" end
     for _, m in ipairs(result.models) do
       local s = row.cocola[m]
       cells[#cells + 1] = " " .. (s and (fmt(s.mean) .. " ± " .. fmt(s.se)) or "—") .. " |"

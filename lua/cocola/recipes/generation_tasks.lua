@@ -13,7 +13,7 @@
 -- matched).
 --
 -- Output (out=DIR):
---   DIR/input/<id>.wav   the input sub-mix (mono, sample_rate, float)   what a generator is given
+--   DIR/input/<id>.wav   the input sub-mix (mono, sample_rate, 32-bit float WAV)   what a generator is given
 --   DIR/target/<id>.wav  the target sub-mix                              the Ground Truth row
 --   DIR/random/<id>.wav  the Random row's sub-mix
 --   DIR/tasks.json       {settings, tasks = {{id, prompt = "in: <tags>; out: <tags>", track, offset,
@@ -136,7 +136,7 @@ local function random_mix(tracks, task_track, target_tags, cfg, task_index)
 end
 
 local function write_wave(path, wave, rate)
-  cocola.audio.save(path, wave:view(1, -1), rate)
+  cocola.audio.save(path, wave:view(1, -1), rate, { subtype = "float" })
 end
 
 --- run(cfg, log) -> the manifest table (also written to out/tasks.json)
