@@ -2,8 +2,8 @@
 -- from a test split of any stem dataset cocola.data.open reads, written so that any generator (ours or
 -- an external one) can be run on them and cocola.recipes.eval_generation can score its outputs.
 --
--- A task is a window of `seconds` (10.24 s by default, the AudioLDM 2 length; ~6 s suits MUSDB-like
--- data) in a test track where at least two stems are active (RMS above silence_rms): the input is a
+-- A task is a window of `seconds` (by default the paper's: 6 s on MUSDB, 10.24 s, the AudioLDM 2 length,
+-- on the others) in a test track where at least two stems are active (RMS above silence_rms): the input is a
 -- random non-empty subset of the active stems and the target a random non-empty subset of the rest
 -- (cocola.data.sampler's distribution: a ~ U{1..N-1} input stems, t ~ U{1..N-a} target stems), the
 -- windows taken in a seeded order over the whole windows of the split, at most one per window grid
@@ -33,7 +33,7 @@ local cjson = require "cjson"
 local M = {}
 
 M.DEFAULTS = {
-  layout = "slakh", root = "", split = "test", out = "", n = 200, seconds = 10.24, sample_rate = 16000,
+  layout = "slakh", root = "", split = "test", out = "", n = 200, seconds = 0, sample_rate = 16000,
   seed = 0, silence_rms = 1e-4, random_tries = 8,
 }
 
@@ -43,7 +43,7 @@ M.DOCS = {
   split = "the split the tasks come from",
   out = "output folder (input/, target/, random/, tasks.json)",
   n = "number of tasks",
-  seconds = "task length in seconds (10.24 for AudioLDM 2 / CompoNet)",
+  seconds = "task length in seconds; 0: the paper's, 6 s for musdb and 10.24 s (AudioLDM 2's length) otherwise",
   sample_rate = "sample rate of the written audio",
   seed = "seed of the window order and the stem subsets",
   silence_rms = "a stem whose RMS in the window is at most this is inactive",
@@ -145,7 +145,8 @@ function M.run(cfg, log)
   if cfg.root == "" then error("root= (the dataset folder) is required", 0) end
   if cfg.out == "" then error("out= (the output folder) is required", 0) end
   if math.type(cfg.n) ~= "integer" or cfg.n < 1 then error("n must be a positive integer", 0) end
-  if not (type(cfg.seconds) == "number" and cfg.seconds > 0) then error("seconds must be positive", 0) end
+  if cfg.seconds == 0 then cfg.seconds = cfg.layout == "musdb" and 6.0 or 10.24 end
+  if not (type(cfg.seconds) == "number" and cfg.seconds > 0) then error("seconds must be positive (or 0: the dataset's)", 0) end
   local tracks, skipped = data.open(cfg.layout, cfg.root, cfg.split)
   log(string.format("%d %s tracks in %s (%d skipped)", #tracks, cfg.split, cfg.root, #skipped))
   if #tracks < 2 then
