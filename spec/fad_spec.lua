@@ -20,15 +20,7 @@ local function max_rel(a, b)
   return scale > 0 and diff / scale or diff
 end
 
---- asserts fn() raises an error whose message contains every given plain string
-local function raises(fn, ...)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error, but the call succeeded")
-  err = tostring(err)
-  for _, s in ipairs({ ... }) do
-    assert(err:find(s, 1, true), string.format("error message %q does not contain %q", err, s))
-  end
-end
+local raises = require("helpers.compare").raises
 
 describe("fad statistics", function()
   it("is cocola.metrics.fad", function() assert.are.equal(fad, cocola.metrics.fad) end)

@@ -8,15 +8,7 @@ local nn = cocola.nn
 
 local function L(t) return cocola.tensor(t, { dtype = "int64" }) end
 
---- asserts fn() raises an error whose message contains every given plain string
-local function raises(fn, ...)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error, but the call succeeded")
-  err = tostring(err)
-  for _, s in ipairs({ ... }) do
-    assert(err:find(s, 1, true), string.format("error message %q does not contain %q", err, s))
-  end
-end
+local raises = require("helpers.compare").raises
 
 describe("index_select, gather, embedding: errors", function()
   local x = cocola.randn({ 3, 4 })

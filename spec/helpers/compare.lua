@@ -1,6 +1,7 @@
 -- spec/helpers/compare.lua — norm-wise comparison of a cocola tensor with a reference tensor:
 -- rel_err(a, b) = ||a - b||_2 / max(||b||_2, tiny). Computed in plain Lua from totable() so the
--- check does not depend on the engine's own arithmetic. Shapes must match exactly.
+-- check does not depend on the engine's own arithmetic. Shapes must match exactly. Also raises(fn, ...): the
+-- error a call must raise, with the plain strings its message must contain.
 local M = {}
 
 M.TINY = 1e-12
@@ -48,6 +49,17 @@ function M.assert_close(a, b, tol, what)
   local err, why = M.rel_err(a, b)
   if not (err <= tol) then
     error(string.format("%s: relative error %.3e exceeds %.1e%s", what, err, tol, why and (" (" .. why .. ")") or ""), 2)
+  end
+  return err
+end
+
+--- raises(fn, ...) -> the message: asserts fn() raises an error whose message contains every given plain string
+function M.raises(fn, ...)
+  local ok, err = pcall(fn)
+  assert(not ok, "expected an error, but the call succeeded")
+  err = tostring(err)
+  for _, s in ipairs({ ... }) do
+    assert(err:find(s, 1, true), string.format("error message %q does not contain %q", err, s))
   end
   return err
 end
