@@ -92,6 +92,35 @@ describe("max_pool2d", function()
     raises(function() return F.max_pool2d(x) end, "kernel size")
   end)
 
+  it("2x2 windows with stride 2 (their own kernel): the first maximum of a tie, NaN wins, odd sizes floor", function()
+    for _, dtype in ipairs({ "float32", "float64" }) do
+      cocola.manual_seed(4)
+      local x = (cocola.randn({ 2, 3, 5, 7 }) * 2):round():to(dtype) -- rounding makes ties
+      x[1][2][3][4] = 0 / 0
+      x[2][1][1][2] = 0 / 0
+      local v, i = F.max_pool2d(x, 2, { return_indices = true })
+      assert.are.same({ 2, 3, 2, 3 }, v:size())
+      local xv, vv, iv = x:totable(), v:totable(), i:totable()
+      for n = 1, 2 do
+        for c = 1, 3 do
+          for oy = 1, 2 do
+            for ox = 1, 3 do
+              local m, mi
+              for _, d in ipairs({ { 0, 0 }, { 0, 1 }, { 1, 0 }, { 1, 1 } }) do
+                local y, xx = 2 * oy - 1 + d[1], 2 * ox - 1 + d[2]
+                local val = xv[n][c][y][xx]
+                if m == nil or val > m or val ~= val then m, mi = val, (y - 1) * 7 + (xx - 1) end
+              end
+              local got = vv[n][c][oy][ox]
+              assert.is_true(got == m or (got ~= got and m ~= m), dtype .. " value")
+              assert.equal(mi, iv[n][c][oy][ox], dtype .. " index")
+            end
+          end
+        end
+      end
+    end
+  end)
+
   it("padding counts as -inf and indices are flat positions in H*W", function()
     local x = -(cocola.arange(16):view(1, 1, 4, 4):float() + 1) -- all negative: padding must never win
     local v, i = F.max_pool2d(x, 3, { stride = 2, padding = 1, return_indices = true })

@@ -147,13 +147,40 @@ static pool_dims dims_of(const cc_call *c, const cc_tensor *big, const cc_tensor
     ((int64_t *)cc_data_ptr(idx))[t] = mi;                                                         \
   }
 
+/* the common 2x2 window with stride 2 (no padding, no dilation): one output row per iteration, the same
+   order of comparisons as MAX_POOL_FWD (row-major in the window, NaN wins, the last one) */
+#define MAX_POOL_FWD_2X2(T)                                                                        \
+  _Pragma("omp parallel for schedule(static) if (n > 16384)")                                      \
+  for (int64_t row = 0; row < p.planes * p.oh; row++) {                                            \
+    int64_t pl = row / p.oh, oy = row - pl * p.oh;                                                 \
+    const T *r0 = (const T *)cc_data_ptr(x) + pl * p.H * p.W + 2 * oy * p.W, *r1 = r0 + p.W;       \
+    T *yo = (T *)cc_data_ptr(y) + row * p.ow;                                                      \
+    int64_t *io = (int64_t *)cc_data_ptr(idx) + row * p.ow, base = 2 * oy * p.W;                   \
+    for (int64_t ox = 0; ox < p.ow; ox++) {                                                        \
+      T v0 = r0[2 * ox], v1 = r0[2 * ox + 1], v2 = r1[2 * ox], v3 = r1[2 * ox + 1];                \
+      T m = v0;                                                                                    \
+      int64_t mi = base + 2 * ox;                                                                  \
+      if (v1 > m || v1 != v1) m = v1, mi = base + 2 * ox + 1;                                      \
+      if (v2 > m || v2 != v2) m = v2, mi = base + p.W + 2 * ox;                                    \
+      if (v3 > m || v3 != v3) m = v3, mi = base + p.W + 2 * ox + 1;                                \
+      yo[ox] = m;                                                                                  \
+      io[ox] = mi;                                                                                 \
+    }                                                                                              \
+  }
+
 /* in0 contiguous x (..,H,W) -> out0 values, out1 int64 indices (..,oh,ow); ints as MAX_POOL2D */
 static int max_pool2d_cpu(const cc_call *c) {
   cc_tensor *x = c->in[0], *y = c->out[0], *idx = c->out[1];
   if (!cc_max_pool2d_operands_ok(c, x, y, idx)) return -1;
   pool_dims p = dims_of(c, x, y);
   int64_t n = p.planes * p.oh * p.ow;
-  if (x->dtype == CC_FLOAT32) {
+  bool two_by_two = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0 && p.dh == 1 &&
+                    p.dw == 1;
+  if (two_by_two && x->dtype == CC_FLOAT32) {
+    MAX_POOL_FWD_2X2(float)
+  } else if (two_by_two) {
+    MAX_POOL_FWD_2X2(double)
+  } else if (x->dtype == CC_FLOAT32) {
     MAX_POOL_FWD(float)
   } else {
     MAX_POOL_FWD(double)
