@@ -165,6 +165,19 @@ describe("EncodecModel (encoder)", function()
     assert.is_false(e1:requires_grad())
   end)
 
+  it("embed_batch gives each clip what embed gives it, clips of equal length encoded together", function()
+    cocola.manual_seed(12)
+    local clips = { { cocola.randn({ 2, 4801 }) * 0.2, 48000 }, { cocola.randn({ 100 }) * 0.2, 24000 },
+      { cocola.randn({ 2401 }) * 0.3, 24000 }, { cocola.randn({ 100 }) * 0.1, 24000 } }
+    local batch = model:embed_batch(clips)
+    assert.equals(#clips, #batch)
+    for i, clip in ipairs(clips) do
+      local one = model:embed(clip[1], clip[2])
+      assert.are.same(one.shape, batch[i].shape)
+      compare.assert_close(batch[i], one, 1e-5, "clip " .. i)
+    end
+  end)
+
   it("refuses renamed, missing and wrong-shape tensors, naming the file and the key", function()
     local dir = edited_copy(nil, function(sd)
       sd["encoder.layers.4.conv.weight_gg"] = sd["encoder.layers.4.conv.weight_g"]

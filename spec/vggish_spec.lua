@@ -160,6 +160,20 @@ describe("VGGish (torchvggish)", function()
     assert.are.same({ 2, 8 }, m:embed(cocola.randn({ 2, 55125 }), 22050).shape)
   end)
 
+  it("embed_batch gives each clip what embed gives it, short clips included", function()
+    local m = VGGish.from_file(WEIGHTS, small())
+    cocola.manual_seed(9)
+    local clips = { { cocola.randn({ 40000 }) * 0.1, 16000 }, { cocola.zeros({ 100 }), 16000 },
+      { cocola.randn({ 2, 55125 }) * 0.2, 22050 }, { cocola.randn({ 16000 }) * 0.3, 16000 } }
+    local batch = m:embed_batch(clips)
+    assert.equal(#clips, #batch)
+    for i, clip in ipairs(clips) do
+      local one = m:embed(clip[1], clip[2])
+      assert.are.same(one.shape, batch[i].shape)
+      if one:size(1) > 0 then compare.assert_close(batch[i], one, 1e-5, "clip " .. i) end
+    end
+  end)
+
   it("a clip shorter than one example gives an empty result", function()
     local m = VGGish.from_file(WEIGHTS, small())
     assert.are.same({ 0, 8 }, m:embed(cocola.zeros({ 15599 }), 16000).shape)

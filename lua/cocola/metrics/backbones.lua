@@ -77,15 +77,28 @@ local function load_native(path)
 end
 
 function OPENERS.vggish(arg)
-  local model = require("cocola.models.vggish").from_file(need(arg, "vggish", "the weights file vggish-10086976.pth"))
-  return { name = "VGGish", sample_rate = 16000,
-    embed_file = function(path) return model:embed(load_native(path)) end }
+  local vggish = require "cocola.models.vggish"
+  local model = vggish.from_file(need(arg, "vggish", "the weights file vggish-10086976.pth"))
+  return { name = "VGGish", sample_rate = 16000, batch = 16,
+    embed_file = function(path) return model:embed(load_native(path)) end,
+    -- several files per forward pass: the 12288 -> 4096 layer then reads its 200 MB of weights once a
+    -- batch instead of once a file (a file is only 10 examples)
+    embed_files = function(paths)
+      local waves = {}
+      for i, path in ipairs(paths) do waves[i] = { load_native(path) } end
+      return model:embed_batch(waves)
+    end }
 end
 
 function OPENERS.encodec(arg)
   local model = require("cocola.models.encodec").from_pretrained(need(arg, "encodec", "an EnCodec 24 kHz folder"))
-  return { name = "EnCodec", sample_rate = 24000,
-    embed_file = function(path) return model:embed(load_native(path)) end }
+  return { name = "EnCodec", sample_rate = 24000, batch = 8,
+    embed_file = function(path) return model:embed(load_native(path)) end,
+    embed_files = function(paths)
+      local waves = {}
+      for i, path in ipairs(paths) do waves[i] = { load_native(path) } end
+      return model:embed_batch(waves)
+    end }
 end
 
 function OPENERS.clap(arg)
@@ -113,15 +126,30 @@ function backbones.register(name, opener) OPENERS[name] = opener end
 --- every file
 backbones.MAX_DIM = 8192
 
+--- embed_files(backbone, paths) -> their embeddings, in batches of files where the backbone has them
+function backbones.embed_files(bb, paths)
+  if bb.embed_files and #paths > 1 then return bb.embed_files(paths) end
+  local out = {}
+  for i, path in ipairs(paths) do out[i] = bb.embed_file(path) end
+  return out
+end
+
 function backbones.stats_of(bb, paths, progress)
   local stats = fad_module().stats()
+  local batch = bb.batch or 1
+  local embedded = {}
   for i, path in ipairs(paths) do
-    local e = bb.embed_file(path)
+    if not embedded[i] then
+      local chunk = table.move(paths, i, math.min(i + batch - 1, #paths), 1, {})
+      for k, e in ipairs(backbones.embed_files(bb, chunk)) do embedded[i + k - 1] = e end
+    end
+    local e = embedded[i]
+    embedded[i] = false
     if e:dim() ~= 2 or e:size(2) > backbones.MAX_DIM then
       error(string.format("backbone %s: embeddings of %s are %s; FAD needs (frames, D) with D at most %d (a D x D covariance)",
         bb.name, path, e:shape_string(), backbones.MAX_DIM), 0)
     end
-    stats:add(e)
+    if e:size(1) > 0 then stats:add(e) end
     if progress then progress(i, #paths) end
   end
   return stats

@@ -81,16 +81,32 @@ local function audio_list(what, x)
   return out
 end
 
-local function embed_cached(bb, id, path, cache)
-  if not cache then return bb.embed_file(path), false end
-  local key = cache .. "/" .. id .. "/" .. M.file_hash(path) .. ".safetensors"
-  local ok, t = pcall(cocola.load, key)
-  if ok and type(t) == "table" and cocola.is_tensor(t.embeddings) then return t.embeddings, true end
-  local e = bb.embed_file(path)
-  os.execute("mkdir -p '" .. (cache .. "/" .. id):gsub("'", "'\\''") .. "'")
-  local tmp = key .. ".tmp"
-  if pcall(cocola.save, tmp, { embeddings = e:contiguous() }) then os.rename(tmp, key) else os.remove(tmp) end
-  return e, false
+-- the embeddings of a chunk of files: read back from the cache where they are, the others embedded together
+-- (backbones.embed_files: in batches of files where the backbone has them) and stored; also how many hit
+local function embed_chunk(bb, id, paths, cache)
+  local out, keys, misses, hits = {}, {}, {}, 0
+  for i, path in ipairs(paths) do
+    if cache then
+      keys[i] = cache .. "/" .. id .. "/" .. M.file_hash(path) .. ".safetensors"
+      local ok, t = pcall(cocola.load, keys[i])
+      if ok and type(t) == "table" and cocola.is_tensor(t.embeddings) then out[i], hits = t.embeddings, hits + 1 end
+    end
+    if not out[i] then misses[#misses + 1] = i end
+  end
+  if #misses > 0 then
+    local list = {}
+    for k, i in ipairs(misses) do list[k] = paths[i] end
+    local embedded = backbones.embed_files(bb, list)
+    for k, i in ipairs(misses) do
+      out[i] = embedded[k]
+      if cache then
+        os.execute("mkdir -p '" .. (cache .. "/" .. id):gsub("'", "'\\''") .. "'")
+        local tmp = keys[i] .. ".tmp"
+        if pcall(cocola.save, tmp, { embeddings = out[i]:contiguous() }) then os.rename(tmp, keys[i]) else os.remove(tmp) end
+      end
+    end
+  end
+  return out, hits
 end
 
 function M.run(reference, evaluated, opts)
@@ -105,9 +121,16 @@ function M.run(reference, evaluated, opts)
   for k, side in ipairs({ { "reference", reference }, { "evaluated", evaluated } }) do
     local files = audio_list(side[1], side[2])
     local stats, frames = fad.stats(), 0
+    local batch, chunk = bb.batch or 1, {}
     for i, path in ipairs(files) do
-      local e, hit = embed_cached(bb, id, path, cache)
-      if hit then result.cached = result.cached + 1 end
+      if not chunk[i] then
+        local list = table.move(files, i, math.min(i + batch - 1, #files), 1, {})
+        local embedded, hits = embed_chunk(bb, id, list, cache)
+        result.cached = result.cached + hits
+        for k, e in ipairs(embedded) do chunk[i + k - 1] = e end
+      end
+      local e = chunk[i]
+      chunk[i] = false
       if e:dim() ~= 2 or e:size(2) > backbones.MAX_DIM then
         error(string.format("backbone %s: embeddings of %s are %s; FAD needs (frames, D) with D at most %d",
           bb.name, path, e:shape_string(), backbones.MAX_DIM), 0)

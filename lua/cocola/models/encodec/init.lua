@@ -195,33 +195,63 @@ local function shape_of(t)
   return cocola.is_tensor(t) and (t:dtype() .. " " .. t:shape_string()) or type(t)
 end
 
---- embed(wave, sr) -> (T, hidden_size): the FAD embedding rows of a wave (samples) or (channels, samples)
-function EncodecModel:embed(wave, sr)
+-- a wave (samples) or (channels, samples) at sr -> (audio_channels, samples) float32 at the model's rate
+local function prepare(self, wave, sr, level)
   if not cocola.is_tensor(wave) or (wave:dim() ~= 1 and wave:dim() ~= 2) then
-    error("EncodecModel:embed: expected a wave (samples) or (channels, samples), got " .. shape_of(wave), 2)
+    error("EncodecModel:embed: expected a wave (samples) or (channels, samples), got " .. shape_of(wave), level)
   end
   if wave:dtype() ~= "float32" and wave:dtype() ~= "float64" then
-    error("EncodecModel:embed: expected a float wave, got " .. shape_of(wave), 2)
+    error("EncodecModel:embed: expected a float wave, got " .. shape_of(wave), level)
   end
   if type(sr) ~= "number" or not (sr > 0) then
-    error("EncodecModel:embed: the sample rate must be a positive number, got " .. tostring(sr), 2)
+    error("EncodecModel:embed: the sample rate must be a positive number, got " .. tostring(sr), level)
   end
-  if wave:size(-1) < 1 then error("EncodecModel:embed: the wave is empty " .. wave:shape_string(), 2) end
+  if wave:size(-1) < 1 then error("EncodecModel:embed: the wave is empty " .. wave:shape_string(), level) end
+  local w = wave:to("float32")
+  if w:dim() == 1 then w = w:unsqueeze(1) end
+  local C = w:size(1)
+  if self.audio_channels == 1 then
+    if C > 1 then w = w:mean(1, true) end
+  elseif C == 1 then
+    w = w:expand({ self.audio_channels, w:size(2) })
+  elseif C ~= self.audio_channels then
+    error(string.format("EncodecModel:embed: the model takes %d channels (or a mono wave), got %d",
+      self.audio_channels, C), level)
+  end
+  if sr ~= self.sampling_rate then w = cocola.audio.resample(w:contiguous(), sr, self.sampling_rate) end
+  return w:contiguous()
+end
+
+--- embed(wave, sr) -> (T, hidden_size): the FAD embedding rows of a wave (samples) or (channels, samples)
+--- at any rate: channels averaged (or a mono wave duplicated for a stereo model), resampled to the model's
+--- rate, encoded, one row per frame
+function EncodecModel:embed(wave, sr)
   return cocola.no_grad(function()
-    local w = wave:to("float32")
-    if w:dim() == 1 then w = w:unsqueeze(1) end
-    local C = w:size(1)
-    if self.audio_channels == 1 then
-      if C > 1 then w = w:mean(1, true) end
-    elseif C == 1 then
-      w = w:expand({ self.audio_channels, w:size(2) })
-    elseif C ~= self.audio_channels then
-      error(string.format("EncodecModel:embed: the model takes %d channels (or a mono wave), got %d",
-        self.audio_channels, C), 3)
+    local y = self.encoder(prepare(self, wave, sr, 5):unsqueeze(1)) -- (1, hidden, T)
+    return y:select(1, 1):t():contiguous()                           -- (T, hidden)
+  end)
+end
+
+--- embed_batch({{wave, sr}, ...}) -> {(T_i, hidden_size), ...}: embed for several clips, those of the same
+--- length (after resampling) encoded together in one batch (the LSTM then steps once for all of them)
+function EncodecModel:embed_batch(clips)
+  return cocola.no_grad(function()
+    local ready, groups, order = {}, {}, {}
+    for i, clip in ipairs(clips) do
+      ready[i] = prepare(self, clip[1], clip[2], 5)
+      local n = ready[i]:size(2)
+      if not groups[n] then groups[n] = {}; order[#order + 1] = n end
+      table.insert(groups[n], i)
     end
-    if sr ~= self.sampling_rate then w = cocola.audio.resample(w:contiguous(), sr, self.sampling_rate) end
-    local y = self.encoder(w:contiguous():unsqueeze(1))      -- (1, hidden, T)
-    return y:select(1, 1):t():contiguous()                   -- (T, hidden)
+    local out = {}
+    for _, n in ipairs(order) do
+      local idx = groups[n]
+      local batch = {}
+      for k, i in ipairs(idx) do batch[k] = ready[i] end
+      local y = self.encoder(cocola.stack(batch, 1)) -- (B, hidden, T)
+      for k, i in ipairs(idx) do out[i] = y:select(1, k):t():contiguous() end
+    end
+    return out
   end)
 end
 

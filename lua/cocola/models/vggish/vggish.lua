@@ -320,4 +320,30 @@ function VGGish:embed(wave, sr)
   return cocola.no_grad(function() return self:forward(ex) end)
 end
 
+--- embed_batch({{wave, sr}, ...}) -> {(examples_i, 128), ...}: embed for several clips in one forward pass
+--- (the first fully connected layer then reads its weights once for them all); a clip shorter than one
+--- example gives (0, 128)
+function VGGish:embed_batch(clips)
+  local parts, counts = {}, {}
+  for i, clip in ipairs(clips) do
+    local ok, ex = pcall(VGGish.examples, clip[1], clip[2])
+    if not ok then error(tostring(ex):gsub("^.-%.lua:%d+: ", ""), 2) end
+    counts[i] = ex:size(1)
+    if counts[i] > 0 then parts[#parts + 1] = ex end
+  end
+  local all
+  if #parts > 0 then
+    local dev = self.embeddings[1].weight:device()
+    local ex = cocola.cat(parts, 1)
+    if ex:device() ~= dev then ex = ex:to(dev) end
+    all = cocola.no_grad(function() return self:forward(ex) end)
+  end
+  local out, at = {}, 1
+  for i, n in ipairs(counts) do
+    out[i] = n > 0 and all:narrow(1, at, n):contiguous() or cocola.zeros({ 0, self.embedding_size })
+    at = at + n
+  end
+  return out
+end
+
 return VGGish
