@@ -4,7 +4,8 @@
 -- (AudioLDM2ProjectionModel), the mel front end (mel), and
 -- from_pretrained(folder) for each (a component folder or a pipeline folder holding unet/, vae/, ...).
 -- The DDIM scheduler is cocola.schedulers.ddim; the text stack (tokenizers, CLAP text tower, T5 encoder,
--- GPT-2) is in cocola.models.text; Pipeline puts them together, prompt -> audio.
+-- GPT-2) is in cocola.models.text; Pipeline puts them together, prompt -> audio; CompoNet is the
+-- ControlNet's training step.
 return {
   UNet = require "cocola.models.audioldm2.unet",
   ControlNet = require "cocola.models.audioldm2.controlnet",
@@ -14,5 +15,6 @@ return {
   mel = require "cocola.models.audioldm2.mel",
   ProjectionModel = require "cocola.models.audioldm2.projection_model",
   Pipeline = require "cocola.models.audioldm2.pipeline",
+  CompoNet = require "cocola.models.audioldm2.componet",
   configs = require "cocola.models.audioldm2.configs",
 }
