@@ -76,13 +76,11 @@ local function load_native(path)
   return w:view(-1), sr
 end
 
-function OPENERS.vggish(arg)
-  local vggish = require "cocola.models.vggish"
-  local model = vggish.from_file(need(arg, "vggish", "the weights file vggish-10086976.pth"))
-  return { name = "VGGish", sample_rate = 16000, batch = 16,
+-- a backbone over a model with embed(wave, sr) and embed_batch({{wave, sr}, ...}): files read at their own
+-- rate (the model resamples), `batch` files per forward pass
+local function batched(name, rate, batch, model)
+  return { name = name, sample_rate = rate, batch = batch,
     embed_file = function(path) return model:embed(load_native(path)) end,
-    -- several files per forward pass: the 12288 -> 4096 layer then reads its 200 MB of weights once a
-    -- batch instead of once a file (a file is only 10 examples)
     embed_files = function(paths)
       local waves = {}
       for i, path in ipairs(paths) do waves[i] = { load_native(path) } end
@@ -90,15 +88,17 @@ function OPENERS.vggish(arg)
     end }
 end
 
+-- VGGish: 16 files a pass, so that the 12288 -> 4096 layer reads its 200 MB of weights once a batch instead of
+-- once a (10-example) file
+function OPENERS.vggish(arg)
+  return batched("VGGish", 16000, 16,
+    require("cocola.models.vggish").from_file(need(arg, "vggish", "the weights file vggish-10086976.pth")))
+end
+
+-- EnCodec: 8 files a pass (those of equal length share the LSTM's steps)
 function OPENERS.encodec(arg)
-  local model = require("cocola.models.encodec").from_pretrained(need(arg, "encodec", "an EnCodec 24 kHz folder"))
-  return { name = "EnCodec", sample_rate = 24000, batch = 8,
-    embed_file = function(path) return model:embed(load_native(path)) end,
-    embed_files = function(paths)
-      local waves = {}
-      for i, path in ipairs(paths) do waves[i] = { load_native(path) } end
-      return model:embed_batch(waves)
-    end }
+  return batched("EnCodec", 24000, 8,
+    require("cocola.models.encodec").from_pretrained(need(arg, "encodec", "an EnCodec 24 kHz folder")))
 end
 
 function OPENERS.clap(arg)
@@ -122,8 +122,6 @@ end
 --- register(name, opener): adds a backbone; opener(argument, ctx) -> backbone
 function backbones.register(name, opener) OPENERS[name] = opener end
 
---- stats_of(backbone, paths, progress?) -> the float64 mean and covariance statistics of every frame of
---- every file
 backbones.MAX_DIM = 8192
 
 --- embed_files(backbone, paths) -> their embeddings, in batches of files where the backbone has them
@@ -134,25 +132,25 @@ function backbones.embed_files(bb, paths)
   return out
 end
 
-function backbones.stats_of(bb, paths, progress)
-  local stats = fad_module().stats()
-  local batch = bb.batch or 1
-  local embedded = {}
-  for i, path in ipairs(paths) do
-    if not embedded[i] then
-      local chunk = table.move(paths, i, math.min(i + batch - 1, #paths), 1, {})
-      for k, e in ipairs(backbones.embed_files(bb, chunk)) do embedded[i + k - 1] = e end
+--- stats_of(backbone, paths, progress?, embed_chunk?) -> the float64 mean and covariance statistics of every
+--- frame of every file, and the number of frames; files go bb.batch at a time through embed_chunk(paths) ->
+--- embeddings (default backbones.embed_files; cocola.metrics.fad_folders passes its cached one)
+function backbones.stats_of(bb, paths, progress, embed_chunk)
+  embed_chunk = embed_chunk or function(list) return backbones.embed_files(bb, list) end
+  local stats, frames, batch = fad_module().stats(), 0, bb.batch or 1
+  for first = 1, #paths, batch do
+    local list = table.move(paths, first, math.min(first + batch - 1, #paths), 1, {})
+    for k, e in ipairs(embed_chunk(list)) do
+      if e:dim() ~= 2 or e:size(2) > backbones.MAX_DIM then
+        error(string.format("backbone %s: embeddings of %s are %s; FAD needs (frames, D) with D at most %d (a D x D covariance)",
+          bb.name, list[k], e:shape_string(), backbones.MAX_DIM), 0)
+      end
+      if e:size(1) > 0 then stats:add(e) end
+      frames = frames + e:size(1)
+      if progress then progress(first + k - 1, #paths) end
     end
-    local e = embedded[i]
-    embedded[i] = false
-    if e:dim() ~= 2 or e:size(2) > backbones.MAX_DIM then
-      error(string.format("backbone %s: embeddings of %s are %s; FAD needs (frames, D) with D at most %d (a D x D covariance)",
-        bb.name, path, e:shape_string(), backbones.MAX_DIM), 0)
-    end
-    if e:size(1) > 0 then stats:add(e) end
-    if progress then progress(i, #paths) end
   end
-  return stats
+  return stats, frames
 end
 
 --- fad(reference_stats, stats) -> FAD of stats against the reference

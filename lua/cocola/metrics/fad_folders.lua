@@ -120,25 +120,13 @@ function M.run(reference, evaluated, opts)
   local sets = {}
   for k, side in ipairs({ { "reference", reference }, { "evaluated", evaluated } }) do
     local files = audio_list(side[1], side[2])
-    local stats, frames = fad.stats(), 0
-    local batch, chunk = bb.batch or 1, {}
-    for i, path in ipairs(files) do
-      if not chunk[i] then
-        local list = table.move(files, i, math.min(i + batch - 1, #files), 1, {})
+    local stats, frames = backbones.stats_of(bb, files,
+      opts.progress and function(i, n) opts.progress(side[1], i, n) end,
+      function(list)
         local embedded, hits = embed_chunk(bb, id, list, cache)
         result.cached = result.cached + hits
-        for k, e in ipairs(embedded) do chunk[i + k - 1] = e end
-      end
-      local e = chunk[i]
-      chunk[i] = false
-      if e:dim() ~= 2 or e:size(2) > backbones.MAX_DIM then
-        error(string.format("backbone %s: embeddings of %s are %s; FAD needs (frames, D) with D at most %d",
-          bb.name, path, e:shape_string(), backbones.MAX_DIM), 0)
-      end
-      if e:size(1) > 0 then stats:add(e) end
-      frames = frames + e:size(1)
-      if opts.progress then opts.progress(side[1], i, #files) end
-    end
+        return embedded
+      end)
     if frames < 2 then
       error(string.format("%s: %d embedding frames from %d files with backbone %s; FAD needs at least 2 (files shorter than one %s frame?)",
         side[1], frames, #files, bb.name, bb.name), 0)
