@@ -162,12 +162,7 @@ function M.markdown(result)
   return table.concat(lines, "\n") .. "\n"
 end
 
-local function csv_field(v)
-  if v == nil then return "" end
-  v = tostring(v)
-  if v:find('[,"\n]') then v = '"' .. v:gsub('"', '""') .. '"' end
-  return v
-end
+local csv_field = scoring.csv_field
 
 --- run(cfg, log) -> result {rows = {{name, n, files, cocola = {model = {mean, se, n, scores}}, fad = {backbone = x}}},
 --- models, backbones, tasks_hash}
@@ -184,8 +179,7 @@ function M.run(cfg, log)
   -- the rows: systems, then Random and Ground Truth from the task folder
   local rows = {}
   for _, s in ipairs(M.parse_systems(cfg.systems)) do
-    local dir = s.dir
-    local ok, by_id = pcall(candidates_in, dir)
+    local ok, by_id = pcall(candidates_in, s.dir)
     if not ok then error(string.format("system %s: %s", s.name, recipe.clean_error(by_id)), 0) end
     rows[#rows + 1] = { name = s.name, by_id = by_id, pick = cfg.pick }
   end
@@ -194,7 +188,7 @@ function M.run(cfg, log)
     reference = true }
   local inputs = candidates_in(cfg.tasks .. "/input")
   for _, row in ipairs(rows) do
-    row.files, row.task_ids, row.missing = {}, {}, {}
+    row.files, row.task_ids, row.inputs, row.missing = {}, {}, {}, {}
     for _, t in ipairs(tasks) do
       local input = M.pick_file(inputs, t.id, "first")
       if not input then error(string.format("task %s has no input audio in %s/input", t.id, cfg.tasks), 0) end
@@ -202,7 +196,6 @@ function M.run(cfg, log)
       if file then
         row.files[#row.files + 1] = file
         row.task_ids[#row.task_ids + 1] = t.id
-        row.inputs = row.inputs or {}
         row.inputs[#row.files] = input
       else
         row.missing[#row.missing + 1] = t.id
