@@ -28,6 +28,7 @@ local recipe = require "cocola.recipe"
 local data = require "cocola.data"
 local Sampler = require "cocola.data.sampler"
 local Rng = require "cocola.data.rng"
+local StemWindows = require "cocola.data.stem_windows"
 local cjson = require "cjson"
 
 local M = {}
@@ -75,25 +76,9 @@ local function tags_of(list)
   return out
 end
 
--- a stem tag as the released CompoNet code writes it: lowercase, words joined by "_", then "_<k>", k the
--- 1-based count of that tag so far in the list ("Drums", "Guitar", "Guitar" -> drums_1, guitar_1, guitar_2)
-local function prompt_tags(list)
-  local seen, out = {}, {}
-  for _, s in ipairs(list) do
-    local tag = tostring(s.tag):lower():gsub("[%s%-]+", "_")
-    seen[tag] = (seen[tag] or 0) + 1
-    out[#out + 1] = tag .. "_" .. seen[tag]
-  end
-  return table.concat(out, ", ")
-end
-
 --- prompt(input_stems, target_stems, genre?) -> "in: bass_1, drums_1; out: guitar_1" (the released code's
 --- form, "genre: <genre>; " first where the dataset has one)
-function M.prompt(input, target, genre)
-  local text = string.format("in: %s; out: %s", prompt_tags(input), prompt_tags(target))
-  if genre and genre ~= "" then text = "genre: " .. tostring(genre):lower() .. "; " .. text end
-  return text
-end
+M.prompt = StemWindows.prompt
 
 -- the Random row of a task: stems with the target's tags from another track, all active at one place
 local function random_mix(tracks, task_track, target_tags, cfg, task_index)

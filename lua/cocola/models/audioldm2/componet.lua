@@ -41,13 +41,26 @@ local function device_of(module)
   return p and p:device() or "cpu"
 end
 
---- CompoNet.new{pipeline = Pipeline, controlnet = ControlNet}: freezes every network of the pipeline and puts
---- the ControlNet in training mode.
+-- the U-Net's transformer blocks (the "attentions" variant trains them): the attentions of every
+-- cross-attention down, middle and up block
+local ATTENTIONS = { "^down_blocks%.%d+%.attentions%.", "^mid_block%.attentions%.", "^up_blocks%.%d+%.attentions%." }
+
+--- CompoNet.new{pipeline = Pipeline, controlnet = ControlNet, variant = "controlnet" | "attentions",
+--- cache_text = false}: freezes every network of the pipeline (variant "attentions": all but the U-Net's
+--- transformer blocks, the released conditional_attentions) and puts the trained parts in training mode.
+--- cache_text keeps each distinct prompt's text states (the text stack is frozen, so they never change): the
+--- T5 states are computed padded to the tokenizer's length and cut to the batch's longest prompt, which is
+--- what encoding the batch padded to its longest gives (T5 and GPT-2 attend to no padding).
 function CompoNet.new(o)
   if type(o) ~= "table" or type(o.pipeline) ~= "table" then fail("new expects {pipeline = Pipeline, controlnet = ControlNet}") end
   local cn = o.controlnet or o.pipeline.controlnet
   if type(cn) ~= "table" or type(cn.parameters) ~= "function" then fail("new needs a ControlNet (controlnet = ...)") end
-  local self = setmetatable({ pipeline = o.pipeline, controlnet = cn }, CompoNet)
+  local variant = o.variant or "controlnet"
+  if variant ~= "controlnet" and variant ~= "attentions" then
+    fail("variant must be controlnet or attentions, got %s", tostring(variant))
+  end
+  local self = setmetatable({ pipeline = o.pipeline, controlnet = cn, variant = variant,
+    text_cache = o.cache_text and {} or nil }, CompoNet)
   for _, k in ipairs(FROZEN) do
     local m = o.pipeline[k]
     if m then
@@ -55,18 +68,36 @@ function CompoNet.new(o)
       m:eval()
     end
   end
+  if o.pipeline.tag_encoder then
+    o.pipeline.tag_encoder:freeze()
+    o.pipeline.tag_encoder:eval()
+  end
   cn:unfreeze()
   cn:train()
+  self.trained = cn:parameters()
+  if variant == "attentions" then
+    local unet = o.pipeline.unet
+    if unet:unfreeze(ATTENTIONS) == 0 then fail("variant attentions: the U-Net has no transformer blocks") end
+    for _, np in ipairs(unet:named_parameters()) do
+      for _, pattern in ipairs(ATTENTIONS) do
+        if np[1]:find(pattern) then self.trained[#self.trained + 1] = np[2] break end
+      end
+    end
+    unet:train()
+  end
   local levels = #o.pipeline.unet.settings.block_out_channels
   self.unet_factor = 1 << (levels - 1)
   return self
 end
 
---- CompoNet.optimiser(controlnet[, overrides]) -> AdamW with CompoNet's settings over the ControlNet
-function CompoNet.optimiser(controlnet, overrides)
+--- componet:parameters() -> the trained parameters (the ControlNet's, and the U-Net's attentions in that variant)
+function CompoNet:parameters() return self.trained end
+
+--- CompoNet.optimiser(componet | controlnet[, overrides]) -> AdamW with CompoNet's settings over what trains
+function CompoNet.optimiser(model, overrides)
   local o = { lr = 1e-4, betas = { 0.95, 0.999 }, eps = 1e-6, weight_decay = 1e-3 }
   for k, v in pairs(overrides or {}) do o[k] = v end
-  return optim.AdamW(controlnet:parameters(), o)
+  return optim.AdamW(model:parameters(), o)
 end
 
 local function check_waves(w, what)
@@ -110,10 +141,46 @@ function CompoNet:text(prompts)
   for i, p in ipairs(prompts) do
     if type(p) ~= "string" then fail("prompt %d is not a string", i) end
   end
-  local embeds, mask, generated = self.pipeline:encode_prompt(prompts, { guidance_scale = 1 })
+  local embeds, mask, generated
+  if self.text_cache then
+    embeds, mask, generated = self:cached_text(prompts)
+  else
+    embeds, mask, generated = self.pipeline:encode_prompt(prompts, { guidance_scale = 1 })
+  end
   local dev = device_of(self.pipeline.unet)
   return { encoder_hidden_states = generated:to(dev), encoder_hidden_states_1 = embeds:to(dev),
     encoder_attention_mask_1 = cocola.ones(mask.shape):to(mask:dtype()):to(dev) }
+end
+
+-- the text states of prompts from the cache (computing the prompts not seen yet)
+function CompoNet:cached_text(prompts)
+  local cache, pipe = self.text_cache, self.pipeline
+  local longest = 0
+  for _, p in ipairs(prompts) do
+    local c = cache[p]
+    if not c then
+      c = {}
+      cocola.no_grad(function()
+        if pipe.tag_encoder then
+          c.embeds, c.mask, c.generated = pipe:encode_prompt({ p }, { guidance_scale = 1 })
+          c.length = c.embeds:size(2)
+        else
+          local full = pipe.tokenizer_2.model_max_length or 512
+          c.length = pipe.tokenizer_2({ p }, { padding = "longest", max_length = full, truncation = true }).input_ids:size(2)
+          c.embeds, c.mask, c.generated = pipe:encode_streams({ p }, pipe.language_model.max_new_tokens or 8, full)
+        end
+      end)
+      cache[p] = c
+      self.cached_prompts = (self.cached_prompts or 0) + 1
+    end
+    longest = math.max(longest, c.length)
+  end
+  local e, m, g = {}, {}, {}
+  for i, p in ipairs(prompts) do
+    local c = cache[p]
+    e[i], m[i], g[i] = c.embeds:narrow(2, 1, longest), c.mask:narrow(2, 1, longest), c.generated
+  end
+  return cocola.cat(e, 1), cocola.cat(m, 1), cocola.cat(g, 1)
 end
 
 -- timesteps -> list of integers (one per row)
@@ -188,12 +255,50 @@ function CompoNet:training_step(batch, optimiser, opts)
   opts = opts or {}
   if type(optimiser) ~= "table" or type(optimiser.step) ~= "function" then fail("training_step needs an optimiser") end
   optimiser:zero_grad()
-  for _, p in ipairs(self.controlnet:parameters()) do p.grad = nil end
+  for _, p in ipairs(self.trained) do p.grad = nil end
   local loss = self:loss(batch, opts)
   loss:backward()
-  local norm = optim.clip_grad_norm(self.controlnet:parameters(), opts.max_norm or 1.0)
+  local norm = optim.clip_grad_norm(self.trained, opts.max_norm or 1.0)
   optimiser:step()
   return loss:item(), norm
+end
+
+--- generate(condition waves (B, S) at 16 kHz, prompts (B), {steps = 150, guidance_scale = 1, seed, eta = 0,
+--- conditioning_scale = 1, negative_prompt, autocast, progress}) -> accompaniment waves (B, S), the final latents.
+--- The control latent is the condition's scaled VAE posterior sample (as in training; seeded with the
+--- latents); S must give mel frames divisible by the VAE's and the U-Net's downsampling (163680 samples, the
+--- released 10.23 s, do).
+function CompoNet:generate(cond, prompts, opts)
+  opts = opts or {}
+  check_waves(cond, "the condition waves")
+  if type(prompts) == "string" then prompts = { prompts } end
+  if type(prompts) ~= "table" or #prompts ~= cond:size(1) then
+    fail("%d condition waves need %d prompts", cond:size(1), cond:size(1))
+  end
+  if opts.seed then cocola.manual_seed(opts.seed) end
+  local w = self:latents(cond)
+  local S = cond:size(2)
+  local o = { steps = opts.steps or 150, guidance_scale = opts.guidance_scale or 1.0, eta = opts.eta,
+    conditioning_scale = opts.conditioning_scale, negative_prompt = opts.negative_prompt, autocast = opts.autocast,
+    progress = opts.progress, control_latent = w }
+  local shape = self.pipeline:latent_shape(cond:size(1), S / mel.SAMPLING_RATE)
+  if shape[3] ~= w:size(3) then
+    fail("%d condition samples give %d latent frames, the pipeline %d for %.4f s", S, w:size(3), shape[3], S / mel.SAMPLING_RATE)
+  end
+  o.seconds = S / mel.SAMPLING_RATE
+  o.latents = cocola.randn(shape):to(w:device())
+  local pipe_cn = self.pipeline.controlnet
+  self.pipeline.controlnet = self.controlnet
+  local was_training = self.controlnet.training
+  self.controlnet:eval()
+  local ok, audio, z = pcall(self.pipeline.generate, self.pipeline, prompts, o)
+  self.pipeline.controlnet = pipe_cn
+  if was_training then self.controlnet:train() end
+  if not ok then error(audio, 0) end
+  if audio:size(2) < S then
+    audio = cocola.cat({ audio, cocola.zeros({ audio:size(1), S - audio:size(2) }):to(audio:device()) }, 2)
+  end
+  return audio, z
 end
 
 return CompoNet

@@ -45,6 +45,26 @@ function Pipeline.from_pretrained(dir, opts)
   local f = io.open(dir .. "/model_index.json", "rb")
   if not f then error(string.format("%s/model_index.json: no such file (expected a diffusers AudioLDM 2 folder)", dir), 2) end
   f:close()
+  local index = require("cocola.json_config").decode_file(dir .. "/model_index.json", "model_index.json", 2)
+  local controlnet = type(opts.controlnet) == "string"
+    and require("cocola.models.audioldm2.controlnet").from_pretrained(opts.controlnet) or opts.controlnet
+  if controlnet == nil and index.controlnet ~= nil then
+    controlnet = require("cocola.models.audioldm2.controlnet").from_pretrained(dir .. "/controlnet")
+  end
+  local vocoder
+  local vc = require("cocola.models.audioldm2.pretrained").read_config(dir .. "/vocoder")
+  if vc._class_name == "GriffinLim" then
+    vocoder = require("cocola.models.audioldm2.griffin_lim").from_pretrained(dir)
+  else
+    vocoder = HifiGan.from_pretrained(dir)
+  end
+  if index.tag_encoder ~= nil then
+    return Pipeline({
+      tag_encoder = require("cocola.models.audioldm2.tag_encoder").from_pretrained(dir),
+      unet = UNet.from_pretrained(dir), vae = AutoencoderKL.from_pretrained(dir), vocoder = vocoder,
+      scheduler = ddim.from_pretrained(dir), controlnet = controlnet,
+    })
+  end
   local ClapText = require "cocola.models.text.clap_text"
   return Pipeline({
     tokenizer = Tokenizer.from_pretrained(dir, { subfolder = "tokenizer" }),
@@ -55,17 +75,19 @@ function Pipeline.from_pretrained(dir, opts)
     language_model = GPT2.from_pretrained(dir .. "/language_model"),
     unet = UNet.from_pretrained(dir),
     vae = AutoencoderKL.from_pretrained(dir),
-    vocoder = HifiGan.from_pretrained(dir),
+    vocoder = vocoder,
     scheduler = ddim.from_pretrained(dir),
-    controlnet = type(opts.controlnet) == "string" and require("cocola.models.audioldm2.controlnet").from_pretrained(opts.controlnet)
-      or opts.controlnet,
+    controlnet = controlnet,
   })
 end
 
 --- Pipeline{tokenizer, tokenizer_2, text_encoder, text_encoder_2, projection_model, language_model, unet, vae,
---- vocoder, scheduler[, controlnet]}
+--- vocoder, scheduler[, controlnet]}, or with tag_encoder (cocola.models.audioldm2.tag_encoder) in place of the
+--- text stack (the small models trained on this project's prompts)
 function Pipeline:init(c)
-  for _, k in ipairs({ "text_encoder", "text_encoder_2", "projection_model", "language_model", "unet", "vae", "vocoder" }) do
+  local needed = c.tag_encoder and { "tag_encoder", "unet", "vae", "vocoder" }
+    or { "text_encoder", "text_encoder_2", "projection_model", "language_model", "unet", "vae", "vocoder" }
+  for _, k in ipairs(needed) do
     if not c[k] then error("AudioLDM2Pipeline: missing component " .. k, 3) end
     self[k] = c[k]
   end
@@ -103,9 +125,25 @@ function Pipeline:encode_prompt(prompts, opts)
   opts = opts or {}
   prompts = prompt_list(prompts, "prompt")
   local n = opts.num_waveforms_per_prompt or 1
-  local max_new_tokens = opts.max_new_tokens or self.language_model.max_new_tokens or 8
+  local max_new_tokens = opts.max_new_tokens or (self.language_model and self.language_model.max_new_tokens) or 8
   return cocola.no_grad(function()
-    local embeds, mask, generated = self:encode_streams(prompts, max_new_tokens)
+    local embeds, mask, generated
+    if self.tag_encoder then
+      local all = prompts
+      if (opts.guidance_scale or 1) > 1 then
+        local negative = opts.negative_prompt or ""
+        all = {}
+        for i = 1, #prompts do all[i] = type(negative) == "table" and (negative[i] or negative[1]) or negative end
+        for i = 1, #prompts do all[#prompts + i] = prompts[i] end
+      end
+      local rows = {}
+      for i, p in ipairs(all) do
+        for _ = 1, n do rows[#rows + 1] = p end
+      end
+      local text = self.tag_encoder(rows)
+      return text.encoder_hidden_states_1, text.encoder_attention_mask_1, text.encoder_hidden_states
+    end
+    embeds, mask, generated = self:encode_streams(prompts, max_new_tokens)
     local function repeat_rows(t)
       if n == 1 then return t end
       local shape = t.shape

@@ -202,4 +202,24 @@ function M.from_pretrained(Class, dir, subfolder, names)
   return model:eval()
 end
 
+--- save_pretrained(module, folder, config[, {dtype = "float16", class_name = ...}]): writes folder/config.json
+--- (the config without the reader's _path) and folder/diffusion_pytorch_model.safetensors, both atomically;
+--- from_pretrained reads them back. dtype "float16" halves the file (float32 weights are kept otherwise).
+function M.save_pretrained(module, folder, config, opts)
+  opts = opts or {}
+  local fs = require "cocola.data.fs"
+  if not os.execute(string.format("mkdir -p '%s'", folder:gsub("'", "'\\''"))) then
+    error(string.format("save_pretrained: cannot create the folder %s", folder), 2)
+  end
+  local out = {}
+  for k, v in pairs(config) do if k ~= "_path" then out[k] = v end end
+  if opts.class_name then out._class_name = opts.class_name end
+  local weights = fs.join(folder, "diffusion_pytorch_model.safetensors")
+  cocola.save(weights .. ".tmp", module:state_dict(), { dtype = opts.dtype })
+  local ok, err = os.rename(weights .. ".tmp", weights)
+  if not ok then error(string.format("save_pretrained: %s", tostring(err)), 2) end
+  require("cocola.recipe").write_atomic(fs.join(folder, "config.json"), cjson.encode(out))
+  return folder
+end
+
 return M

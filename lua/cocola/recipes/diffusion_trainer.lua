@@ -1,0 +1,187 @@
+-- cocola.recipes.diffusion_trainer — the loop the generative trainers share (the latent diffusion model's
+-- phase 1 and CompoNet's phase 2): a run folder with config.jsonl (every start's settings and seed),
+-- metrics.jsonl (one line per logged step and per validation), a progress bar, validation every
+-- valid_every steps on fixed windows with a fixed noise seed (the engine's generator is restored after),
+-- atomic checkpoints into <out>/last (the trained modules, the optimiser, the windows' position, the
+-- engine's generator and the step) every checkpoint_every steps and at the end, exact resume from
+-- resume=<out>/last (the run's settings restored unless given again), max_steps and max_minutes limits.
+-- A job is {name, modules = {name = Module} (what is checkpointed), optimizer, windows (StemWindows),
+-- valid_windows (or nil), step = function(batch) -> loss, extra fields for the metrics,
+-- valid = function(batch) -> loss, export = function(final) (writes the run's model folder)}.
+local cocola = require "cocola"
+local recipe = require "cocola.recipe"
+local cjson = require "cjson"
+local lfs = require "lfs"
+local fs = require "cocola.data.fs"
+
+local M = {}
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- restore_settings(cfg, defaults, log): resume=<run>/last takes the run's last settings (its config.jsonl)
+--- for every setting the arguments did not give; settings given again are named in the log
+function M.restore_settings(cfg, defaults, log)
+  if not fs.is_file(cfg.resume .. "/state.json") then
+    error(string.format("resume: '%s' is not a checkpoint folder (expected <run>/last with state.json)", cfg.resume), 0)
+  end
+  local given = recipe.explicit(cfg) or {}
+  local run_dir = cfg.resume:gsub("/+$", ""):match("^(.*)/[^/]+$") or "."
+  local text = recipe.read(run_dir .. "/config.jsonl")
+  if not text then return end
+  local saved = cjson.decode(text:match("([^\n]+)\n?$"))
+  local kept = {}
+  for key, default in pairs(defaults) do
+    local v = saved[key]
+    if v ~= nil and v ~= cjson.null and key ~= "resume" then
+      if math.type(default) == "integer" and math.tointeger(v) then v = math.tointeger(v) end
+      if given[key] then
+        if v ~= cfg[key] then kept[#kept + 1] = string.format("%s=%s (was %s)", key, tostring(cfg[key]), tostring(v)) end
+      elseif type(v) == type(default) then
+        cfg[key] = v
+      end
+    end
+  end
+  table.sort(kept)
+  log(string.format("resume: settings of %s/config.jsonl restored%s", run_dir,
+    #kept > 0 and ("; given again: " .. table.concat(kept, ", ")) or ""))
+end
+
+--- save(dir, job, state): the checkpoint folder, written beside and swapped into place
+function M.save(dir, job, state)
+  local tmp = dir .. ".tmp"
+  os.execute("rm -rf " .. shell_quote(tmp))
+  assert(lfs.mkdir(tmp))
+  for name, module in pairs(job.modules) do cocola.save(tmp .. "/" .. name .. ".safetensors", module:state_dict()) end
+  job.optimizer:save(tmp .. "/optimizer.safetensors")
+  local seed, offset = cocola.get_rng_state()
+  state.windows = job.windows:state()
+  state.rng = { seed = seed, offset = offset }
+  recipe.write_atomic(tmp .. "/state.json", cjson.encode(state))
+  os.execute("rm -rf " .. shell_quote(dir .. ".old"))
+  if lfs.attributes(dir, "mode") then assert(os.rename(dir, dir .. ".old")) end
+  assert(os.rename(tmp, dir))
+  os.execute("rm -rf " .. shell_quote(dir .. ".old"))
+end
+
+--- load(dir, job) -> state (the modules, the optimiser, the windows and the generator restored)
+function M.load(dir, job)
+  local state = cjson.decode(assert(recipe.read(dir .. "/state.json")))
+  for name, module in pairs(job.modules) do
+    local path = dir .. "/" .. name .. ".safetensors"
+    if not fs.is_file(path) then error(string.format("resume: %s is missing", path), 0) end
+    module:load_state_dict(cocola.load(path), { strict = true })
+  end
+  job.optimizer:load(dir .. "/optimizer.safetensors")
+  job.windows:set_state({ epoch = math.tointeger(state.windows.epoch), position = math.tointeger(state.windows.position) })
+  cocola.set_rng_state(math.tointeger(state.rng.seed), math.tointeger(state.rng.offset))
+  return state
+end
+
+-- the mean validation loss over cfg.valid_batches batches of the fixed windows, with a fixed noise seed
+local function validate(cfg, job)
+  if not job.valid_windows or cfg.valid_batches <= 0 then return nil end
+  local seed, offset = cocola.get_rng_state()
+  cocola.manual_seed(cfg.seed + 1000003)
+  job.valid_windows:set_state({ epoch = 0, position = 0 })
+  local sum, n = 0, 0
+  for _ = 1, cfg.valid_batches do
+    local batch = job.valid_windows:next_batch()
+    sum = sum + cocola.no_grad(function() return job.valid(batch) end)
+    n = n + 1
+  end
+  cocola.set_rng_state(seed, offset)
+  return sum / n
+end
+
+--- run(cfg, job, log) -> {losses = {step losses of this start}, step = last step, valid = last validation}.
+--- cfg needs out, resume, seed, max_steps, max_minutes, valid_every, valid_batches, checkpoint_every, log_every.
+function M.run(cfg, job, log)
+  local started = cocola.wall_time()
+  local state = { step = 0 }
+  if cfg.resume ~= "" then
+    state = M.load(cfg.resume, job)
+    log(string.format("resumed %s at step %d (epoch %d, window %d)", cfg.resume, state.step, job.windows.epoch,
+      job.windows.position))
+  end
+  local metrics = cfg.out .. "/metrics.jsonl"
+  local losses, last_valid = {}, state.valid
+  local window_sum, window_n = 0, 0
+  local total = cfg.max_steps
+  local stop_reason = "max_steps"
+  while state.step < total do
+    local batch = job.windows:next_batch()
+    local t0 = cocola.wall_time()
+    local loss, extra = job.step(batch)
+    if loss ~= loss or loss == math.huge or loss == -math.huge then
+      error(string.format("%s: the loss is %s at step %d (last checkpoint: %s/last)", job.name, tostring(loss),
+        state.step + 1, cfg.out), 0)
+    end
+    state.step = state.step + 1
+    losses[#losses + 1] = loss
+    window_sum, window_n = window_sum + loss, window_n + 1
+    if state.step % cfg.log_every == 0 or state.step == total then
+      local record = { step = state.step, loss = window_sum / window_n, seconds = cocola.wall_time() - t0,
+        epoch = job.windows.epoch }
+      for k, v in pairs(extra or {}) do record[k] = v end
+      recipe.append_jsonl(metrics, record)
+      window_sum, window_n = 0, 0
+    end
+    if cfg.valid_every > 0 and state.step % cfg.valid_every == 0 then
+      last_valid = validate(cfg, job)
+      if last_valid then
+        recipe.append_jsonl(metrics, { step = state.step, valid_loss = last_valid })
+        state.valid = last_valid
+      end
+    end
+    recipe.progress(job.name, state.step, total, string.format("loss %.4f%s", loss,
+      last_valid and string.format(" valid %.4f", last_valid) or ""))
+    local out_of_time = cfg.max_minutes > 0 and cocola.wall_time() - started > cfg.max_minutes * 60
+    if state.step % cfg.checkpoint_every == 0 or out_of_time then M.save(cfg.out .. "/last", job, state) end
+    if out_of_time then
+      stop_reason = "max_minutes"
+      break
+    end
+  end
+  recipe.end_progress()
+  M.save(cfg.out .. "/last", job, state)
+  local final = state.step >= total
+  job.export(final)
+  log(string.format("%s: stopped at step %d of %d (%s); checkpoint %s/last%s", job.name, state.step, total,
+    final and "done" or stop_reason, cfg.out, final and "" or "; resume=" .. cfg.out .. "/last continues"))
+  return { losses = losses, step = state.step, valid = last_valid }
+end
+
+--- prepare(cfg, defaults, log): the run folder, resume's settings, the device check; returns whether this
+--- start made the folder
+function M.prepare(cfg, defaults, log)
+  if cfg.resume ~= "" then M.restore_settings(cfg, defaults, log) end
+  if cfg.out == "" then error("out= (the run folder) is required", 0) end
+  if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
+    error(string.format("device must be cpu or cuda, got '%s'", tostring(cfg.device)), 0)
+  end
+  if cfg.device == "cuda" and not cocola.cuda.is_available() then
+    error("device=cuda, but CUDA is not available (" .. tostring(cocola.cuda.unavailable_reason()) .. ")", 0)
+  end
+  if cfg.autocast ~= "off" and cfg.autocast ~= "bf16" then error("autocast must be off or bf16", 0) end
+  if cfg.autocast == "bf16" and cfg.device ~= "cuda" then error("autocast=bf16 needs device=cuda", 0) end
+  for _, k in ipairs({ "max_steps", "batch_size", "checkpoint_every", "log_every" }) do
+    if math.type(cfg[k]) ~= "integer" or cfg[k] < 1 then error(k .. " must be a positive integer", 0) end
+  end
+  if cfg.resume == "" and fs.is_dir(cfg.out .. "/last") then
+    error(string.format("%s already holds a run (%s/last); resume=%s/last continues it, or choose another out=",
+      cfg.out, cfg.out, cfg.out), 0)
+  end
+  if not os.execute("mkdir -p " .. shell_quote(cfg.out)) then error("cannot create the folder " .. cfg.out, 0) end
+  cocola.set_num_threads(cfg.threads)
+  recipe.log_config(cfg)
+  recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
+  cocola.manual_seed(cfg.seed)
+end
+
+--- autocast wrapper for a step: bf16 autocast on the GPU when cfg.autocast = "bf16"
+function M.autocast(cfg, fn)
+  if cfg.autocast == "bf16" then return cocola.cuda.autocast("bf16", fn) end
+  return fn()
+end
+
+return M
