@@ -1,9 +1,9 @@
 -- componet_checkpoint_spec.lua — CompoNet's Lightning checkpoints loaded on top of the tiny AudioLDM 2 pipeline
 -- (spec/fixtures/audioldm2/gen_componet_ckpt.py: componet_tiny.ckpt, componet_tiny.safetensors): the ControlNet's
 -- residuals (2,8,8,8) x 3, (2,16,4,4) and the checkpoint's U-Net fed with them (2,8,8,8) within 1e-5 relative, the
--- info fields, the same weights from a safetensors file, a float64 pipeline; errors for a file that is not a
--- checkpoint, one without controlnet.* weights, a missing, an unknown and a wrongly shaped key. Temporary files
--- are removed.
+-- info fields, Pipeline.from_pretrained with the file as its controlnet, the same weights from a safetensors file,
+-- a float64 pipeline; errors for a file that is not a checkpoint, one without controlnet.* weights, a missing, an
+-- unknown and a wrongly shaped key. Temporary files are removed.
 local cocola = require "cocola"
 local compare = require "helpers.compare"
 local Pipeline = require "cocola.models.audioldm2.pipeline"
@@ -75,6 +75,15 @@ describe("CompoNet checkpoints", function()
     assert.is_false(cn.training)
     check_outputs(cn, pipe.unet, fx, "output.eps", TOL)
     assert.is_true(compare.rel_err(fx["output.eps"], fx["output.eps_folder"]) > 1e-2)
+  end)
+
+  it("is Pipeline.from_pretrained's controlnet when given as a file", function()
+    local pipe = Pipeline.from_pretrained(D .. "pipeline_tiny", { controlnet = CKPT })
+    assert.equal(93, pipe.componet_checkpoint.epoch)
+    assert.is_true(pipe.componet_checkpoint.unet_replaced)
+    check_outputs(pipe.controlnet, pipe.unet, fx, "output.eps", TOL)
+    compare.raises(function() Pipeline.from_pretrained(D .. "pipeline_tiny", { controlnet = D .. "componet_tiny.safetensors" }) end,
+      "is not a CompoNet checkpoint: no controlnet.* weights")
   end)
 
   it("reports what it read", function()
