@@ -5,7 +5,7 @@
 -- from_pretrained(folder) for each (a component folder or a pipeline folder holding unet/, vae/, ...).
 -- The DDIM scheduler is cocola.schedulers.ddim; the text stack (tokenizers, CLAP text tower, T5 encoder,
 -- GPT-2) is in cocola.models.text; Pipeline puts them together, prompt -> audio; CompoNet is the
--- ControlNet's training step.
+-- ControlNet's training step; componet_checkpoint reads CompoNet's released Lightning checkpoints.
 return {
   UNet = require "cocola.models.audioldm2.unet",
   ControlNet = require "cocola.models.audioldm2.controlnet",
@@ -16,5 +16,6 @@ return {
   ProjectionModel = require "cocola.models.audioldm2.projection_model",
   Pipeline = require "cocola.models.audioldm2.pipeline",
   CompoNet = require "cocola.models.audioldm2.componet",
+  componet_checkpoint = require "cocola.models.audioldm2.componet_checkpoint",
   configs = require "cocola.models.audioldm2.configs",
 }

@@ -38,9 +38,24 @@ local function prompt_list(p, what)
   return p
 end
 
---- Pipeline.from_pretrained(dir[, {controlnet = folder | ControlNet}])
+--- Pipeline.from_pretrained(dir[, {controlnet = folder | checkpoint file | ControlNet}]): a checkpoint file is
+--- CompoNet's released .ckpt (or a .safetensors with its keys), read by componet_checkpoint.load: its unet.*
+--- weights, when present, replace the folder's; pipe.componet_checkpoint is then load's info table.
 function Pipeline.from_pretrained(dir, opts)
   opts = opts or {}
+  if type(opts.controlnet) == "string" then
+    local lfs = require "lfs"
+    if lfs.attributes(opts.controlnet, "mode") == "file" then
+      local rest = {}
+      for k, v in pairs(opts) do rest[k] = v end
+      rest.controlnet = nil
+      local pipe = Pipeline.from_pretrained(dir, rest)
+      local ok, cn, info = pcall(require("cocola.models.audioldm2.componet_checkpoint").load, opts.controlnet, pipe)
+      if not ok then error(cn, 2) end
+      pipe.controlnet, pipe.componet_checkpoint = cn, info
+      return pipe
+    end
+  end
   if type(dir) ~= "string" then error("AudioLDM2Pipeline.from_pretrained: expected a folder path", 2) end
   local f = io.open(dir .. "/model_index.json", "rb")
   if not f then error(string.format("%s/model_index.json: no such file (expected a diffusers AudioLDM 2 folder)", dir), 2) end
