@@ -3,8 +3,8 @@
 -- a 0.4 s chirp with two tones (log-mel (64, 41)):
 --  * NNLS: with nnls_iter = 0 the magnitude is librosa's mel_to_stft within 1e-5 relative (librosa's
 --    L-BFGS-B returns its start, clip(pinv(A) mel, 0), whose mel misses the input by 5.9 %); the default
---    200 projected-gradient steps fit the mel within 1e-3 relative (the exact NNLS optimum fits it to 1e-12)
---    and its log within 0.06 nats on average.
+--    100 projected-gradient steps fit the mel within 2e-3 relative (the exact NNLS optimum fits it to 1e-12)
+--    and its log within 0.08 nats on average.
 --  * Griffin-Lim from zero phase is unstable in floating point (librosa's own float32 and float64 runs
 --    differ by 3 % after 8 rounds on this input, and a 1e-6 change of the magnitude moves the wave by
 --    37 %), so it is checked tightly after one round (1e-3 relative; measured ~1e-4) and after 8 rounds
@@ -60,9 +60,9 @@ describe("GriffinLim", function()
       assert.is_true(X:min():item() >= 0)
       local fit = cocola.matmul(mel.mel_basis(), X)
       local err = rel(fit, fx.log_mel:exp())
-      assert.is_true(err < 1e-3, "relative mel fit " .. err)
+      assert.is_true(err < 2e-3, "relative mel fit " .. err)
       local log_err = (fit:clamp(1e-5, math.huge):log() - fx.log_mel):abs():mean():item()
-      assert.is_true(log_err < 0.06, "mean log-mel error " .. log_err)
+      assert.is_true(log_err < 0.08, "mean log-mel error " .. log_err)
     end)
   end)
 
@@ -185,6 +185,12 @@ describe("GriffinLim", function()
         assert.are.same({ 12, 0.5, "zeros", 9, 40, 16000, 64 }, { c.n_iter, c.momentum, c.init, c.seed, c.nnls_iter,
           c.sampling_rate, c.model_in_dim })
       end
+      -- a pipeline folder naming GriffinLim as its vocoder
+      local Pipeline = require "cocola.models.audioldm2.pipeline"
+      local from_pipeline = Pipeline.vocoder_from_pretrained(dir)
+      assert.is_true(from_pipeline:is_instance_of(GriffinLim))
+      assert.are.equal(12, from_pipeline.config.n_iter)
+      assert.are.equal(GriffinLim, require("cocola.models.audioldm2").GriffinLim)
       files.write(path, text:gsub('"GriffinLim"', '"SpeechT5HifiGan"'))
       assert.matches("names the class 'SpeechT5HifiGan', not GriffinLim", error_of(GriffinLim.from_pretrained, dir))
       files.write(path, text:gsub('"n_iter": 12', '"n_iters": 12'))

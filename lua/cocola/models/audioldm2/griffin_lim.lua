@@ -36,7 +36,6 @@ local GriffinLim = Module:extend("GriffinLim")
 local HOP = mel_front_end.HOP_LENGTH
 local N_FFT = mel_front_end.N_FFT
 local N_MELS = mel_front_end.N_MELS
-local N_BINS = N_FFT // 2 + 1
 local STFT_OPTIONS = { n_fft = N_FFT, hop_length = HOP, win_length = N_FFT, center = true, pad_mode = "reflect" }
 -- reflect padding of n_fft / 2 needs (T - 1) * hop > n_fft / 2 samples
 local MIN_FRAMES = N_FFT // 2 // HOP + 2
@@ -48,7 +47,7 @@ GriffinLim.DEFAULTS = {
   momentum = 0.99,
   init = "random",
   seed = 0,
-  nnls_iter = 200,
+  nnls_iter = 100,
   sampling_rate = mel_front_end.SAMPLING_RATE,
   model_in_dim = N_MELS,
 }
@@ -79,7 +78,7 @@ local function parse_config(cfg, source, level)
   return parsed
 end
 
---- GriffinLim{n_iter = 32, momentum = 0.99, init = "random" | "zeros", seed = 0, nnls_iter = 200}
+--- GriffinLim{n_iter = 32, momentum = 0.99, init = "random" | "zeros", seed = 0, nnls_iter = 100}
 function GriffinLim:init(options)
   if options ~= nil and type(options) ~= "table" then
     error(string.format("GriffinLim: expected an options table, got a %s", type(options)), 4)
