@@ -1,7 +1,7 @@
 -- cocola.models.audioldm2 — AudioLDM 2's audio path and CompoNet's ControlNet, with diffusers' and
 -- transformers' parameter names: UNet (AudioLDM2UNet2DConditionModel), ControlNet
--- (ControlNetAudioLDM2Model), AutoencoderKL, HifiGan (SpeechT5HifiGan), ProjectionModel
--- (AudioLDM2ProjectionModel), the mel front end (mel), and
+-- (ControlNetAudioLDM2Model), AutoencoderKL, HifiGan (SpeechT5HifiGan), GriffinLim (the vocoder without
+-- weights, its fallback), ProjectionModel (AudioLDM2ProjectionModel), the mel front end (mel), and
 -- from_pretrained(folder) for each (a component folder or a pipeline folder holding unet/, vae/, ...).
 -- The DDIM scheduler is cocola.schedulers.ddim; the text stack (tokenizers, CLAP text tower, T5 encoder,
 -- GPT-2) is in cocola.models.text; Pipeline puts them together, prompt -> audio; CompoNet is the
@@ -11,6 +11,7 @@ return {
   ControlNet = require "cocola.models.audioldm2.controlnet",
   AutoencoderKL = require "cocola.models.audioldm2.autoencoder_kl",
   HifiGan = require "cocola.models.audioldm2.hifigan",
+  GriffinLim = require "cocola.models.audioldm2.griffin_lim",
   ProjectionModel = require "cocola.models.audioldm2.projection_model",
   mel = require "cocola.models.audioldm2.mel",
   ProjectionModel = require "cocola.models.audioldm2.projection_model",

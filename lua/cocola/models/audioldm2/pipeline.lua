@@ -4,7 +4,9 @@
 -- DDIM over the U-Net (classifier-free guidance with the negative prompts when guidance_scale > 1; an
 -- optional ControlNet with its control latent) -> VAE decode of latents / scaling_factor -> mel (B, 1, T, F)
 -- -> vocoder -> waveforms cropped to the requested length.
--- Pipeline.from_pretrained(dir) reads a diffusers AudioLDM 2 folder (model_index.json and its components).
+-- Pipeline.from_pretrained(dir) reads a diffusers AudioLDM 2 folder (model_index.json and its components); a
+-- vocoder/config.json with "_class_name": "GriffinLim" gives the Griffin-Lim vocoder (griffin_lim.lua) instead
+-- of the HiFi-GAN.
 -- Devices: pipe:cuda() (or :to("cuda")) moves every network; each one's inputs follow its weights, so the
 -- text stack may also stay where it is (pipe.unet:cuda(), pipe.vae:cuda(), ... one by one; a ControlNet goes
 -- with the U-Net). generate's
@@ -20,6 +22,8 @@ local UNet = require "cocola.models.audioldm2.unet"
 local AutoencoderKL = require "cocola.models.audioldm2.autoencoder_kl"
 local HifiGan = require "cocola.models.audioldm2.hifigan"
 local ProjectionModel = require "cocola.models.audioldm2.projection_model"
+local json_config = require "cocola.json_config"
+local fs = require "cocola.data.fs"
 
 local Pipeline = nn.Module:extend("AudioLDM2Pipeline")
 
@@ -36,6 +40,16 @@ local function prompt_list(p, what)
     if type(s) ~= "string" then error(string.format("AudioLDM2Pipeline: %s %d is not a string", what, i), 4) end
   end
   return p
+end
+
+--- Pipeline.vocoder_from_pretrained(dir): the vocoder of a pipeline folder: GriffinLim when
+--- vocoder/config.json names it ("_class_name": "GriffinLim", a vocoder without weights), else the HiFi-GAN
+function Pipeline.vocoder_from_pretrained(dir)
+  local path = dir .. "/vocoder/config.json"
+  if fs.is_file(path) and json_config.read(path, "AudioLDM2Pipeline")._class_name == "GriffinLim" then
+    return require("cocola.models.audioldm2.griffin_lim").from_pretrained(dir)
+  end
+  return HifiGan.from_pretrained(dir)
 end
 
 --- Pipeline.from_pretrained(dir[, {controlnet = folder | checkpoint file | ControlNet}]): a checkpoint file is
@@ -66,13 +80,7 @@ function Pipeline.from_pretrained(dir, opts)
   if controlnet == nil and index.controlnet ~= nil then
     controlnet = require("cocola.models.audioldm2.controlnet").from_pretrained(dir .. "/controlnet")
   end
-  local vocoder
-  local vc = require("cocola.models.audioldm2.pretrained").read_config(dir .. "/vocoder")
-  if vc._class_name == "GriffinLim" then
-    vocoder = require("cocola.models.audioldm2.griffin_lim").from_pretrained(dir)
-  else
-    vocoder = HifiGan.from_pretrained(dir)
-  end
+  local vocoder = Pipeline.vocoder_from_pretrained(dir)
   if index.tag_encoder ~= nil then
     return Pipeline({
       tag_encoder = require("cocola.models.audioldm2.tag_encoder").from_pretrained(dir),
