@@ -242,10 +242,10 @@ function Pipeline:generate(prompts, opts)
   if z == nil then
     if opts.seed then cocola.manual_seed(opts.seed) end
     z = cocola.randn(shape):to(dev)
-  elseif not cocola.is_tensor(z) or z:dim() ~= 4 or z:size(1) ~= shape[1] or z:size(2) ~= shape[2]
-      or z:size(3) ~= shape[3] or z:size(4) ~= shape[4] then
-    error(string.format("AudioLDM2Pipeline: latents must have shape (%d, %d, %d, %d)", shape[1], shape[2], shape[3],
-      shape[4]), 2)
+  elseif not cocola.is_tensor(z) or z:dim() ~= 4 or z:size(1) ~= shape[1] or z:size(2) ~= shape[2] then
+    -- the latent's frames and bands may differ from the default (a condition's latent gives them; the audio is
+    -- cut to `seconds`)
+    error(string.format("AudioLDM2Pipeline: latents must have shape (%d, %d, frames, bands)", shape[1], shape[2]), 2)
   else
     z = z:to(dev)
   end
