@@ -35,7 +35,7 @@ M.DEFAULTS = {
   stage = "vae", layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
   out = "", resume = "", vae = "", seconds = 10.23, vae_seconds = 2.55, silence_rms = 1e-4,
   vae_channels = "32,64,64", vae_layers = 1, latent_channels = 8, vae_groups = 16, kl_weight = 1e-6, scale_batches = 8,
-  unet_channels = "64,128,128", unet_layers = 1, heads = 4, unet_groups = 16, text_dim = 64, tag_dim = 64,
+  unet_channels = "32,64,96", unet_layers = 1, heads = 4, unet_groups = 16, text_dim = 64, tag_dim = 64,
   max_length = 24, uncond_prob = 0.1,
   lr = 2e-4, weight_decay = 1e-2, batch_size = 4, max_steps = 4000, max_minutes = 0, valid_every = 200,
   valid_batches = 4, checkpoint_every = 50, log_every = 10, seed = 0, threads = 2, device = "cpu", autocast = "off",
@@ -103,7 +103,7 @@ end
 --- the AudioLDM 2 DDIM/DDPM scheduler settings
 M.SCHEDULER = { _class_name = "DDIMScheduler", beta_end = 0.0195, beta_schedule = "scaled_linear", beta_start = 0.0015,
   clip_sample = false, num_train_timesteps = 1000, prediction_type = "epsilon", set_alpha_to_one = false,
-  steps_offset = 1, timestep_spacing = "leading", trained_betas = cjson.null }
+  steps_offset = 1, timestep_spacing = "leading" }
 
 --- the VAE config of the settings
 function M.vae_config(cfg)
