@@ -2,8 +2,8 @@
 -- restatement of the released Model.step on the tiny pipeline (spec/fixtures/audioldm2/gen_componet.py:
 -- pipeline_tiny/, componet/controlnet/, componet.safetensors): the VAE latents of the waves given the posterior
 -- sample noise, the loss, the ControlNet's gradients, the total gradient norm and its clipping, the weights
--- after one AdamW step, all within 1e-4 relative; the frozen networks get no gradient; bad batches raise
--- errors that name the problem.
+-- after one AdamW step, all within 1e-4 relative; the frozen networks get no gradient; cached text states are the
+-- batch's own; bad batches raise errors that name the problem.
 local cocola = require "cocola"
 local compare = require "helpers.compare"
 local optim = require "cocola.optim"
@@ -65,6 +65,22 @@ describe("CompoNet training step", function()
     compare.assert_close(t.encoder_hidden_states, fx["text.generated_prompt_embeds"], TOL, "GPT-2 embeds")
     assert.equal(t.encoder_hidden_states_1:size(1) * t.encoder_hidden_states_1:size(2),
       t.encoder_attention_mask_1:float():sum():item())
+  end)
+
+  it("cache_text gives the batch's own text states, whatever its longest prompt", function()
+    local pipe = Pipeline.from_pretrained(D .. "pipeline_tiny")
+    local cn = ControlNet.from_pretrained(D .. "componet/controlnet")
+    local cached = CompoNet.new({ pipeline = pipe, controlnet = cn, cache_text = true })
+    local plain = CompoNet.new({ pipeline = pipe, controlnet = cn })
+    -- T5 lengths 14 and 24 (the longest the tokenizer gives), then 14 and 14: GPT-2 numbers the padded positions
+    -- too, so the first prompt's generated embeddings differ between the two batches
+    for _, batch in ipairs({ PROMPTS, { PROMPTS[1], "funky slap bass line" }, PROMPTS }) do
+      local a, b = cached:text(batch), plain:text(batch)
+      compare.assert_close(a.encoder_hidden_states, b.encoder_hidden_states, 1e-6, "GPT-2 embeds")
+      compare.assert_close(a.encoder_hidden_states_1, b.encoder_hidden_states_1, 1e-6, "T5 states")
+      compare.assert_close(a.encoder_attention_mask_1:float(), b.encoder_attention_mask_1:float(), 0, "mask")
+    end
+    assert.equal(4, cached.cached_prompts)
   end)
 
   it("matches the loss, the gradients and the clipped gradients; the frozen networks get none", function()

@@ -48,9 +48,10 @@ local ATTENTIONS = { "^down_blocks%.%d+%.attentions%.", "^mid_block%.attentions%
 --- CompoNet.new{pipeline = Pipeline, controlnet = ControlNet, variant = "controlnet" | "attentions",
 --- cache_text = false}: freezes every network of the pipeline (variant "attentions": all but the U-Net's
 --- transformer blocks, the released conditional_attentions) and puts the trained parts in training mode.
---- cache_text keeps each distinct prompt's text states (the text stack is frozen, so they never change): the
---- T5 states are computed padded to the tokenizer's length and cut to the batch's longest prompt, which is
---- what encoding the batch padded to its longest gives (T5 and GPT-2 attend to no padding).
+--- cache_text keeps each distinct prompt's text states (the text stack is frozen, so they never change), one
+--- entry per prompt and T5 length it was padded to: GPT-2 numbers the padded positions too (diffusers passes it
+--- no position ids), so a row's generated embeddings depend on the batch's longest prompt; an entry is that
+--- prompt encoded padded to the batch's longest, which is what encoding the batch gives.
 function CompoNet.new(o)
   if type(o) ~= "table" or type(o.pipeline) ~= "table" then fail("new expects {pipeline = Pipeline, controlnet = ControlNet}") end
   local cn = o.controlnet or o.pipeline.controlnet
@@ -152,33 +153,39 @@ function CompoNet:text(prompts)
     encoder_attention_mask_1 = cocola.ones(mask.shape):to(mask:dtype()):to(dev) }
 end
 
--- the text states of prompts from the cache (computing the prompts not seen yet)
+-- the text states of prompts from the cache (computing the prompts not seen yet at this batch's T5 length)
 function CompoNet:cached_text(prompts)
   local cache, pipe = self.text_cache, self.pipeline
+  cache.length = cache.length or {}
   local longest = 0
-  for _, p in ipairs(prompts) do
-    local c = cache[p]
+  if not pipe.tag_encoder then
+    local full = pipe.tokenizer_2.model_max_length or 512
+    for _, p in ipairs(prompts) do
+      local n = cache.length[p]
+      if not n then
+        n = pipe.tokenizer_2({ p }, { padding = "longest", max_length = full, truncation = true }).input_ids:size(2)
+        cache.length[p] = n
+      end
+      longest = math.max(longest, n)
+    end
+  end
+  local e, m, g = {}, {}, {}
+  for i, p in ipairs(prompts) do
+    local key = longest .. "\0" .. p
+    local c = cache[key]
     if not c then
       c = {}
       cocola.no_grad(function()
         if pipe.tag_encoder then
           c.embeds, c.mask, c.generated = pipe:encode_prompt({ p }, { guidance_scale = 1 })
-          c.length = c.embeds:size(2)
         else
-          local full = pipe.tokenizer_2.model_max_length or 512
-          c.length = pipe.tokenizer_2({ p }, { padding = "longest", max_length = full, truncation = true }).input_ids:size(2)
-          c.embeds, c.mask, c.generated = pipe:encode_streams({ p }, pipe.language_model.max_new_tokens or 8, full)
+          c.embeds, c.mask, c.generated = pipe:encode_streams({ p }, pipe.language_model.max_new_tokens or 8, longest)
         end
       end)
-      cache[p] = c
+      cache[key] = c
       self.cached_prompts = (self.cached_prompts or 0) + 1
     end
-    longest = math.max(longest, c.length)
-  end
-  local e, m, g = {}, {}, {}
-  for i, p in ipairs(prompts) do
-    local c = cache[p]
-    e[i], m[i], g[i] = c.embeds:narrow(2, 1, longest), c.mask:narrow(2, 1, longest), c.generated
+    e[i], m[i], g[i] = c.embeds, c.mask, c.generated
   end
   return cocola.cat(e, 1), cocola.cat(m, 1), cocola.cat(g, 1)
 end
