@@ -16,15 +16,45 @@ local fs = require "cocola.data.fs"
 
 local M = {}
 
+-- the settings every generative trainer has, with their meaning
+M.COMMON = {
+  layout = { "slakh", "dataset layout: slakh, musdb, moisesdb, cocochorales, stems_folder" },
+  root = { "data/midi_stems", "dataset folder" },
+  train_split = { "train", "split trained on" },
+  valid_split = { "validation", "split validated on" },
+  out = { "", "run folder: config.jsonl, metrics.jsonl, last/, model/" },
+  resume = { "", "continue a run from its checkpoint folder (<run>/last)" },
+  silence_rms = { 1e-4, "stems quieter than this RMS in a window are inactive" },
+  max_minutes = { 0, "stop (checkpoint saved, model folder written) after this many minutes of this start (0: no limit)" },
+  valid_batches = { 4, "batches per validation (fixed windows and noise)" },
+  checkpoint_every = { 50, "steps between checkpoints into <out>/last" },
+  log_every = { 10, "steps per metrics line" },
+  threads = { 2, "CPU threads" },
+  device = { "cpu", "cpu or cuda" },
+  autocast = { "off", "off or bf16 (device=cuda)" },
+}
+
+--- settings(own) -> defaults, docs: the common settings plus a trainer's own {key = {default, meaning}}
+function M.settings(own)
+  local defaults, docs = {}, {}
+  for _, t in ipairs({ M.COMMON, own }) do
+    for k, v in pairs(t) do defaults[k], docs[k] = v[1], v[2] end
+  end
+  return defaults, docs
+end
+
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
---- restore_settings(cfg, defaults, log): resume=<run>/last takes the run's last settings (its config.jsonl)
---- for every setting the arguments did not give; settings given again are named in the log
-function M.restore_settings(cfg, defaults, log)
+--- restore_settings(cfg, defaults, log[, expected]): resume=<run>/last takes the run's last settings (its
+--- config.jsonl) for every setting the arguments did not give; settings given again are named in the log; a
+--- config table recipe.config did not build is taken as it is. `expected` describes a checkpoint folder.
+function M.restore_settings(cfg, defaults, log, expected)
   if not fs.is_file(cfg.resume .. "/state.json") then
-    error(string.format("resume: '%s' is not a checkpoint folder (expected <run>/last with state.json)", cfg.resume), 0)
+    error(string.format("resume: '%s' is not a checkpoint folder (%s)", cfg.resume,
+      expected or "expected <run>/last with state.json"), 0)
   end
-  local given = recipe.explicit(cfg) or {}
+  local given = recipe.explicit(cfg)
+  if not given then return end -- a table built otherwise is taken as it is
   local run_dir = cfg.resume:gsub("/+$", ""):match("^(.*)/[^/]+$") or "."
   local text = recipe.read(run_dir .. "/config.jsonl")
   if not text then return end

@@ -242,34 +242,10 @@ function M.open_split(layout, root, split, renderings)
 end
 
 -- resume=<run>/last: the settings of the run's last start (<run>/config.jsonl) replace the defaults
--- of every setting the arguments did not give (cfg from recipe.config; a table built otherwise is
--- taken as it is)
+-- of every setting the arguments did not give (cocola.recipes.diffusion_trainer.restore_settings)
 local function restore_settings(cfg, log)
-  if not fs.is_file(cfg.resume .. "/state.json") then
-    error(string.format("resume: '%s' is not a checkpoint folder (expected <run>/last with model.safetensors, optimizer.safetensors and state.json)",
-      cfg.resume), 0)
-  end
-  local given = recipe.explicit(cfg)
-  local run_dir = cfg.resume:gsub("/+$", ""):match("^(.*)/[^/]+$") or "."
-  local text = recipe.read(run_dir .. "/config.jsonl")
-  if not given or not text then return end
-  local saved = cjson.decode(text:match("([^\n]+)\n?$"))
-  local restored, kept = 0, {}
-  for key, default in pairs(DEFAULTS) do
-    local v = saved[key]
-    if v ~= nil and v ~= cjson.null and key ~= "resume" then
-      if math.type(default) == "integer" and math.tointeger(v) then v = math.tointeger(v) end
-      if given[key] then
-        if v ~= cfg[key] then kept[#kept + 1] = string.format("%s=%s (was %s)", key, tostring(cfg[key]), tostring(v)) end
-      elseif type(v) == type(default) then
-        cfg[key] = v
-        restored = restored + 1
-      end
-    end
-  end
-  table.sort(kept)
-  log(string.format("resume: settings of %s/config.jsonl restored%s", run_dir,
-    #kept > 0 and ("; given again: " .. table.concat(kept, ", ")) or ""))
+  require("cocola.recipes.diffusion_trainer").restore_settings(cfg, DEFAULTS, log,
+    "expected <run>/last with model.safetensors, optimizer.safetensors and state.json")
 end
 
 --- runs training with a config table (the command line builds it); returns the list of step

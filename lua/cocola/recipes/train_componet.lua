@@ -23,42 +23,20 @@ local CompoNet = require "cocola.models.audioldm2.componet"
 
 local M = {}
 
-M.DEFAULTS = {
-  model = "", layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
-  out = "", resume = "", variant = "controlnet", subsets = "released", seconds = 10.23, silence_rms = 1e-4,
-  lr = 1e-4, max_norm = 1.0, batch_size = 2, max_steps = 10000, max_minutes = 0, valid_every = 500, valid_batches = 4,
-  checkpoint_every = 50, log_every = 10, seed = 12345, threads = 2, device = "cpu", autocast = "off", cache_text = true,
-  gradient_checkpointing = false,
-}
-
-M.DOCS = {
-  model = "the frozen AudioLDM 2: a diffusers folder or a train_ldm model folder",
-  layout = "dataset layout: slakh, musdb, moisesdb, cocochorales, stems_folder",
-  root = "dataset folder",
-  train_split = "split trained on",
-  valid_split = "split validated on",
-  out = "run folder: config.jsonl, metrics.jsonl, last/, model/",
-  resume = "continue a run from its checkpoint folder (<run>/last)",
-  variant = "controlnet (the adapter only) or attentions (also the U-Net's transformer blocks)",
-  subsets = "released (input and output subsets drawn independently, as the released code) or disjoint",
-  seconds = "window in seconds (10.23 s: 1024 mel frames)",
-  silence_rms = "stems quieter than this RMS in a window are inactive",
-  lr = "AdamW learning rate (betas 0.95, 0.999, eps 1e-6, weight decay 1e-3 as released)",
-  max_norm = "gradient clipping: largest total L2 norm",
-  batch_size = "examples per step",
-  max_steps = "steps to train",
-  max_minutes = "stop (checkpoint saved, model folder written) after this many minutes of this start (0: no limit)",
-  valid_every = "validate every N steps",
-  valid_batches = "batches per validation (fixed windows and noise)",
-  checkpoint_every = "steps between checkpoints into <out>/last",
-  log_every = "steps per metrics line",
-  seed = "seed of the windows, the ControlNet's conditioning conv and the noise",
-  threads = "CPU threads",
-  device = "cpu or cuda",
-  autocast = "off or bf16 (device=cuda)",
-  cache_text = "keep each distinct prompt's text states (same result, less time)",
-  gradient_checkpointing = "recompute the ControlNet's activations in backward (less memory)",
-}
+M.DEFAULTS, M.DOCS = trainer.settings({
+  model = { "", "the frozen AudioLDM 2: a diffusers folder or a train_ldm model folder" },
+  variant = { "controlnet", "controlnet (the adapter only) or attentions (also the U-Net's transformer blocks)" },
+  subsets = { "released", "released (input and output subsets drawn independently, as the released code) or disjoint" },
+  seconds = { 10.23, "window in seconds (10.23 s: 1024 mel frames)" },
+  lr = { 1e-4, "AdamW learning rate (betas 0.95, 0.999, eps 1e-6, weight decay 1e-3 as released)" },
+  max_norm = { 1.0, "gradient clipping: largest total L2 norm" },
+  batch_size = { 2, "examples per step" },
+  max_steps = { 10000, "steps to train" },
+  valid_every = { 500, "validate every N steps" },
+  seed = { 12345, "seed of the windows, the ControlNet's conditioning conv and the noise" },
+  cache_text = { true, "keep each distinct prompt's text states (same result, less time)" },
+  gradient_checkpointing = { false, "recompute the ControlNet's activations in backward (less memory)" },
+})
 
 -- the components of a pipeline folder (what model_index.json names)
 local function components(dir)

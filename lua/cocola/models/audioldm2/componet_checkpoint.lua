@@ -41,13 +41,7 @@ end
 
 local function shape_string(s) return "{" .. table.concat(s, ",") .. "}" end
 
-local function list_some(list, n)
-  local out = {}
-  for i = 1, math.min(#list, n) do out[i] = list[i] end
-  local s = table.concat(out, ", ")
-  if #list > n then s = s .. string.format(", ... (%d in all)", #list) end
-  return s
-end
+local list_some = require("cocola.models.audioldm2.pretrained").list_some
 
 -- the checkpoint as a source of named tensors: {format, names = {key = true}, shape(key), read(key), root}
 local function open(path)

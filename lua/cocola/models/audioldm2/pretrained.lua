@@ -106,7 +106,8 @@ function M.one_of(values, allow_null)
   end
 end
 
-local function list_some(list, n)
+--- list_some(list, n) -> the first n entries joined, and how many there are in all when more
+function M.list_some(list, n)
   local out = {}
   for i = 1, math.min(#list, n) do out[i] = list[i] end
   local s = table.concat(out, ", ")
@@ -167,9 +168,9 @@ function M.load_safetensors(module, path, opts)
   table.sort(unexpected)
   if #missing > 0 or #unexpected > 0 or #wrong > 0 then
     local parts = {}
-    if #missing > 0 then parts[#parts + 1] = "missing: " .. list_some(missing, 8) end
-    if #unexpected > 0 then parts[#parts + 1] = "unexpected: " .. list_some(unexpected, 8) end
-    if #wrong > 0 then parts[#parts + 1] = "wrong shape: " .. list_some(wrong, 4) end
+    if #missing > 0 then parts[#parts + 1] = "missing: " .. M.list_some(missing, 8) end
+    if #unexpected > 0 then parts[#parts + 1] = "unexpected: " .. M.list_some(unexpected, 8) end
+    if #wrong > 0 then parts[#parts + 1] = "wrong shape: " .. M.list_some(wrong, 4) end
     error(string.format("%s does not match the %s built from its config: %s", path, module:type_name(),
       table.concat(parts, "; ")), 3)
   end
