@@ -8,7 +8,8 @@
 --     config, from_hyper_parameters = true | false}
 -- prefix: the first of "model.unet.", "model.diffusion.net.", "unet.", "diffusion.net.", "" whose
 -- to_in.module_list.0.block.block1.project.weight is in the file, unless given. config: opts.config, else the
--- checkpoint's hyper_parameters (the UNet1d arguments among them), else configs.msdm(). The U-Net's keys are
+-- checkpoint's hyper_parameters (the UNet1d arguments among them, when all are plain numbers, booleans and lists),
+-- else configs.msdm(). The U-Net's keys are
 -- loaded strictly: every parameter with its shape, no other key under the prefix except the duplicate copy.
 local cocola = require "cocola"
 local UNet1d = require "cocola.models.msdm.unet1d"
@@ -23,15 +24,29 @@ local function fail(fmt, ...) error(string.format("MSDM checkpoint " .. fmt, ...
 
 local function plain(err) return (tostring(err):gsub("^[^:\n]+:%d+: ", "")) end
 
--- the UNet1d arguments among a checkpoint's hyper_parameters, or nil
+-- true for a number, a boolean or a list of them (hyper_parameters may hold other objects, e.g. OmegaConf lists,
+-- which the reader leaves as inert placeholders)
+local function plain_value(v)
+  if type(v) == "number" or type(v) == "boolean" then return true end
+  if type(v) ~= "table" or cocola.is_tensor(v) or #v == 0 then return false end
+  for k, e in pairs(v) do
+    if math.type(k) ~= "integer" or (type(e) ~= "number" and type(e) ~= "boolean") then return false end
+  end
+  return true
+end
+
+-- the UNet1d arguments among a checkpoint's hyper_parameters, or nil when they are absent or not plain values
 local function config_from(hp)
-  if type(hp) ~= "table" or hp.in_channels == nil then return nil end
+  if type(hp) ~= "table" or cocola.is_tensor(hp) or hp.in_channels == nil then return nil end
   local known = { in_channels = true, out_channels = true, context_features = true, context_channels = true,
     context_embedding_features = true }
   for k in pairs(UNet1d.DEFAULTS) do known[k] = true end
   local cfg = {}
   for k, v in pairs(hp) do
-    if known[k] then cfg[k] = v end
+    if known[k] then
+      if not plain_value(v) then return nil end
+      cfg[k] = v
+    end
   end
   return cfg
 end

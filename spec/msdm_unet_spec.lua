@@ -1,0 +1,151 @@
+-- msdm_unet_spec.lua — MSDM's network, the 1-D U-Net of audio-diffusion-pytorch 0.0.43, against the reference on
+-- a tiny configuration with MSDM's flags (spec/fixtures/msdm, made by gen_unet1d.py): state-dict keys in order,
+-- output, input and parameter gradients within 1e-4 relative; the EDM preconditioning and loss; a Lightning
+-- checkpoint laid out as MSDM's; the real MSDM configuration's parameter count; bad inputs and configs raising
+-- errors that name the problem.
+local cocola = require "cocola"
+local compare = require "helpers.compare"
+local msdm = require "cocola.models.msdm"
+local UNet1d = msdm.UNet1d
+
+local TOL = 1e-4
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
+local D = here .. "fixtures/msdm/"
+
+-- gen_unet1d.py's TINY: MSDM's flags at a small size
+local TINY = { in_channels = 4, channels = 8, patch_factor = 2, patch_blocks = 1, resnet_groups = 2,
+  kernel_multiplier_downsample = 2, kernel_sizes_init = { 1, 3 }, multipliers = { 1, 2, 2 }, factors = { 2, 2 },
+  num_blocks = { 1, 1 }, attentions = { false, true }, attention_heads = 2, attention_features = 8,
+  attention_multiplier = 2, use_nearest_upsample = false, use_skip_scale = true, use_attention_bottleneck = true,
+  use_context_time = true }
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function leaf(t) return t:clone():requires_grad(true) end
+
+local fx, meta
+local function fixture()
+  if not fx then fx, meta = cocola.load(D .. "unet1d_tiny.safetensors") end
+  return fx, meta
+end
+
+local function tiny_net()
+  return UNet1d.from_state_dict(fixture(), TINY, { prefix = "param." })
+end
+
+-- compares every <prefix><name> of the fixture with the parameter's gradient; returns the largest error
+local function check_param_grads(net, prefix, at_least)
+  local params, n, worst = {}, 0, 0
+  for _, np in ipairs(net:named_parameters()) do params[np[1]] = np[2] end
+  for key, ref in pairs(fixture()) do
+    local name = key:sub(1, #prefix) == prefix and key:sub(#prefix + 1) or nil
+    if name then
+      local p = params[name]
+      assert(p, "no parameter " .. name)
+      assert(p.grad, "no gradient for " .. name)
+      worst = math.max(worst, compare.assert_close(p.grad, ref, TOL, name))
+      n = n + 1
+    end
+  end
+  assert(n >= at_least, "too few parameter gradients checked: " .. n)
+  return worst
+end
+
+describe("MSDM UNet1d against audio-diffusion-pytorch 0.0.43", function()
+  it("has the reference's state-dict keys, in order, and parameter count", function()
+    local _, m = fixture()
+    local net = UNet1d.from_config(TINY)
+    assert.are.equal(m.state_dict_keys, table.concat(net:state_dict_keys(), ","))
+    assert.are.equal(tonumber(m.tiny_num_parameters), net:num_parameters())
+  end)
+
+  it("output, input gradients and parameter gradients", function()
+    local f = fixture()
+    local net = tiny_net()
+    local x, time = leaf(f["input.x"]), leaf(f["input.time"])
+    local y = net(x, time)
+    compare.assert_close(y, f["output.net"], TOL, "output")
+    ;(y * f["grad_out"]):sum():backward()
+    compare.assert_close(x.grad, f["grad.x"], TOL, "grad x")
+    compare.assert_close(time.grad, f["grad.time"], TOL, "grad time")
+    check_param_grads(net, "grad.param.", 60)
+  end)
+
+  it("EDM preconditioning (denoise) and the training loss with its gradients", function()
+    local f = fixture()
+    local net = tiny_net()
+    local data, noise, sigmas = f["input.data"], f["input.noise"], f["input.sigmas"]
+    local x_noisy = data + noise * sigmas:reshape({ 2, 1, 1 })
+    local denoised = cocola.no_grad(function() return msdm.diffusion.denoise(net, x_noisy, sigmas) end)
+    compare.assert_close(denoised, f["output.denoised"], TOL, "denoised")
+    local loss = msdm.diffusion.loss(net, data, sigmas, noise, { sigma_data = msdm.configs.diffusion().sigma_data })
+    compare.assert_close(loss:reshape({ 1 }), f["output.loss"], TOL, "loss")
+    loss:backward()
+    check_param_grads(net, "grad.loss.param.", 4)
+  end)
+
+  it("loads a Lightning checkpoint laid out as MSDM's (model.unet.* and model.diffusion.net.*)", function()
+    local f = fixture()
+    local net, info = msdm.checkpoint.load(D .. "msdm_tiny.ckpt")
+    assert.are.equal("ckpt", info.format)
+    assert.are.equal("model.unet.", info.prefix)
+    assert.is_true(info.from_hyper_parameters)
+    local y = cocola.no_grad(function() return net(f["input.x"], f["input.time"]) end)
+    compare.assert_close(y, f["output.net"], TOL, "output from the checkpoint")
+    local net2, info2 = msdm.checkpoint.load(D .. "msdm_tiny.ckpt", { prefix = "model.diffusion.net.", config = TINY })
+    assert.are.equal("model.diffusion.net.", info2.prefix)
+    local y2 = cocola.no_grad(function() return net2(f["input.x"], f["input.time"]) end)
+    compare.assert_close(y2, f["output.net"], TOL, "output from the diffusion.net copy")
+    -- the tiny weights do not fit MSDM's real configuration: the error names the prefix and a parameter
+    compare.raises(function() msdm.checkpoint.load(D .. "msdm_tiny.ckpt", { config = msdm.configs.msdm() }) end,
+      "MSDM checkpoint", "model.unet.", "size mismatch")
+    compare.raises(function() msdm.checkpoint.load(D .. "unet1d_tiny.safetensors", { prefix = "nothing." }) end,
+      "Missing key(s)")
+  end)
+
+  it("MSDM's real configuration has the reference's parameter count", function()
+    local _, m = fixture()
+    local net = UNet1d.from_config(msdm.configs.msdm())
+    assert.are.equal(tonumber(m.msdm_num_parameters), net:num_parameters())
+    assert.are.equal(405497700, net:num_parameters())
+    assert.are.equal(16 * 4 * 4 * 4 * 2 * 2 * 2, net.total_downsampling)
+  end)
+
+  it("bad inputs raise errors naming the problem", function()
+    local f = fixture()
+    local net = tiny_net()
+    local x, time = f["input.x"], f["input.time"]
+    compare.raises(function() net(cocola.randn({ 2, 3, 32 }), time) end, "expected 4 input channels, got 3")
+    compare.raises(function() net(cocola.randn({ 2, 4, 36 }), time) end,
+      "input length 36 is not a multiple of the total downsampling 8")
+    compare.raises(function() net(cocola.randn({ 4, 32 }), time) end, "expected input x of shape (B, 4, L)",
+      "{4,32}")
+    compare.raises(function() net(x) end, "time input")
+    compare.raises(function() net(x, cocola.randn({ 3 })) end, "time must be a number or a tensor of shape (2)")
+    local y = cocola.no_grad(function() return net(x, -0.5) end) -- one time for the whole batch
+    assert.are.same({ 2, 4, 32 }, y.shape)
+    compare.raises(function() msdm.diffusion.denoise(net, x, cocola.ones({ 3 })) end, "sigmas", "(2)")
+  end)
+
+  it("bad configs raise errors naming the key", function()
+    local unknown = copy(TINY)
+    unknown.channel = 8
+    compare.raises(function() UNet1d.from_config(unknown) end, "unknown config key(s): channel")
+    local short = copy(TINY)
+    short.factors = { 2 }
+    compare.raises(function() UNet1d.from_config(short) end, "factors must be a list of 2")
+    local no_in = copy(TINY)
+    no_in.in_channels = nil
+    compare.raises(function() UNet1d.from_config(no_in) end, "in_channels is required")
+    local cross = copy(TINY)
+    cross.context_embedding_features = 16
+    compare.raises(function() UNet1d.from_config(cross) end, "context_embedding_features", "not supported")
+    local odd = copy(TINY)
+    odd.kernel_multiplier_downsample = 3
+    compare.raises(function() UNet1d.from_config(odd) end, "kernel_multiplier must be even")
+  end)
+end)
