@@ -63,6 +63,24 @@ describe("MSDM UNet1d against audio-diffusion-pytorch 0.0.43", function()
     assert.are.equal(tonumber(m.tiny_num_parameters), net:num_parameters())
   end)
 
+  it("other constructor branches (2 patch blocks, factor 1, nearest upsampling) give the reference's keys and shapes",
+    function()
+      local _, m = fixture()
+      local variant = copy(TINY)
+      variant.patch_blocks, variant.factors, variant.use_nearest_upsample = 2, { 1, 2 }, true
+      variant.use_skip_scale, variant.attentions, variant.use_attention_bottleneck = false, { true, false }, false
+      local net = UNet1d.from_config(variant)
+      local entries = {}
+      for _, e in ipairs(net:named_state()) do
+        local dims = {}
+        for d = 1, e[2]:dim() do dims[d] = tostring(e[2]:size(d)) end
+        entries[#entries + 1] = e[1] .. ":" .. table.concat(dims, "x")
+      end
+      assert.are.equal(m.variant_state_dict, table.concat(entries, ","))
+      local y = cocola.no_grad(function() return net(cocola.randn({ 1, 4, 16 }), cocola.zeros({ 1 })) end)
+      assert.are.same({ 1, 4, 16 }, y.shape)
+    end)
+
   it("output, input gradients and parameter gradients", function()
     local f = fixture()
     local net = tiny_net()
