@@ -1,6 +1,9 @@
 -- cocola.models.msdm — MSDM's network: the 1-D U-Net of audio-diffusion-pytorch 0.0.43 (UNet1d, with the
 -- reference's parameter names), its building blocks, the EDM preconditioning and loss (diffusion), MSDM's
--- settings (configs) and the loader of its checkpoints (checkpoint).
+-- settings (configs), the loader of its checkpoints (checkpoint), its samplers (sampling: Karras schedule,
+-- ADPM2, the generation notebook's churn sampler) and accompaniment by imputation (impute = sampling.impute).
+local sampling = require "cocola.models.msdm.sampling"
+
 return {
   UNet1d = require "cocola.models.msdm.unet1d",
   ResnetBlock1d = require "cocola.models.msdm.resnet_block1d",
@@ -11,4 +14,6 @@ return {
   diffusion = require "cocola.models.msdm.diffusion",
   configs = require "cocola.models.msdm.configs",
   checkpoint = require "cocola.models.msdm.checkpoint",
+  sampling = sampling,
+  impute = sampling.impute,
 }
