@@ -9,13 +9,20 @@
 --   draws the output from the stems not in the input and skips windows with one active stem).
 --   Mode "mixture" (phase-1 pre-training of the latent diffusion model): one random non-empty sub-mix per
 --   window, k ~ U{1..n} stems, the full mix among them, prompt "out: <tags>".
+--   Mode "channels" (MSDM): one channel per stem type of `channels` (default bass, drums, guitar, piano),
+--   matched by the lowercased tag; the stems of a type are summed into its channel, stems of other types
+--   dropped (counted in windows.dropped = {tag = stems}), tracks with none of the types skipped (counted in
+--   windows.skipped_tracks); a window is kept when at least one channel is active. `length` (samples) sets
+--   the window instead of seconds (MSDM: 262144 at sample_rate 22050).
 -- Batches are {x = target sub-mixes (B, S), y = input sub-mixes (B, S) (nil in mixture mode), z = prompts,
--- info = {{track, start, input = {names}, output = {names}}}}. Every draw comes from a counter-based
+-- info = {{track, start, input = {names}, output = {names}}}}; in channels mode {stems = (B, C, S),
+-- info = {{track, start, channels = {{names} per channel}}}}. Every draw comes from a counter-based
 -- generator seeded by (seed, epoch, ...), so state() = {epoch, position} resumes the exact sequence.
 -- Prompts are the released code's: "in: bass_1, drums_1; out: guitar_1" (tags lowercased, "_k" their
 -- occurrence count in the list), "genre: <genre>; " first where the dataset has one.
 --   StemWindows.new(tracks, {seconds = 10.23, sample_rate = 16000, seed = 0, silence_rms = 1e-4,
---                   batch_size = 2, mode = "componet" | "mixture", subsets = "released" | "disjoint"})
+--                   batch_size = 2, mode = "componet" | "mixture" | "channels", subsets = "released" | "disjoint",
+--                   channels = {"bass", "drums", "guitar", "piano"} (channels mode), length = samples (or nil)})
 --   windows:next_batch() -> batch (the next epoch begins when one ends); windows:state(), set_state(s)
 local cocola = require "cocola"
 local audio = require "cocola.audio"
@@ -24,7 +31,8 @@ local Rng = require "cocola.data.rng"
 local StemWindows = {}
 StemWindows.__index = StemWindows
 
-local MODES = { componet = true, mixture = true }
+local MODES = { componet = true, mixture = true, channels = true }
+StemWindows.CHANNELS = { "bass", "drums", "guitar", "piano" }
 local SUBSETS = { released = true, disjoint = true }
 
 local function fail(fmt, ...) error(string.format("StemWindows: " .. fmt, ...), 3) end
@@ -54,26 +62,77 @@ function StemWindows.new(tracks, opts)
   opts = opts or {}
   if type(tracks) ~= "table" or #tracks == 0 then fail("no tracks") end
   local o = { seconds = 10.23, sample_rate = 16000, seed = 0, silence_rms = 1e-4, batch_size = 2, mode = "componet",
-    subsets = "released" }
+    subsets = "released", channels = false, length = false }
   for k, v in pairs(opts) do
     if o[k] == nil then fail("unknown option '%s'", tostring(k)) end
     o[k] = v
   end
-  if not MODES[o.mode] then fail("mode must be componet or mixture, got %s", tostring(o.mode)) end
+  if not MODES[o.mode] then fail("mode must be componet or mixture (or channels), got %s", tostring(o.mode)) end
   if not SUBSETS[o.subsets] then fail("subsets must be released or disjoint, got %s", tostring(o.subsets)) end
   if math.type(o.batch_size) ~= "integer" or o.batch_size < 1 then fail("batch_size must be a positive integer") end
   if type(o.seconds) ~= "number" or not (o.seconds > 0) then fail("seconds must be positive") end
+  if o.length and (math.type(o.length) ~= "integer" or o.length < 1) then fail("length must be a positive integer") end
+  if o.mode == "channels" then
+    o.channels = o.channels or StemWindows.CHANNELS
+    if type(o.channels) ~= "table" or #o.channels == 0 then fail("channels must be a non-empty list of stem types") end
+  elseif o.channels then
+    fail("channels is an option of mode channels")
+  end
   local self = setmetatable({ tracks = {}, opts = o, epoch = 0, position = 0 }, StemWindows)
-  self.chunk = math.floor(o.sample_rate * o.seconds)
+  self.chunk = o.length or math.floor(o.sample_rate * o.seconds)
+  if o.mode == "channels" then tracks = self:_channel_tracks(tracks) end
   for _, t in ipairs(tracks) do
     local length = math.floor(t.duration * o.sample_rate + 1e-9)
     if length >= self.chunk then self.tracks[#self.tracks + 1] = t end
   end
   if #self.tracks == 0 then
-    fail("no track is at least %.2f s long (%d tracks given)", o.seconds, #tracks)
+    fail("no track is at least %.2f s long (%d tracks given)", self.chunk / o.sample_rate, #tracks)
   end
   self:_order()
   return self
+end
+
+-- channels mode: the tracks with a stem of one of the channels' types, each stem's channel noted in
+-- self.channel_of[track] = {stem index = channel index or false}; dropped stems and skipped tracks counted
+function StemWindows:_channel_tracks(tracks)
+  local index = {}
+  for c, name in ipairs(self.opts.channels) do index[tostring(name):lower()] = c end
+  self.channel_of, self.dropped, self.skipped_tracks = {}, {}, 0
+  local kept = {}
+  for _, t in ipairs(tracks) do
+    local of, any = {}, false
+    for i, stem in ipairs(t.stems) do
+      local tag = tostring(stem.tag):lower()
+      of[i] = index[tag] or false
+      any = any or of[i] ~= false
+    end
+    if any then
+      kept[#kept + 1] = t
+      self.channel_of[t] = of
+      for i, stem in ipairs(t.stems) do
+        if not of[i] then
+          local tag = tostring(stem.tag):lower()
+          self.dropped[tag] = (self.dropped[tag] or 0) + 1
+        end
+      end
+    else
+      self.skipped_tracks = self.skipped_tracks + 1
+    end
+  end
+  if #kept == 0 then
+    fail("no track has a stem of the types %s (%d tracks given)", table.concat(self.opts.channels, ", "), #tracks)
+  end
+  return kept
+end
+
+--- dropped_summary() -> "12 stems of other types dropped (strings 8, vocals 4); 1 track without any skipped"
+function StemWindows:dropped_summary()
+  local tags, n = {}, 0
+  for tag, k in pairs(self.dropped or {}) do tags[#tags + 1] = string.format("%s %d", tag, k); n = n + k end
+  table.sort(tags)
+  return string.format("%d stems of types other than %s dropped%s; %d tracks without any of them skipped", n,
+    table.concat(self.opts.channels or {}, ", "), n > 0 and (" (" .. table.concat(tags, ", ") .. ")") or "",
+    self.skipped_tracks or 0)
 end
 
 -- the windows of an epoch, {track index, start sample}, shuffled
@@ -106,19 +165,51 @@ local function sum_of(waves, picks)
   return s
 end
 
+local function read_window(path, o, offset, duration, chunk)
+  local wave = audio.load(path, { sr = o.sample_rate, mono = true, offset = offset, duration = duration }):view(-1)
+  if wave:size(1) ~= chunk then
+    fail("%s: %d samples read at %.3f s, %d expected", path, wave:size(1), offset, chunk)
+  end
+  return wave
+end
+
+local function rms(wave) return math.sqrt((wave * wave):mean():item()) end
+
+-- channels mode: the example of window w, {x = (C, S), info} (nil when no channel is active)
+function StemWindows:channel_example(w)
+  local o = self.opts
+  local t = self.tracks[w[1]]
+  local offset, duration = w[2] / o.sample_rate, self.chunk / o.sample_rate
+  local sums, names = {}, {}
+  for c = 1, #o.channels do names[c] = {} end
+  for i, stem in ipairs(t.stems) do
+    local c = self.channel_of[t][i]
+    if c then
+      local wave = read_window(stem.path, o, offset, duration, self.chunk)
+      sums[c] = sums[c] and sums[c] + wave or wave
+      names[c][#names[c] + 1] = stem.name
+    end
+  end
+  local rows, active = {}, false
+  for c = 1, #o.channels do
+    rows[c] = (sums[c] or cocola.zeros({ self.chunk })):unsqueeze(1)
+    active = active or (sums[c] ~= nil and rms(sums[c]) > o.silence_rms)
+  end
+  if not active then return nil end
+  return { x = cocola.cat(rows, 1), info = { track = t.name, start = w[2], channels = names } }
+end
+
 -- the example of window w (nil when no stem is active, or, disjoint, fewer than two)
 function StemWindows:example(w, rng)
   local o = self.opts
+  if o.mode == "channels" then return self:channel_example(w) end
   local t = self.tracks[w[1]]
   local offset, duration = w[2] / o.sample_rate, self.chunk / o.sample_rate
   local waves, active = {}, {}
   for i, stem in ipairs(t.stems) do
-    local wave = audio.load(stem.path, { sr = o.sample_rate, mono = true, offset = offset, duration = duration }):view(-1)
-    if wave:size(1) ~= self.chunk then
-      fail("%s: %d samples read at %.3f s, %d expected", stem.path, wave:size(1), offset, self.chunk)
-    end
+    local wave = read_window(stem.path, o, offset, duration, self.chunk)
     waves[i] = wave
-    if math.sqrt((wave * wave):mean():item()) > o.silence_rms then active[#active + 1] = i end
+    if rms(wave) > o.silence_rms then active[#active + 1] = i end
   end
   local n = #active
   if n == 0 or (o.mode == "componet" and o.subsets == "disjoint" and n < 2) then return nil end
@@ -152,7 +243,8 @@ function StemWindows:example(w, rng)
     info = { track = t.name, start = w[2], input = names(input), output = names(output) } }
 end
 
---- next_batch() -> {x, y, z, info}; epochs roll over (a full pass with no usable window is an error)
+--- next_batch() -> {x, y, z, info} ({stems, info} in channels mode); epochs roll over (a full pass with no usable
+--- window is an error)
 function StemWindows:next_batch()
   local xs, ys, zs, infos = {}, {}, {}, {}
   local scanned = 0
@@ -170,6 +262,7 @@ function StemWindows:next_batch()
       if e.y then ys[#ys + 1] = e.y:unsqueeze(1) end
     end
   end
+  if self.opts.mode == "channels" then return { stems = cocola.cat(xs, 1), info = infos } end
   return { x = cocola.cat(xs, 1), y = #ys > 0 and cocola.cat(ys, 1) or nil, z = zs, info = infos }
 end
 
