@@ -239,8 +239,9 @@ function plot.lines(series, opts)
       check_log("lines", opts, "x", xs, string.format("series %d (x)", i))
       check_log("lines", opts, "y", ys, what)
       local path = write_binary(temps, { xs, ys })
-      plots[#plots + 1] = string.format("%s binary record=(%d) format='%%float64%%float64' endian=little using 1:2 with lines lw 1.5 title %s",
-        quote(path), #ys, label and quote(label) or "''")
+      -- short series (a run's validations) with their points marked
+      plots[#plots + 1] = string.format("%s binary record=(%d) format='%%float64%%float64' endian=little using 1:2 with %s title %s",
+        quote(path), #ys, #ys <= 50 and "linespoints lw 1.5 pt 7 ps 0.6" or "lines lw 1.5", label and quote(label) or "''")
       if not label then plots[#plots] = plots[#plots]:gsub("title ''$", "notitle") end
     end
   end)
