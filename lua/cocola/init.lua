@@ -1,6 +1,6 @@
 -- cocola — tensors with autograd (C core), exposed to Lua 5.4. This file assembles the module:
 -- the C functions of cocola.core, the Lua-side tensor methods, grad-mode helpers, safetensors
--- I/O, and lazily loaded submodules (nn, optim, models, baselines, ...).
+-- I/O, and lazily loaded submodules (nn, optim, models, baselines, plot, ...).
 local core = require "cocola.core"
 
 local cocola = {}
@@ -48,7 +48,7 @@ cocola.open_safetensors = serialize.open
 local lazy = {
   nn = "cocola.nn", optim = "cocola.optim", cuda = "cocola.cuda", audio = "cocola.audio",
   data = "cocola.data", models = "cocola.models", metrics = "cocola.metrics",
-  baselines = "cocola.baselines", schedulers = "cocola.schedulers",
+  baselines = "cocola.baselines", schedulers = "cocola.schedulers", plot = "cocola.plot",
 }
 setmetatable(cocola, {
   __index = function(t, key)
