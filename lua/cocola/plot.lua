@@ -386,10 +386,12 @@ function plot.image(matrix, opts)
     else
       body[#body + 1] = string.format("set yrange [%.17g:%.17g]", math.min(y0, y1), math.max(y0, y1))
     end
-    -- the file holds the rows in order; gnuplot's array puts element 1 at the origin, rows going up in y
+    -- the file holds the rows in order; gnuplot's array puts element 1 at the origin, rows going up in y.
+    -- PNG: one bitmap (cells drawn one by one leave seams); SVG: one rectangle per cell
+    local pixels = opts.output:lower():match("%.svg$") and " pixels" or ""
     body[#body + 1] = string.format(
-      "plot %s binary array=(%d,%d) format='%%float64' endian=little origin=(%.17g,%.17g) dx=%.17g dy=%.17g with image pixels notitle",
-      quote(path), w, h, x0 + dx / 2, y0 + dy / 2, dx, dy)
+      "plot %s binary array=(%d,%d) format='%%float64' endian=little origin=(%.17g,%.17g) dx=%.17g dy=%.17g with image%s notitle",
+      quote(path), w, h, x0 + dx / 2, y0 + dy / 2, dx, dy, pixels)
   end)
   if not ok then
     for _, path in ipairs(temps) do os.remove(path) end
