@@ -14,7 +14,7 @@ plot.gnuplot = "gnuplot"
 local COMMON = { title = true, xlabel = true, ylabel = true, width = true, height = true, output = true }
 local KNOWN = {
   lines = { logx = true, logy = true, xrange = true, yrange = true, key = true },
-  histogram = { bins = true, density = true, logy = true, xrange = true, yrange = true, key = true },
+  histogram = { bins = true, density = true, xrange = true, yrange = true, key = true },
   image = { cblabel = true, origin = true, palette = true, extent = true, cbrange = true },
   scatter = { logx = true, logy = true, xrange = true, yrange = true, label = true, key = true },
 }
@@ -279,8 +279,8 @@ end
 -- numbers; or several sets overlaid: a list of tensors or of {values = , label = }. opts.bins: a number
 -- of equal bins over the range of all the values (default 30), or the increasing edges (a list or a
 -- 1-D tensor; values outside them are left out); opts.density: heights as densities instead of counts;
--- also output, title, xlabel, ylabel (default "count" or "density"), width, height, logy, xrange,
--- yrange, key.
+-- also output, title, xlabel, ylabel (default "count" or "density"), width, height, xrange, yrange,
+-- key.
 function plot.histogram(values, opts)
   opts = check_options("histogram", opts)
   local temps, plots = {}, {}
@@ -331,7 +331,6 @@ function plot.histogram(values, opts)
       plots[i] = string.format("%s binary record=(%d) format='%%float64%%float64%%float64' endian=little using 1:2:3 with boxes %s",
         quote(path), nb, title)
     end
-    if opts.logy then error("option logy: a log axis cannot show empty bins; use density or counts on a linear axis", 0) end
   end)
   if not ok then
     for _, path in ipairs(temps) do os.remove(path) end
