@@ -9,6 +9,23 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+
+
+def coalesce_streams(nb):
+    """Joins consecutive pieces of one stream (the kernel sends text as it comes) into one output."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged = []
+        for out in cell.outputs:
+            if (out.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                    and merged[-1].name == out.name):
+                merged[-1].text += out.text
+            else:
+                merged.append(out)
+        cell.outputs = merged
+
+
 failed = 0
 for path in sys.argv[1:]:
     nb = nbformat.read(path, as_version=4)
@@ -21,6 +38,7 @@ for path in sys.argv[1:]:
         print("FAILED %s (%.1f s)\n%s" % (path, time.time() - t0, e), file=sys.stderr)
         failed += 1
         break
+    coalesce_streams(nb)
     nbformat.write(nb, path)
     print("executed %s in %.1f s" % (path, time.time() - t0), flush=True)
 sys.exit(1 if failed else 0)
