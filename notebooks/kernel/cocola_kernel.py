@@ -129,15 +129,15 @@ class CocolaKernel(ILuaKernel):
                     "data": {"text/plain": payload["returned"]},
                     "metadata": {},
                 })
-            defer.returnValue({"status": "ok", "execution_count": self.execution_count,
-                               "payload": [], "user_expressions": {}})
+            return {"status": "ok", "execution_count": self.execution_count,
+                    "payload": [], "user_expressions": {}}
         traceback = payload["returned"].split("\n")
         if not silent:
             self.send_update("error", {"execution_count": self.execution_count,
                                        "traceback": traceback, "ename": "LuaError",
                                        "evalue": traceback[0]})
-        defer.returnValue({"status": "error", "execution_count": self.execution_count,
-                           "traceback": traceback, "ename": "LuaError", "evalue": traceback[0]})
+        return {"status": "error", "execution_count": self.execution_count,
+                "traceback": traceback, "ename": "LuaError", "evalue": traceback[0]}
 
 
 class CocolaKernelApp(AppBase):

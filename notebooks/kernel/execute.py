@@ -30,7 +30,7 @@ failed = 0
 for path in sys.argv[1:]:
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()
-    client = NotebookClient(nb, kernel_name="cocola-lua", timeout=300,
+    client = NotebookClient(nb, kernel_name="cocola-lua", timeout=300, record_timing=False,
                             resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
     try:
         client.execute()
