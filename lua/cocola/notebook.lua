@@ -25,7 +25,7 @@ local function show_one(path, opts, remove)
   if not f then error("notebook.show: cannot read " .. path, 3) end
   f:close()
   if not notebook.active then
-    print(path)
+    io.write(path, "\n")
     return
   end
   local width = opts.width
@@ -71,7 +71,7 @@ local function draw_and_show(draw, opts)
     error(err, 0)
   end
   if temp and not notebook.active then
-    print(o.output)
+    io.write(o.output, "\n")
     return
   end
   show_one(o.output, {}, temp)
@@ -110,7 +110,7 @@ function notebook.plot.metrics(path, opts)
       assert(os.rename(p, moved))
       show_one(moved, {}, true)
     elseif temp_dir then
-      print(p)
+      io.write(p, "\n")
     else
       show_one(p, {}, false)
     end
