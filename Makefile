@@ -14,7 +14,7 @@ ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma timgm6mb-soundfont opl3-soundfont
 
-.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle clean
+.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
 
 all: rock
 
@@ -79,6 +79,24 @@ oracle:
 	/usr/bin/python3 -m venv --system-site-packages /opt/oracle
 	/opt/oracle/bin/pip install -q librosa==0.10.1
 	/opt/oracle/bin/pip install -q --no-deps efficientnet_pytorch==0.7.1
+
+# notebooks/*.ipynb executed headless, in place, on the project's Lua kernel (ILua on lua5.4 with an
+# inline-image hook, notebooks/kernel): a venv in .venv-notebooks with Jupyter and ILua, the kernel
+# spec installed into it (it finds this checkout's lua/ and build/ first), then every notebook run;
+# any cell error fails the target. `.venv-notebooks/bin/jupyter lab` opens them with that kernel.
+NB_VENV     := .venv-notebooks
+NB_PACKAGES := ilua==0.2.1 nbclient==0.11.0 nbformat==5.11.1 jupyter_client==8.10.0 jupyter_core==5.9.1
+NOTEBOOKS   ?= $(sort $(wildcard notebooks/*.ipynb))
+notebooks: rock notebooks-env
+	@$(NB_VENV)/bin/python notebooks/kernel/execute.py $(NOTEBOOKS)
+
+# the venv and the kernel spec alone (idempotent; fails where PyPI cannot be reached)
+notebooks-env:
+	@dpkg-query -W -f='$${Status}' python3-venv 2>/dev/null | grep -q "ok installed" || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null; }
+	@[ -x $(NB_VENV)/bin/python ] || /usr/bin/python3 -m venv $(NB_VENV)
+	@$(NB_VENV)/bin/python -c "import ilua, nbclient" 2>/dev/null || $(NB_VENV)/bin/pip install -q $(NB_PACKAGES)
+	@$(ROCK_ENV); $(NB_VENV)/bin/python notebooks/kernel/install.py $(LUA)
 
 fixtures:
 	/usr/bin/python3 spec/fixtures/gen_ops.py
