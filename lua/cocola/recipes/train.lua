@@ -4,7 +4,10 @@
 -- writes metrics to <out>/metrics.jsonl, validates each epoch (contrastive loss and accuracy on a
 -- fixed-seed validation sampler), checkpoints atomically every `checkpoint_every` steps and at each
 -- epoch end into <out>/last/ (model, optimizer, sampler position and RNG state), keeps the best
--- validation model in <out>/best.safetensors, and resumes exactly with resume=<out>/last.
+-- validation model in <out>/best.safetensors, and resumes exactly with resume=<out>/last. At the end of
+-- every start it draws the run's curves into <out>/plots/ (cocola.plot.metrics: metrics-loss.png with
+-- the validation loss, metrics-accuracy.png, metrics-lr.png where logged; plots=false: none; without
+-- gnuplot a line in the log says they were skipped).
 -- lr_similarity (0: same as lr) sets the bilinear W's own learning rate, and warmup_steps ramps both
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
@@ -52,7 +55,7 @@ local DEFAULTS = {
   seed = 0, threads = 2, device = "cpu", autocast = "off",
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
-  frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1,
+  frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1, plots = true,
 }
 
 -- one line of meaning per setting (`--help`)
@@ -101,6 +104,7 @@ local DOCS = {
   frame_width = "chroma_onset: channels of the temporal convolutions",
   frame_blocks = "chroma_onset: residual dilated blocks",
   frame_prior = "chroma_onset: 1 adds the parameter-free prior channels (the baseline's similarity at the start), 0 not",
+  plots = "draw the run's curves into <out>/plots/ at the end of every start (needs gnuplot; false: none)",
 }
 
 local M = {}
@@ -486,6 +490,7 @@ function M._run(cfg, log)
     end
   end
   save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
+  require("cocola.recipes.diffusion_trainer").plot_curves(cfg, log)
   return losses, state
 end
 
