@@ -10,8 +10,8 @@ local core = require "cocola.core"
 
 local plot = {}
 
---- the gnuplot command (a name on PATH or a path)
-plot.gnuplot = "gnuplot"
+--- the gnuplot command (a name on PATH or a path; default $COCOLA_GNUPLOT, else gnuplot)
+plot.gnuplot = os.getenv("COCOLA_GNUPLOT") or "gnuplot"
 
 local COMMON = { title = true, xlabel = true, ylabel = true, width = true, height = true, output = true }
 local KNOWN = {
