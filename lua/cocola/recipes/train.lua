@@ -1,10 +1,10 @@
 -- cocola.recipes.train — trains a COCOLA encoder on a stem dataset (the reference's
 -- train_all_submixtures_hpss setup: Adam lr 1e-3, K = 32 windows of 5 s, dropout 0.1, noise 1e-3 on
 -- positives, embedding mode random for HPSS). Logs every setting and the seed, shows a progress bar,
--- writes metrics to <out>/metrics.jsonl, validates each epoch (contrastive loss and accuracy on a
--- fixed-seed validation sampler), checkpoints atomically every `checkpoint_every` steps and at each
--- epoch end into <out>/last/ (model, optimizer, sampler position and RNG state), keeps the best
--- validation model in <out>/best.safetensors, and resumes exactly with resume=<out>/last. At the end of
+-- writes metrics to <out>/metrics.jsonl (loss, accuracy and the encoder's learning rate per step),
+-- validates each epoch (contrastive loss and accuracy on a fixed-seed validation sampler),
+-- checkpoints atomically every `checkpoint_every` steps and at each epoch end into <out>/last/ (model,
+-- optimizer, sampler position and RNG state), keeps the best validation model in <out>/best.safetensors, and resumes exactly with resume=<out>/last. At the end of
 -- every start it draws the run's curves into <out>/plots/ (cocola.plot.metrics: metrics-loss.png with
 -- the validation loss, metrics-accuracy.png, metrics-lr.png where logged; plots=false: none; without
 -- gnuplot a line in the log says they were skipped).
@@ -473,7 +473,8 @@ function M._run(cfg, log)
       state.step = state.step + 1
       local l, acc = loss:item(), cocola.metrics.accuracy(sim)
       losses[#losses + 1] = l
-      recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, loss = l, accuracy = acc })
+      recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, loss = l, accuracy = acc,
+        lr = opt.param_groups[1].lr })
       local elapsed = cocola.wall_time() - t0
       recipe.progress(string.format("epoch %d", state.epoch + 1), math.min(sampler.position // cfg.batch_size, per_epoch), per_epoch,
         string.format("loss %.4f acc %.2f %.2f s/step", l, acc, elapsed / #losses))
