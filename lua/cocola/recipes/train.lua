@@ -4,10 +4,11 @@
 -- writes metrics to <out>/metrics.jsonl (loss, accuracy and the encoder's learning rate per step),
 -- validates each epoch (contrastive loss and accuracy on a fixed-seed validation sampler),
 -- checkpoints atomically every `checkpoint_every` steps and at each epoch end into <out>/last/ (model,
--- optimizer, sampler position and RNG state), keeps the best validation model in <out>/best.safetensors, and resumes exactly with resume=<out>/last. At the end of
--- every start it draws the run's curves into <out>/plots/ (cocola.plot.metrics: metrics-loss.png with
--- the validation loss, metrics-accuracy.png, metrics-lr.png where logged; plots=false: none; without
--- gnuplot a line in the log says they were skipped).
+-- optimizer, sampler position and RNG state), keeps the best validation model in
+-- <out>/best.safetensors, and resumes exactly with resume=<out>/last. At the end of every start it
+-- draws the run's curves into <out>/plots/ (cocola.plot.metrics: metrics-loss.png with the validation
+-- loss, metrics-accuracy.png likewise, metrics-lr.png; plots=false: none; without gnuplot a line in
+-- the log says they were skipped).
 -- lr_similarity (0: same as lr) sets the bilinear W's own learning rate, and warmup_steps ramps both
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
