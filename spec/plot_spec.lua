@@ -190,14 +190,18 @@ describe("cocola.plot", function()
     assert.truthy(s:find(">ramp<", 1, true))
   end)
 
-  it("names an image's columns and rows (xtics, ytics), draws line styles with names, and a grid of heat maps", function()
+  it("names an image's columns and rows (xtics, ytics), writes its values, draws line styles with names, and a grid of heat maps", function()
     -- names at the cells' centres: the script gnuplot receives is not kept, so the picture is checked
     -- for size and content, and wrong counts are errors
     local m = cocola.tensor({ { 0.2, 0.9, 0.5 }, { 0.7, 0.1, 0.3 } })
     local img = check_png(plot.image(m, { output = dir .. "/tics.png", origin = "upper", cbrange = { 0, 1 },
       xtics = { "slakh", "musdb", "moisesdb" }, ytics = { "default", "chroma-onset" }, width = 420, height = 300 }), 420, 300)
     assert.is_true(non_white(img) > 500)
-    check_svg(plot.image(m, { output = dir .. "/tics.svg", xtics = { "a", "b", "c" }, ytics = { 1, 2 }, width = 300, height = 200 }), 300, 200)
+    local svg = check_svg(plot.image(m, { output = dir .. "/tics.svg", xtics = { "a", "b", "c" }, ytics = { 1, 2 }, labels = "%.2f",
+      width = 300, height = 200 }), 300, 200)
+    for _, text in ipairs({ ">a<", ">b<", ">c<", ">0.90<", ">0.10<" }) do assert.truthy(svg:find(text, 1, true), text) end
+    assert.matches("option labels must be a number format",
+      select(2, pcall(plot.image, m, { output = dir .. "/x.png", labels = "%d %d" })))
     assert.matches("option xtics must be a list of 3 names %(one per column%), got 2 entries",
       select(2, pcall(plot.image, m, { output = dir .. "/x.png", xtics = { "a", "b" } })))
     assert.matches("option ytics: entry 2 is a boolean",

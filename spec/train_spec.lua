@@ -345,11 +345,12 @@ describe("train_cocola", function()
     assert.is_nil(lfs.attributes(dir .. "/plots"), "plots=false draws nothing")
     local saved, lines = plot.gnuplot, {}
     plot.gnuplot = "/nonexistent/gnuplot"
-    local out = io.output()
-    io.output(os.tmpname())
+    local out, name = io.output(), os.tmpname()
+    io.output(name)
     local ok, err = pcall(train.run, config(tmpdir(), { "max_steps=1", "plots=true" }), function(l) lines[#lines + 1] = l end)
     io.output():close()
     io.output(out)
+    os.remove(name)
     plot.gnuplot = saved
     assert(ok, err)
     assert.matches("plots skipped: .*gnuplot not found", lines[#lines])

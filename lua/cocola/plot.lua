@@ -17,7 +17,8 @@ local COMMON = { title = true, xlabel = true, ylabel = true, width = true, heigh
 local KNOWN = {
   lines = { logx = true, logy = true, xrange = true, yrange = true, key = true, style = true, xtics = true, ytics = true },
   histogram = { bins = true, density = true, xrange = true, yrange = true, key = true },
-  image = { cblabel = true, origin = true, palette = true, extent = true, cbrange = true, xtics = true, ytics = true },
+  image = { cblabel = true, origin = true, palette = true, extent = true, cbrange = true, xtics = true, ytics = true,
+            labels = true },
   images = { cols = true },
   scatter = { logx = true, logy = true, xrange = true, yrange = true, label = true, key = true },
 }
@@ -427,6 +428,25 @@ local function image_body(fn, matrix, opts, temps)
       body[#body + 1] = tics_line(t[1], labels, at)
     end
   end
+  -- every cell's value written at its centre (small matrices: an accuracy table), dark on light cells
+  if opts.labels ~= nil then
+    if type(opts.labels) ~= "string" or not pcall(string.format, opts.labels, 0.5) then
+      error("option labels must be a number format such as '%.2f'", 0)
+    end
+    if h * w > 2500 then error(string.format("option labels: %d cells are too many to write (at most 2500)", h * w), 0) end
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(list) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    if opts.cbrange then lo, hi = opts.cbrange[1], opts.cbrange[2] end
+    for i = 1, h do
+      for j = 1, w do
+        local v = list[(i - 1) * w + j]
+        local t = hi > lo and (v - lo) / (hi - lo) or 0.5
+        local light = palette == "coolwarm" and math.abs(t - 0.5) < 0.3 or (palette ~= "coolwarm" and t > 0.55)
+        body[#body + 1] = string.format("set label %s at %.17g,%.17g center front textcolor rgb '%s'",
+          quote(string.format(opts.labels, v)), x0 + dx * (j - 0.5), y0 + dy * (i - 0.5), light and "#000000" or "#ffffff")
+      end
+    end
+  end
   local path = write_binary(temps, { list })
   body[#body + 1] = "set palette " .. PALETTES[palette]
   if opts.cblabel then body[#body + 1] = "set cblabel " .. quote(opts.cblabel) end
@@ -455,8 +475,9 @@ end
 -- (origin = "upper": matrices, similarity matrices). opts: palette (viridis, magma, gray, hot, coolwarm;
 -- default viridis), cblabel, cbrange ({min, max}), extent ({x0, x1, y0, y1}: the axes' values at the
 -- image's edges, e.g. seconds and Hz; default: column and row numbers from 1), xtics / ytics (a name
--- per column / row, shown at its centre: the models and datasets of an accuracy matrix), and output,
--- title, xlabel, ylabel, width, height.
+-- per column / row, shown at its centre: the models and datasets of an accuracy matrix), labels (a
+-- number format such as "%.2f": every cell's value written on it; small matrices), and output, title,
+-- xlabel, ylabel, width, height.
 function plot.image(matrix, opts)
   opts = check_options("image", opts)
   if type(opts.output) ~= "string" then terminal("image", opts) end
@@ -472,12 +493,12 @@ end
 
 -- the settings of a panel of plot.images
 local PANEL = { matrix = true, title = true, xlabel = true, ylabel = true, cblabel = true, origin = true, palette = true,
-  extent = true, cbrange = true, xtics = true, ytics = true }
+  extent = true, cbrange = true, xtics = true, ytics = true, labels = true }
 
 --- plot.images(panels, opts) -> output path: several heat maps on one page, in a grid of opts.cols
 -- columns (default 2), filled row by row (e.g. the harmonic and percussive features of a condition and
 -- of an accompaniment). panels: a list of {matrix = (H, W) tensor, title, xlabel, ylabel, cblabel,
--- origin, palette, extent, cbrange, xtics, ytics} as in plot.image; opts: output, title (the page's),
+-- origin, palette, extent, cbrange, xtics, ytics, labels} as in plot.image; opts: output, title (the page's),
 -- width, height (of the page; default 500 per panel column and 350 per panel row), cols.
 function plot.images(panels, opts)
   opts = check_options("images", opts)

@@ -572,8 +572,8 @@ local function file_part(name) return (tostring(name):gsub("[^%w_.-]+", "_")) en
 --- M.plots(plot, rows, details, model_names, dataset_names, dir, log) -> list of written files (plot:
 -- cocola.plot): per model and
 -- dataset the histograms of the ground-truth and random pairs' scores, overlaid; per protocol and K the
--- accuracy matrix (models x datasets) as a heat map, 0 to 1, with the names on its axes (a matrix with a
--- cell over no anchors is left out, with a line in the log)
+-- accuracy matrix (models x datasets) as a heat map, 0 to 1, with the names on its axes and the
+-- accuracies on its cells (a matrix with a cell over no anchors is left out, with a line in the log)
 function M.plots(plot, rows, details, model_names, dataset_names, dir, log)
   fs.mkdir_p(dir)
   local written = {}
@@ -614,7 +614,7 @@ function M.plots(plot, rows, details, model_names, dataset_names, dir, log)
       local longest = 0
       for _, m in ipairs(model_names) do longest = math.max(longest, #m) end
       plot.image(cocola.tensor(matrix, { dtype = "float64" }), {
-        output = out, origin = "upper", cbrange = { 0, 1 }, xtics = dataset_names, ytics = model_names,
+        output = out, origin = "upper", cbrange = { 0, 1 }, xtics = dataset_names, ytics = model_names, labels = "%.3f",
         title = string.format("Accuracy, protocol %s, K = %d", key[1], key[2]), xlabel = "dataset", ylabel = "model",
         cblabel = "accuracy (fraction of anchors)",
         width = math.min(20000, 360 + 7 * longest + 110 * #dataset_names), height = math.min(20000, 220 + 45 * #model_names) })
