@@ -347,13 +347,15 @@ describe("train_cocola", function()
     plot.gnuplot = "/nonexistent/gnuplot"
     local out, name = io.output(), os.tmpname()
     io.output(name)
-    local ok, err = pcall(train.run, config(tmpdir(), { "max_steps=1", "plots=true" }), function(l) lines[#lines + 1] = l end)
+    local missing = tmpdir()
+    local ok, err = pcall(train.run, config(missing, { "max_steps=1", "plots=true" }), function(l) lines[#lines + 1] = l end)
     io.output():close()
     io.output(out)
     os.remove(name)
     plot.gnuplot = saved
     assert(ok, err)
     assert.matches("plots skipped: .*gnuplot not found", lines[#lines])
+    assert.is_nil(lfs.attributes(missing .. "/plots"))
   end)
 
   it("rejects unknown settings", function()

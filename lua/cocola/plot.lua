@@ -2,7 +2,9 @@
 -- (several series, log axes), histograms (several sets overlaid), images / heat maps with a colour bar
 -- (spectrograms, similarity matrices) and scatter plots, written as PNG (pngcairo) or SVG of a given
 -- size in pixels; plot.images puts several heat maps on one page (a grid of panels). Tick labels can
--- be names (xtics / ytics: a model or dataset per column, a file per row). Tensors (any dtype, any
+-- be names (xtics / ytics: a model or dataset per column, a file per row), and a heat map can show its
+-- values (labels). plot.available() tells whether gnuplot can be run (the recipes skip their pictures
+-- without it). Tensors (any dtype, any
 -- device) and Lua lists of numbers go in directly; their values reach gnuplot as little-endian float64
 -- in temporary files, removed on every path. plot.metrics draws a training run's metrics.jsonl (what
 -- `cocola plot` runs).
@@ -157,16 +159,24 @@ end
 
 local gnuplot_checked = {}
 
+--- plot.available() -> true, or false and the reason: whether plot.gnuplot can be run
+function plot.available()
+  local cmd = plot.gnuplot
+  if gnuplot_checked[cmd] then return true end
+  if os.execute("command -v " .. quote(cmd):gsub("''", "'\\''") .. " >/dev/null 2>&1") then
+    gnuplot_checked[cmd] = true
+    return true
+  end
+  return false, "gnuplot not found: apt-get install gnuplot-nox"
+end
+
 -- runs a gnuplot script (a list of lines) with the temporary files in temps; removes them on every path,
 -- and the output file when gnuplot fails
 local function run(fn, opts, body, temps)
   local ok, err = pcall(function()
     local cmd = plot.gnuplot
-    if not gnuplot_checked[cmd] then
-      local found = os.execute("command -v " .. quote(cmd):gsub("''", "'\\''") .. " >/dev/null 2>&1")
-      if not found then error("gnuplot not found: apt-get install gnuplot-nox", 0) end
-      gnuplot_checked[cmd] = true
-    end
+    local found, why = plot.available()
+    if not found then error(why, 0) end
     local errfile = os.tmpname()
     temps[#temps + 1] = errfile
     local script = { terminal(fn, opts), "set output " .. quote(opts.output) }

@@ -94,7 +94,14 @@ end
 -- picture logs one line "plots skipped: <why>" through log and the recipe goes on.
 function recipe.plots(enabled, log, fn)
   if enabled == false then return nil end
-  local ok, result = pcall(function() return fn(require("cocola.plot")) end)
+  local plot = require "cocola.plot"
+  local available, why = plot.available()
+  if not available then
+    recipe.end_progress()
+    log("plots skipped: " .. why)
+    return nil
+  end
+  local ok, result = pcall(fn, plot)
   if not ok then
     recipe.end_progress()
     log("plots skipped: " .. recipe.clean_error(result))
