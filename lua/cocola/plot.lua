@@ -4,10 +4,9 @@
 -- size in pixels; plot.images puts several heat maps on one page (a grid of panels). Tick labels can
 -- be names (xtics / ytics: a model or dataset per column, a file per row), and a heat map can show its
 -- values (labels). plot.available() tells whether gnuplot can be run (the recipes skip their pictures
--- without it). Tensors (any dtype, any
--- device) and Lua lists of numbers go in directly; their values reach gnuplot as little-endian float64
--- in temporary files, removed on every path. plot.metrics draws a training run's metrics.jsonl (what
--- `cocola plot` runs).
+-- without it). Tensors (any dtype, any device) and Lua lists of numbers go in directly; their values
+-- reach gnuplot as little-endian float64 in temporary files, removed on every path. plot.metrics draws
+-- a training run's metrics.jsonl (what `cocola plot` runs).
 local core = require "cocola.core"
 
 local plot = {}
