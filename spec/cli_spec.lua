@@ -1,7 +1,9 @@
 -- cli_spec.lua — the `cocola` command (bin/cocola) run as a user runs it, through lua5.4 in a
 -- shell: `score` on two files (JSON equal to cocola.scoring.score_files' result) and on two
 -- folders (CSV / JSON rows), `embed` (a safetensors file cocola.load reads back), the forwarded
--- `eval` recipe, and errors: one line "cocola: <message>" on stderr, exit status 1, no traceback.
+-- `eval` recipe, `score --plot` (the windows' scores and the HPSS features of both sides as pictures; a
+-- missing gnuplot only said on stderr), and errors: one line "cocola: <message>" on stderr, exit status
+-- 1, no traceback.
 local cocola = require "cocola"
 local audio = require "cocola.audio"
 local scoring = require "cocola.scoring"
@@ -74,6 +76,30 @@ describe("the cocola command", function()
     assert.are.equal(0, status, err)
     assert.truthy(out:find("score (harmonic)", 1, true), out)
     assert.truthy(out:match("\n1%s+0%.00%s+5%.00%s+%-?%d+%.%d+\n2%s+3%.00%s+5%.00%s+%-?%d+%.%d+\n"), out)
+  end)
+
+  it("draws the windows' scores and both sides' features with --plot; without gnuplot it says so and goes on", function()
+    local png = require "helpers.png"
+    local status, out, err = cocola_cmd(string.format(
+      "score -m '%s' -c '%s/a.wav' -g '%s/b.wav' --plot '%s/pair.png' -q --threads 1", model_path, tmp, tmp, tmp), tmp)
+    assert.are.equal(0, status, err)
+    assert.truthy(out:find("harmonic", 1, true), out)
+    if os.execute("command -v gnuplot >/dev/null 2>&1") then
+      local img = png.read(tmp .. "/pair.png")
+      assert.are.same({ 800, 500 }, { img.width, img.height })
+      img = png.read(tmp .. "/pair-features.png")
+      assert.are.same({ 1200, 800 }, { img.width, img.height })
+      assert.are.equal("", err)
+    end
+    status, out, err = cocola_cmd(string.format(
+      "score -m '%s' -c '%s/a.wav' -g '%s/b.wav' --plot '%s/none.png' -q --threads 1", model_path, tmp, tmp, tmp), tmp,
+      "COCOLA_GNUPLOT=/nonexistent/gnuplot")
+    assert.are.equal(0, status, err)
+    assert.truthy(out:find("score", 1, true), out)
+    assert.truthy(err:match("^cocola: plots skipped: [^\n]*gnuplot not found[^\n]*\n$"), err)
+    assert.is_nil(read(tmp .. "/none.png"))
+    status, _, err = cocola_cmd(string.format("score -m '%s' -c '%s/cond' -g '%s/gen' --plot '%s/x.png'", model_path, tmp, tmp, tmp), tmp)
+    one_line_error(status, err, "--plot draws one pair: give two files")
   end)
 
   it("scores folders matched by name into CSV and JSON files", function()

@@ -3,7 +3,8 @@
 -- the TagEncoder text side and the pipeline's use of it, cocola.recipes.train_ldm (phase 1: VAE, then U-Net
 -- with the tag encoder) and cocola.recipes.train_componet (phase 2: the ControlNet on the frozen model):
 -- model folders that load, frozen parts unchanged, a stopped and resumed run equal to the uninterrupted one;
--- cocola.recipes.accompany (generation from files and task folders) and its errors.
+-- cocola.recipes.accompany (generation from files and task folders) and its errors; the curves a run draws
+-- into <out>/plots/.
 local cocola = require "cocola"
 local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
@@ -67,7 +68,7 @@ local function tracks(split) return cocola.data.open("slakh", root, split) end
 local TINY = { "layout=slakh", "root=" .. root, "seconds=2.55", "vae_seconds=0.95", "vae_channels=4,8,8",
   "vae_groups=4", "latent_channels=4", "unet_channels=8,16,16", "unet_groups=4", "heads=2", "text_dim=8", "tag_dim=8",
   "batch_size=2", "valid_batches=1", "valid_every=2", "log_every=1", "checkpoint_every=100", "scale_batches=1",
-  "threads=2", "griffin_lim_iters=4" }
+  "threads=2", "griffin_lim_iters=4", "plots=false" }
 
 local function args(extra)
   local out = table.move(TINY, 1, #TINY, 1, {})
@@ -196,14 +197,19 @@ describe("train_ldm, train_componet and accompany", function()
   local function ldm(extra) return silently(function() return train_ldm.run(recipe.config(train_ldm.DEFAULTS, args(extra)), quiet) end) end
   local function cn(extra)
     local a = { "layout=slakh", "root=" .. root, "seconds=2.55", "batch_size=2", "valid_batches=1", "valid_every=2",
-      "log_every=1", "checkpoint_every=100" }
+      "log_every=1", "checkpoint_every=100", "plots=false" }
     for _, x in ipairs(extra) do a[#a + 1] = x end
     return silently(function() return train_componet.run(recipe.config(train_componet.DEFAULTS, a), quiet) end)
   end
 
   it("stage vae writes a VAE folder with its scaling factor", function()
-    local r = ldm({ "stage=vae", "out=" .. vae_run, "max_steps=2" })
+    local r = ldm({ "stage=vae", "out=" .. vae_run, "max_steps=2", "plots=true" })
     assert.equal(2, r.step)
+    -- the run's curves (plots=true, the default; the other runs here have plots=false)
+    if os.execute("command -v gnuplot >/dev/null 2>&1") then
+      local img = require("helpers.png").read(vae_run .. "/plots/metrics-loss.png")
+      assert.are.same({ 800, 500 }, { img.width, img.height })
+    end
     local vae = AutoencoderKL.from_pretrained(vae_run .. "/model")
     assert.is_true(vae.scaling_factor > 0 and vae.scaling_factor < math.huge)
     assert.equal(4, vae.latent_channels)

@@ -5,7 +5,8 @@
 -- min_distance away; shifted negatives are the positive's stems read at the shifted offsets (beats
 -- from shift_seconds, or from the MIDI tempo of a Slakh-layout track); transposed negatives are the
 -- positive pitch-shifted; standard errors follow their formulas; scores and their separation; the
--- CSV / JSON / Markdown outputs; bad settings are errors naming them.
+-- CSV / JSON / Markdown outputs; the pictures in <out>/plots/ (score histograms, accuracy heat maps),
+-- none with plots=false, one log line without gnuplot; bad settings are errors naming them.
 -- Accuracies are never compared across differently batched computations except where a row's
 -- margin is far above float32 noise (an argmax over near-equal values may flip with summation order).
 local cocola = require "cocola"
@@ -84,7 +85,7 @@ local BASELINE = "chroma-onset"
 local function config(out, extra)
   local args = {
     "models=" .. model_path, "datasets=stems_folder:" .. root, "split=test", "out=" .. out, "window=1.0", "max_overlap=0",
-    "min_distance=2.0", "ks=2,3", "batch=16", "seed=4", "threads=2", "shift_seconds=0.25",
+    "min_distance=2.0", "ks=2,3", "batch=16", "seed=4", "threads=2", "shift_seconds=0.25", "plots=false",
   }
   if not have_baselines then args[#args + 1] = "baseline=" end
   for _, a in ipairs(extra or {}) do args[#args + 1] = a end
@@ -103,12 +104,15 @@ local function quietly(fn)
   return a, b, c
 end
 
+local function file_part(name) return (name:gsub("[^%w_.-]+", "_")) end
+
 local function close(a, b, tol) return math.abs(a - b) <= tol * math.max(1, math.abs(b)) end
 
 describe("eval_cocola", function()
   local out = temp()
-  local cfg = config(out)
-  local rows, scores, details = quietly(function() return eval.run(cfg, function() end) end)
+  local cfg = config(out, { "plots=true" })
+  local logged = {}
+  local rows, scores, details = quietly(function() return eval.run(cfg, function(l) logged[#logged + 1] = l end) end)
   local name = root:match("([^/]+)$")
   local d = details[name]
   local pairs_ = d.pairs
@@ -426,6 +430,43 @@ describe("eval_cocola", function()
     assert.truthy(md:find(string.format("| tiny | %.3f ± %.3f |", r.accuracy, r.se_cluster), 1, true))
     assert.truthy(md:find("ground truth", 1, true))
     assert.truthy(md:find("separation", 1, true))
+  end)
+
+  it("draws the score distributions and the accuracy matrices (plots=true), none with plots=false", function()
+    if not os.execute("command -v gnuplot >/dev/null 2>&1") then return pending("gnuplot not installed") end
+    local png = require "helpers.png"
+    local dataset = file_part(name)
+    for _, m in ipairs(models) do
+      local img = png.read(out .. "/plots/scores-" .. file_part(m) .. "-" .. dataset .. ".png")
+      assert.are.same({ 800, 500 }, { img.width, img.height })
+    end
+    for _, protocol in ipairs({ "paper", "same_track", "shifted", "transposed" }) do
+      for _, k in ipairs({ 2, 3 }) do
+        local img = png.read(string.format("%s/plots/accuracy-%s-k%d.png", out, protocol, k))
+        assert.are.equal(220 + 45 * #models, img.height)
+      end
+    end
+    assert.matches("^plots: 10 pictures in ", logged[#logged])
+    -- the lists behind the histograms: one ground-truth score per window
+    assert.are.equal(#pairs_, #d.score_lists.tiny.ground_truth)
+  end)
+
+  it("only logs when gnuplot is missing, and draws nothing with plots=false", function()
+    local plot = require "cocola.plot"
+    local saved, lines = plot.gnuplot, {}
+    plot.gnuplot = "/nonexistent/gnuplot"
+    local dir = temp()
+    local ok, err = pcall(quietly, function()
+      return eval.run(config(dir, { "plots=true", "protocols=paper", "ks=2", "baseline=" }), function(l) lines[#lines + 1] = l end)
+    end)
+    plot.gnuplot = saved
+    assert(ok, err)
+    assert.matches("^plots skipped: .*gnuplot not found", lines[#lines])
+    assert.is_true(fs.is_file(dir .. "/results.md"))
+    assert.is_false(fs.is_dir(dir .. "/plots"))
+    local quiet = temp()
+    quietly(function() return eval.run(config(quiet, { "protocols=paper", "ks=2", "baseline=" }), function() end) end)
+    assert.is_false(fs.is_dir(quiet .. "/plots"))
   end)
 
   it("refuses bad settings with messages naming them", function()

@@ -5,7 +5,8 @@
 -- same tasks for the same seed; eval_generation (cocola.recipes.eval_generation) scores systems, Random
 -- and Ground Truth with the COCOLA score (equal to cocola.scoring on each pair) and with FAD against the
 -- targets (equal to cocola.metrics.fad on the backbone's embeddings), picks the largest-L2 candidate,
--- names missing audio, and writes its Markdown, CSV and JSON; `cocola make-tasks` / `eval-generation`.
+-- names missing audio, and writes its Markdown, CSV and JSON, and the rows' score distributions as a
+-- picture (none with plots=false, one log line without gnuplot); `cocola make-tasks` / `eval-generation`.
 local cocola = require "cocola"
 local fs = require "cocola.data.fs"
 local cjson = require "cjson"
@@ -226,7 +227,24 @@ describe("eval_generation", function()
 
   it("writes Markdown in the paper's layout, CSV and JSON, and runs as `cocola eval-generation`", function()
     local dir = temp()
-    eval_generation.write(result, dir, cfg())
+    local pictures = eval_generation.write(result, dir, cfg(), quiet)
+    local have_gnuplot = os.execute("command -v gnuplot >/dev/null 2>&1")
+    if have_gnuplot then
+      assert.are.same({ dir .. "/scores-default.png" }, pictures)
+      local img = require("helpers.png").read(dir .. "/scores-default.png")
+      assert.are.same({ 800, 500 }, { img.width, img.height })
+    end
+    local off = temp()
+    assert.are.same({}, eval_generation.write(result, off, cfg({ plots = false }), quiet))
+    assert.is_nil(io.open(off .. "/scores-default.png", "rb"))
+    local plot, logged = require "cocola.plot", {}
+    local saved = plot.gnuplot
+    plot.gnuplot = "/nonexistent/gnuplot"
+    local ok, err = pcall(eval_generation.write, result, off, cfg(), function(l) logged[#logged + 1] = l end)
+    plot.gnuplot = saved
+    assert(ok, err)
+    assert.matches("^plots skipped: .*gnuplot not found", logged[1])
+    assert.truthy(files.read(off .. "/table3.md"))
     local md = files.read(dir .. "/table3.md")
     assert.matches("| | FAD COCOLA ↓ | COCOLA default ↑ |", md, 1, true)
     assert.matches("| Ground Truth | — |", md, 1, true)
@@ -246,6 +264,7 @@ describe("eval_generation", function()
     assert.equal(0, status, stderr)
     assert.matches("| Ground Truth |", stdout, 1, true)
     assert.truthy(cli.read(cdir .. "/t/table3.md"))
+    if have_gnuplot then assert.matches("scores-default.png", stdout, 1, true) end
     status, _, stderr = cli.cocola("eval-generation tasks=" .. cdir .. "/none", cdir)
     cli.one_line_error(status, stderr, "no tasks.json in")
   end)

@@ -1,6 +1,7 @@
 -- plot_spec.lua — cocola.plot on gnuplot: every kind of plot (lines, histogram, image, scatter) as a PNG
 -- and an SVG of the requested size, the PNGs decoded (spec/helpers/png.lua: chunk CRCs, IHDR, inflated
--- pixels) and the SVGs parsed; a heat map's colours in the order of its data (both origins); the errors
+-- pixels) and the SVGs parsed; a heat map's colours in the order of its data (both origins); names as tick
+-- labels (xtics, ytics), line styles and a grid of heat maps (plot.images); the errors
 -- on bad input, a missing gnuplot and gnuplot's own; no temporary file left; `cocola plot` on the
 -- metrics of the COCOLA trainer and of the diffusion trainers.
 local cocola = require "cocola"
@@ -187,6 +188,44 @@ describe("cocola.plot", function()
       if i % 8 ~= 1 then assert.is_true(luminance(fills[i]) > luminance(fills[i - 1]), "cell " .. i) end
     end
     assert.truthy(s:find(">ramp<", 1, true))
+  end)
+
+  it("names an image's columns and rows (xtics, ytics), writes its values, draws line styles with names, and a grid of heat maps", function()
+    -- names at the cells' centres: the script gnuplot receives is not kept, so the picture is checked
+    -- for size and content, and wrong counts are errors
+    local m = cocola.tensor({ { 0.2, 0.9, 0.5 }, { 0.7, 0.1, 0.3 } })
+    local img = check_png(plot.image(m, { output = dir .. "/tics.png", origin = "upper", cbrange = { 0, 1 },
+      xtics = { "slakh", "musdb", "moisesdb" }, ytics = { "default", "chroma-onset" }, width = 420, height = 300 }), 420, 300)
+    assert.is_true(non_white(img) > 500)
+    local svg = check_svg(plot.image(m, { output = dir .. "/tics.svg", xtics = { "a", "b", "c" }, ytics = { 1, 2 }, labels = "%.2f",
+      width = 300, height = 200 }), 300, 200)
+    for _, text in ipairs({ ">a<", ">b<", ">c<", ">0.90<", ">0.10<" }) do assert.truthy(svg:find(text, 1, true), text) end
+    assert.matches("option labels must be a number format",
+      select(2, pcall(plot.image, m, { output = dir .. "/x.png", labels = "%d %d" })))
+    assert.matches("option xtics must be a list of 3 names %(one per column%), got 2 entries",
+      select(2, pcall(plot.image, m, { output = dir .. "/x.png", xtics = { "a", "b" } })))
+    assert.matches("option ytics: entry 2 is a boolean",
+      select(2, pcall(plot.image, m, { output = dir .. "/x.png", ytics = { "a", true } })))
+    for _, style in ipairs({ "points", "impulses", "lines", "linespoints" }) do
+      check_png(plot.lines({ x = { 0.3, 0.2, 0.1 }, y = { 1, 2, 3 } }, { output = dir .. "/s-" .. style .. ".png", style = style,
+        ytics = { "a.wav", "b.wav", "c.wav" }, yrange = { 3.5, 0.5 }, width = 320, height = 200 }), 320, 200)
+    end
+    assert.matches("unknown style 'bars'", select(2, pcall(plot.lines, { 1, 2 }, { output = dir .. "/x.png", style = "bars" })))
+    local panels = {}
+    for i = 1, 4 do
+      panels[i] = { matrix = cocola.rand({ 16, 20 }), title = "panel " .. i, xlabel = "time (s)", ylabel = "mel band",
+                    extent = { 0, 2, 0.5, 16.5 }, cblabel = "dB" }
+    end
+    img = check_png(plot.images(panels, { output = dir .. "/grid.png", title = "four", width = 600, height = 400 }), 600, 400)
+    assert.is_true(non_white(img) > 5000)
+    check_png(plot.images({ panels[1], panels[2], panels[3] }, { output = dir .. "/grid3.png", cols = 3 }), 1500, 350)
+    check_svg(plot.images({ panels[1] }, { output = dir .. "/grid.svg", width = 300, height = 200 }), 300, 200)
+    assert.matches("plot.images: panel 2: matrix is empty",
+      select(2, pcall(plot.images, { panels[1], { matrix = cocola.zeros({ 0, 2 }) } }, { output = dir .. "/x.png" })))
+    assert.matches("panel 1: unknown setting 'colour'",
+      select(2, pcall(plot.images, { { matrix = m, colour = 1 } }, { output = dir .. "/x.png" })))
+    assert.matches("panels must be a non%-empty list", select(2, pcall(plot.images, {}, { output = dir .. "/x.png" })))
+    assert.is_nil(io.open(dir .. "/x.png", "rb"))
   end)
 
   it("turns bad input into clear errors", function()

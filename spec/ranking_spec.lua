@@ -2,7 +2,8 @@
 -- query / library factorisation of every similarity, rank scores equal to scoring.score_files for
 -- the same pairs (both roles, files of unequal lengths, tail windows), the order and --top,
 -- the index file (reuse without re-embedding, a changed file embedded again, a missing file left
--- out, another model or other settings refused), bad inputs, and the command's table / CSV / JSON.
+-- out, another model or other settings refused), bad inputs, and the command's table / CSV / JSON and
+-- its --plot picture.
 -- Audio fixtures are made in a temporary folder removed afterwards (also when a spec fails).
 local cocola = require "cocola"
 local audio = require "cocola.audio"
@@ -462,9 +463,14 @@ describe("cocola rank and cocola index", function()
 
   it("prints a ranked table, and writes CSV and JSON with the scores of score_files", function()
     local status, out, err = cocola_cmd(string.format(
-      "rank --model '%s' --cond '%s/cond.wav' --candidates '%s/gens' --csv '%s/out.csv' --json '%s/out.json' -q --threads 1",
-      model_path, tmp, tmp, tmp, tmp), tmp)
+      "rank --model '%s' --cond '%s/cond.wav' --candidates '%s/gens' --csv '%s/out.csv' --json '%s/out.json' -q --threads 1 --plot '%s/rank.png'",
+      model_path, tmp, tmp, tmp, tmp, tmp), tmp)
     assert.are.equal(0, status, err)
+    -- --plot: the three scores, one row of the picture each
+    if os.execute("command -v gnuplot >/dev/null 2>&1") then
+      local img = require("helpers.png").read(tmp .. "/rank.png")
+      assert.are.same({ 900, 160 + 22 * 3 }, { img.width, img.height })
+    end
     assert.truthy(out:find("rank%s+score%s+windows%s+seconds%s+file\n"), out)
     assert.truthy(out:find("3 accompaniments ranked against the condition", 1, true), out)
     local result = cjson.decode(read(tmp .. "/out.json"))

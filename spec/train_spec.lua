@@ -2,6 +2,7 @@
 -- metrics and checkpoints written), validates at epoch ends, and a run stopped after 2 steps and
 -- resumed from its checkpoint gives exactly the losses of an uninterrupted 4-step run.
 -- A wall-time limit (max_minutes) stops a run after the step that passes it, its checkpoint saved.
+-- The curves of a run in <out>/plots/ (plots=true), none with plots=false, one log line without gnuplot.
 local cocola = require "cocola"
 local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
@@ -32,7 +33,7 @@ end
 local function config(out, extra)
   local args = {
     "layout=stems_folder", "root=" .. root, "valid_split=validation", "out=" .. out, "batch_size=2",
-    "window=1.0", "valid_batches=1", "checkpoint_every=1", "seed=3", "threads=2",
+    "window=1.0", "valid_batches=1", "checkpoint_every=1", "seed=3", "threads=2", "plots=false",
   }
   for _, a in ipairs(extra) do args[#args + 1] = a end
   return recipe.config(train.DEFAULTS, args)
@@ -89,7 +90,14 @@ describe("train_cocola", function()
 
   it("validates at the end of an epoch and keeps the best model", function()
     local dir = tmpdir()
-    local _, state = quietly(train.run, config(dir, { "epochs=1" }))
+    local _, state = quietly(train.run, config(dir, { "epochs=1", "plots=true" }))
+    -- the run's curves (plots=true, the default), unless gnuplot is missing
+    if os.execute("command -v gnuplot >/dev/null 2>&1") then
+      for _, name in ipairs({ "metrics-loss.png", "metrics-accuracy.png" }) do
+        local img = require("helpers.png").read(dir .. "/plots/" .. name)
+        assert.are.same({ 800, 500 }, { img.width, img.height })
+      end
+    end
     assert.are.equal(1, state.epoch)
     assert.is_true(fs.is_file(dir .. "/best.safetensors"))
     local saw_valid = false
@@ -328,6 +336,26 @@ describe("train_cocola", function()
     -- a generous limit changes nothing
     local free = quietly(train.run, config(tmpdir(), { "max_steps=2", "max_minutes=60" }))
     assert.are.equal(2, #free)
+  end)
+
+  it("draws no plots with plots=false, and only logs when gnuplot is missing", function()
+    local plot = require "cocola.plot"
+    local dir = tmpdir()
+    quietly(train.run, config(dir, { "max_steps=1" }))
+    assert.is_nil(lfs.attributes(dir .. "/plots"), "plots=false draws nothing")
+    local saved, lines = plot.gnuplot, {}
+    plot.gnuplot = "/nonexistent/gnuplot"
+    local out, name = io.output(), os.tmpname()
+    io.output(name)
+    local missing = tmpdir()
+    local ok, err = pcall(train.run, config(missing, { "max_steps=1", "plots=true" }), function(l) lines[#lines + 1] = l end)
+    io.output():close()
+    io.output(out)
+    os.remove(name)
+    plot.gnuplot = saved
+    assert(ok, err)
+    assert.matches("plots skipped: .*gnuplot not found", lines[#lines])
+    assert.is_nil(lfs.attributes(missing .. "/plots"))
   end)
 
   it("rejects unknown settings", function()

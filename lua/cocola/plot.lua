@@ -1,21 +1,26 @@
 -- cocola.plot — pictures through gnuplot (Debian's gnuplot-nox), driven through a pipe: line plots
 -- (several series, log axes), histograms (several sets overlaid), images / heat maps with a colour bar
 -- (spectrograms, similarity matrices) and scatter plots, written as PNG (pngcairo) or SVG of a given
--- size in pixels. Tensors (any dtype, any device) and Lua lists of numbers go in directly; their values
--- reach gnuplot as little-endian float64 in temporary files, removed on every path. plot.metrics draws a
--- training run's metrics.jsonl (what `cocola plot` runs).
+-- size in pixels; plot.images puts several heat maps on one page (a grid of panels). Tick labels can
+-- be names (xtics / ytics: a model or dataset per column, a file per row), and a heat map can show its
+-- values (labels). plot.available() tells whether gnuplot can be run (the recipes skip their pictures
+-- without it). Tensors (any dtype, any device) and Lua lists of numbers go in directly; their values
+-- reach gnuplot as little-endian float64 in temporary files, removed on every path. plot.metrics draws
+-- a training run's metrics.jsonl (what `cocola plot` runs).
 local core = require "cocola.core"
 
 local plot = {}
 
---- the gnuplot command (a name on PATH or a path)
-plot.gnuplot = "gnuplot"
+--- the gnuplot command (a name on PATH or a path; default $COCOLA_GNUPLOT, else gnuplot)
+plot.gnuplot = os.getenv("COCOLA_GNUPLOT") or "gnuplot"
 
 local COMMON = { title = true, xlabel = true, ylabel = true, width = true, height = true, output = true }
 local KNOWN = {
-  lines = { logx = true, logy = true, xrange = true, yrange = true, key = true },
+  lines = { logx = true, logy = true, xrange = true, yrange = true, key = true, style = true, xtics = true, ytics = true },
   histogram = { bins = true, density = true, xrange = true, yrange = true, key = true },
-  image = { cblabel = true, origin = true, palette = true, extent = true, cbrange = true },
+  image = { cblabel = true, origin = true, palette = true, extent = true, cbrange = true, xtics = true, ytics = true,
+            labels = true },
+  images = { cols = true },
   scatter = { logx = true, logy = true, xrange = true, yrange = true, label = true, key = true },
 }
 
@@ -74,6 +79,29 @@ end
 -- a gnuplot single-quoted string (no escapes; a quote is doubled)
 local function quote(s) return "'" .. tostring(s):gsub("'", "''") .. "'" end
 
+-- `set xtics (...)` with names at positions (labels: a list of strings; positions: numbers, one each)
+local function tics_line(axis, labels, positions)
+  local parts = {}
+  for i, label in ipairs(labels) do
+    parts[i] = string.format("%s %.17g", quote(label), positions[i])
+  end
+  local rotate = (axis == "x" and #labels > 1) and " rotate by -30" or ""
+  return string.format("set %stics (%s)%s", axis, table.concat(parts, ", "), rotate)
+end
+
+-- checks an xtics / ytics option: a list of n names (strings or numbers)
+local function check_tics(name, labels, n, what)
+  if type(labels) ~= "table" or #labels ~= n then
+    error(string.format("option %s must be a list of %d names (one per %s), got %s", name, n, what,
+      type(labels) == "table" and (#labels .. " entries") or type(labels)), 0)
+  end
+  for i = 1, n do
+    if type(labels[i]) ~= "string" and type(labels[i]) ~= "number" then
+      error(string.format("option %s: entry %d is a %s, not a name", name, i, type(labels[i])), 0)
+    end
+  end
+end
+
 -- values of a tensor or a list of numbers as a flat Lua list, with its shape; checks finiteness
 local function values_of(fn, what, v, rank)
   local list, shape
@@ -130,16 +158,24 @@ end
 
 local gnuplot_checked = {}
 
+--- plot.available() -> true, or false and the reason: whether plot.gnuplot can be run
+function plot.available()
+  local cmd = plot.gnuplot
+  if gnuplot_checked[cmd] then return true end
+  if os.execute("command -v " .. quote(cmd):gsub("''", "'\\''") .. " >/dev/null 2>&1") then
+    gnuplot_checked[cmd] = true
+    return true
+  end
+  return false, "gnuplot not found: apt-get install gnuplot-nox"
+end
+
 -- runs a gnuplot script (a list of lines) with the temporary files in temps; removes them on every path,
 -- and the output file when gnuplot fails
 local function run(fn, opts, body, temps)
   local ok, err = pcall(function()
     local cmd = plot.gnuplot
-    if not gnuplot_checked[cmd] then
-      local found = os.execute("command -v " .. quote(cmd):gsub("''", "'\\''") .. " >/dev/null 2>&1")
-      if not found then error("gnuplot not found: apt-get install gnuplot-nox", 0) end
-      gnuplot_checked[cmd] = true
-    end
+    local found, why = plot.available()
+    if not found then error(why, 0) end
     local errfile = os.tmpname()
     temps[#temps + 1] = errfile
     local script = { terminal(fn, opts), "set output " .. quote(opts.output) }
@@ -201,18 +237,39 @@ local function check_log(fn, opts, axis, list, what)
   end
 end
 
+-- plot.lines' styles (gnuplot's `with` clauses)
+local STYLES = {
+  lines = "lines lw 1.5", linespoints = "linespoints lw 1.5 pt 7 ps 0.6", points = "points pt 7 ps 0.8",
+  impulses = "impulses lw 3",
+}
+
 --- plot.lines(series, opts) -> output path. series: one series or a list of them; a series is a tensor y
 -- (x = 1, 2, ...), {x, y}, or {x = , y = , label = }. opts: output (required, .png or .svg), title,
 -- xlabel, ylabel, width, height (pixels; 800 x 500), logx, logy, xrange, yrange ({min, max}), key
--- (false hides the legend, a string places it: "bottom left").
+-- (false hides the legend, a string places it: "bottom left"), style ("lines", "linespoints",
+-- "points", "impulses"; default linespoints up to 50 points, else lines), xtics / ytics (names shown at
+-- x (or y) = 1, 2, ...: a ranking's files).
 function plot.lines(series, opts)
   opts = check_options("lines", opts)
   if not is_single_series(series) and (type(series) ~= "table" or #series == 0) then
     fail("lines", "series must be a tensor, {x = , y = , label = } or a non-empty list of series (tensors, {x, y} or {x = , y = , label = })")
   end
   local list = is_single_series(series) and { series } or series
-  local temps, plots = {}, {}
+  local temps, plots, tics = {}, {}, {}
   local ok, err = pcall(function()
+    if opts.style ~= nil and not STYLES[opts.style] then
+      error(string.format("unknown style '%s' (known: %s)", tostring(opts.style), table.concat(sorted_keys(STYLES), ", ")), 0)
+    end
+    for _, axis in ipairs({ "x", "y" }) do
+      local labels = opts[axis .. "tics"]
+      if labels ~= nil then
+        check_tics(axis .. "tics", labels, type(labels) == "table" and #labels or -1, "position 1, 2, ...")
+        if #labels == 0 then error("option " .. axis .. "tics: an empty list", 0) end
+        local at = {}
+        for i = 1, #labels do at[i] = i end
+        tics[#tics + 1] = tics_line(axis, labels, at)
+      end
+    end
     for i, s in ipairs(list) do
       local x, y, label
       if core.is_tensor(s) or (type(s) == "table" and type(s[1]) == "number") then
@@ -240,8 +297,9 @@ function plot.lines(series, opts)
       check_log("lines", opts, "y", ys, what)
       local path = write_binary(temps, { xs, ys })
       -- short series (a run's validations) with their points marked
+      local style = STYLES[opts.style or (#ys <= 50 and "linespoints" or "lines")]
       plots[#plots + 1] = string.format("%s binary record=(%d) format='%%float64%%float64' endian=little using 1:2 with %s title %s",
-        quote(path), #ys, #ys <= 50 and "linespoints lw 1.5 pt 7 ps 0.6" or "lines lw 1.5", label and quote(label) or "''")
+        quote(path), #ys, style, label and quote(label) or "''")
       if not label then plots[#plots] = plots[#plots]:gsub("title ''$", "notitle") end
     end
   end)
@@ -250,6 +308,7 @@ function plot.lines(series, opts)
     error("plot.lines: " .. tostring(err):gsub("^plot%.lines: ", ""), 2)
   end
   local body = axis_lines(opts)
+  for _, line in ipairs(tics) do body[#body + 1] = line end
   body[#body + 1] = "plot " .. table.concat(plots, ", \\\n  ")
   local path = run("lines", opts, body, temps)
   return path
@@ -346,58 +405,146 @@ function plot.histogram(values, opts)
   return path
 end
 
+-- the script lines of one heat map (plot.image and every panel of plot.images); fn names the caller
+local function image_body(fn, matrix, opts, temps)
+  local body = { "set tics out", "unset key" }
+  local list, shape = values_of(fn, "matrix", matrix, 2)
+  local h, w = shape[1], shape[2]
+  local palette = opts.palette or "viridis"
+  if not PALETTES[palette] then
+    error(string.format("unknown palette '%s' (known: %s)", tostring(palette), table.concat(sorted_keys(PALETTES), ", ")), 0)
+  end
+  local origin = opts.origin or "lower"
+  if origin ~= "lower" and origin ~= "upper" then error("option origin must be 'lower' or 'upper'", 0) end
+  local x0, x1, y0, y1 = 0.5, w + 0.5, 0.5, h + 0.5
+  if opts.extent ~= nil then
+    local e = opts.extent
+    if type(e) ~= "table" or #e ~= 4 then error("option extent must be {x0, x1, y0, y1}", 0) end
+    for i = 1, 4 do
+      if type(e[i]) ~= "number" or e[i] ~= e[i] then error("option extent must be {x0, x1, y0, y1} (numbers)", 0) end
+    end
+    if e[2] == e[1] or e[4] == e[3] then error("option extent: an empty range", 0) end
+    x0, x1, y0, y1 = e[1], e[2], e[3], e[4]
+  end
+  local dx, dy = (x1 - x0) / w, (y1 - y0) / h
+  -- names at the columns' and rows' centres
+  for _, t in ipairs({ { "x", w, x0, dx, "column" }, { "y", h, y0, dy, "row" } }) do
+    local labels = opts[t[1] .. "tics"]
+    if labels ~= nil then
+      check_tics(t[1] .. "tics", labels, t[2], t[5])
+      local at = {}
+      for i = 1, t[2] do at[i] = t[3] + t[4] * (i - 0.5) end
+      body[#body + 1] = tics_line(t[1], labels, at)
+    end
+  end
+  -- every cell's value written at its centre (small matrices: an accuracy table), dark on light cells
+  if opts.labels ~= nil then
+    if type(opts.labels) ~= "string" or not pcall(string.format, opts.labels, 0.5) then
+      error("option labels must be a number format such as '%.2f'", 0)
+    end
+    if h * w > 2500 then error(string.format("option labels: %d cells are too many to write (at most 2500)", h * w), 0) end
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(list) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    if opts.cbrange then lo, hi = opts.cbrange[1], opts.cbrange[2] end
+    for i = 1, h do
+      for j = 1, w do
+        local v = list[(i - 1) * w + j]
+        local t = hi > lo and (v - lo) / (hi - lo) or 0.5
+        local light = palette == "coolwarm" and math.abs(t - 0.5) < 0.3 or (palette ~= "coolwarm" and t > 0.55)
+        body[#body + 1] = string.format("set label %s at %.17g,%.17g center front textcolor rgb '%s'",
+          quote(string.format(opts.labels, v)), x0 + dx * (j - 0.5), y0 + dy * (i - 0.5), light and "#000000" or "#ffffff")
+      end
+    end
+  end
+  local path = write_binary(temps, { list })
+  body[#body + 1] = "set palette " .. PALETTES[palette]
+  if opts.cblabel then body[#body + 1] = "set cblabel " .. quote(opts.cblabel) end
+  if opts.cbrange then
+    local r = opts.cbrange
+    if type(r) ~= "table" or type(r[1]) ~= "number" or type(r[2]) ~= "number" then error("option cbrange must be {min, max}", 0) end
+    body[#body + 1] = string.format("set cbrange [%.17g:%.17g]", r[1], r[2])
+  end
+  body[#body + 1] = string.format("set xrange [%.17g:%.17g]", math.min(x0, x1), math.max(x0, x1))
+  if origin == "upper" then
+    body[#body + 1] = string.format("set yrange [%.17g:%.17g]", math.max(y0, y1), math.min(y0, y1))
+  else
+    body[#body + 1] = string.format("set yrange [%.17g:%.17g]", math.min(y0, y1), math.max(y0, y1))
+  end
+  -- the file holds the rows in order; gnuplot's array puts element 1 at the origin, rows going up in y.
+  -- PNG: one bitmap (cells drawn one by one leave seams); SVG: one rectangle per cell
+  local pixels = opts.output:lower():match("%.svg$") and " pixels" or ""
+  body[#body + 1] = string.format(
+    "plot %s binary array=(%d,%d) format='%%float64' endian=little origin=(%.17g,%.17g) dx=%.17g dy=%.17g with image%s notitle",
+    quote(path), w, h, x0 + dx / 2, y0 + dy / 2, dx, dy, pixels)
+  return body
+end
+
 --- plot.image(matrix, opts) -> output path: a heat map of a (H, W) tensor with a colour bar. Row 1 is at
 -- the bottom (opts.origin = "lower", the default: spectrograms, frequency rising) or at the top
 -- (origin = "upper": matrices, similarity matrices). opts: palette (viridis, magma, gray, hot, coolwarm;
 -- default viridis), cblabel, cbrange ({min, max}), extent ({x0, x1, y0, y1}: the axes' values at the
--- image's edges, e.g. seconds and Hz; default: column and row numbers from 1), and output, title, xlabel,
--- ylabel, width, height.
+-- image's edges, e.g. seconds and Hz; default: column and row numbers from 1), xtics / ytics (a name
+-- per column / row, shown at its centre: the models and datasets of an accuracy matrix), labels (a
+-- number format such as "%.2f": every cell's value written on it; small matrices), and output, title,
+-- xlabel, ylabel, width, height.
 function plot.image(matrix, opts)
   opts = check_options("image", opts)
-  local temps = {}
-  local body = { "set tics out", "unset key" }
-  local ok, err = pcall(function()
-    local list, shape = values_of("image", "matrix", matrix, 2)
-    local h, w = shape[1], shape[2]
-    local palette = opts.palette or "viridis"
-    if not PALETTES[palette] then
-      error(string.format("unknown palette '%s' (known: %s)", tostring(palette), table.concat(sorted_keys(PALETTES), ", ")), 0)
-    end
-    local origin = opts.origin or "lower"
-    if origin ~= "lower" and origin ~= "upper" then error("option origin must be 'lower' or 'upper'", 0) end
-    local x0, x1, y0, y1 = 0.5, w + 0.5, 0.5, h + 0.5
-    if opts.extent ~= nil then
-      local e = opts.extent
-      if type(e) ~= "table" or #e ~= 4 then error("option extent must be {x0, x1, y0, y1}", 0) end
-      for i = 1, 4 do
-        if type(e[i]) ~= "number" or e[i] ~= e[i] then error("option extent must be {x0, x1, y0, y1} (numbers)", 0) end
-      end
-      if e[2] == e[1] or e[4] == e[3] then error("option extent: an empty range", 0) end
-      x0, x1, y0, y1 = e[1], e[2], e[3], e[4]
-    end
-    local dx, dy = (x1 - x0) / w, (y1 - y0) / h
-    local path = write_binary(temps, { list })
-    body[#body + 1] = "set palette " .. PALETTES[palette]
-    if opts.cblabel then body[#body + 1] = "set cblabel " .. quote(opts.cblabel) end
-    body[#body + 1] = string.format("set xrange [%.17g:%.17g]", math.min(x0, x1), math.max(x0, x1))
-    if origin == "upper" then
-      body[#body + 1] = string.format("set yrange [%.17g:%.17g]", math.max(y0, y1), math.min(y0, y1))
-    else
-      body[#body + 1] = string.format("set yrange [%.17g:%.17g]", math.min(y0, y1), math.max(y0, y1))
-    end
-    -- the file holds the rows in order; gnuplot's array puts element 1 at the origin, rows going up in y.
-    -- PNG: one bitmap (cells drawn one by one leave seams); SVG: one rectangle per cell
-    local pixels = opts.output:lower():match("%.svg$") and " pixels" or ""
-    body[#body + 1] = string.format(
-      "plot %s binary array=(%d,%d) format='%%float64' endian=little origin=(%.17g,%.17g) dx=%.17g dy=%.17g with image%s notitle",
-      quote(path), w, h, x0 + dx / 2, y0 + dy / 2, dx, dy, pixels)
-  end)
+  if type(opts.output) ~= "string" then terminal("image", opts) end
+  local temps, body = {}, nil
+  local ok, err = pcall(function() body = image_body("image", matrix, opts, temps) end)
   if not ok then
     for _, path in ipairs(temps) do os.remove(path) end
     error("plot.image: " .. tostring(err):gsub("^plot%.image: ", ""), 2)
   end
   local path = run("image", opts, body, temps)
   return path
+end
+
+-- the settings of a panel of plot.images
+local PANEL = { matrix = true, title = true, xlabel = true, ylabel = true, cblabel = true, origin = true, palette = true,
+  extent = true, cbrange = true, xtics = true, ytics = true, labels = true }
+
+--- plot.images(panels, opts) -> output path: several heat maps on one page, in a grid of opts.cols
+-- columns (default 2), filled row by row (e.g. the harmonic and percussive features of a condition and
+-- of an accompaniment). panels: a list of {matrix = (H, W) tensor, title, xlabel, ylabel, cblabel,
+-- origin, palette, extent, cbrange, xtics, ytics, labels} as in plot.image; opts: output, title (the page's),
+-- width, height (of the page; default 500 per panel column and 350 per panel row), cols.
+function plot.images(panels, opts)
+  opts = check_options("images", opts)
+  if type(panels) ~= "table" or #panels == 0 then fail("images", "panels must be a non-empty list of {matrix = , ...}") end
+  local cols = opts.cols or 2
+  if math.type(cols) ~= "integer" or cols < 1 then fail("images", "option cols must be a whole number >= 1") end
+  cols = math.min(cols, #panels)
+  local rows = (#panels + cols - 1) // cols
+  local page = setmetatable({ width = opts.width or 500 * cols, height = opts.height or 350 * rows, title = false },
+    { __index = opts })
+  if type(opts.output) ~= "string" then terminal("images", page) end
+  local temps = {}
+  local body = { string.format("set multiplot layout %d,%d%s", rows, cols, opts.title and (" title " .. quote(opts.title)) or "") }
+  local ok, err = pcall(function()
+    for i, p in ipairs(panels) do
+      if type(p) ~= "table" or p.matrix == nil then error(string.format("panel %d must be {matrix = , ...}", i), 0) end
+      for k in pairs(p) do
+        if not PANEL[k] then
+          error(string.format("panel %d: unknown setting '%s' (known: %s)", i, tostring(k), table.concat(sorted_keys(PANEL), ", ")), 0)
+        end
+      end
+      local popts = setmetatable({ output = opts.output }, { __index = p })
+      body[#body + 1] = "reset"
+      body[#body + 1] = "set title " .. quote(p.title or "")
+      body[#body + 1] = "set xlabel " .. quote(p.xlabel or "")
+      body[#body + 1] = "set ylabel " .. quote(p.ylabel or "")
+      local ok_panel, lines = pcall(image_body, "images", p.matrix, popts, temps)
+      if not ok_panel then error(string.format("panel %d: %s", i, tostring(lines):gsub("^plot%.images: ", "")), 0) end
+      for _, line in ipairs(lines) do body[#body + 1] = line end
+    end
+  end)
+  if not ok then
+    for _, path in ipairs(temps) do os.remove(path) end
+    error("plot.images: " .. tostring(err):gsub("^plot%.images: ", ""), 2)
+  end
+  body[#body + 1] = "unset multiplot"
+  return run("images", page, body, temps)
 end
 
 --- plot.scatter(x, y, opts) -> output path: points (x[i], y[i]); x and y tensors or lists of the same

@@ -2,7 +2,8 @@
 -- (a Lua file returning a table) and key=value overrides, validated against the defaults' types
 -- (recipe.explicit(cfg) tells which settings were given); `--help` listing every setting with its
 -- default and meaning; logging every setting; progress on stderr (a bar on a terminal, a plain line
--- every 30 s otherwise); atomic writes of text files; JSON lines; one-line error messages.
+-- every 30 s otherwise); atomic writes of text files; JSON lines; one-line error messages; a recipe's
+-- pictures (recipe.plots: off with plots=false, and a missing gnuplot only logs a line).
 local cjson = require "cjson"
 
 local recipe = {}
@@ -86,6 +87,27 @@ function recipe.help(name, defaults, docs, usage)
     lines[#lines + 1] = string.format("  %-" .. width .. "s  %s", shown[k], docs[k] or "")
   end
   return table.concat(lines, "\n") .. "\n"
+end
+
+--- recipe.plots(enabled, log, fn) -> fn's result, or nil: draws a recipe's pictures with fn(plot) (plot:
+-- cocola.plot) unless enabled is false. Pictures are a by-product: a missing gnuplot or a failed
+-- picture logs one line "plots skipped: <why>" through log and the recipe goes on.
+function recipe.plots(enabled, log, fn)
+  if enabled == false then return nil end
+  local plot = require "cocola.plot"
+  local available, why = plot.available()
+  if not available then
+    recipe.end_progress()
+    log("plots skipped: " .. why)
+    return nil
+  end
+  local ok, result = pcall(fn, plot)
+  if not ok then
+    recipe.end_progress()
+    log("plots skipped: " .. recipe.clean_error(result))
+    return nil
+  end
+  return result
 end
 
 --- logs every setting, sorted, one per line

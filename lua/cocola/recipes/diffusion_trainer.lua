@@ -4,7 +4,9 @@
 -- valid_every steps on fixed windows with a fixed noise seed (the engine's generator is restored after),
 -- atomic checkpoints into <out>/last (the trained modules, the optimiser, the windows' position, the
 -- engine's generator and the step) every checkpoint_every steps and at the end, exact resume from
--- resume=<out>/last (the run's settings restored unless given again), max_steps and max_minutes limits.
+-- resume=<out>/last (the run's settings restored unless given again), max_steps and max_minutes limits,
+-- and at the end of every start the run's curves in <out>/plots/ (cocola.plot.metrics; plots=false: none;
+-- without gnuplot a line in the log says they were skipped).
 -- A job is {name, modules = {name = Module} (what is checkpointed), optimizer, windows (StemWindows),
 -- valid_windows (or nil), step = function(batch) -> loss, extra fields for the metrics,
 -- valid = function(batch) -> loss, export = function(final) (writes the run's model folder)}.
@@ -32,6 +34,7 @@ M.COMMON = {
   threads = { 2, "CPU threads" },
   device = { "cpu", "cpu or cuda" },
   autocast = { "off", "off or bf16 (device=cuda)" },
+  plots = { true, "draw the run's curves into <out>/plots/ at the end of every start (needs gnuplot; false: none)" },
 }
 
 --- settings(own) -> defaults, docs: the common settings plus a trainer's own {key = {default, meaning}}
@@ -123,6 +126,16 @@ local function validate(cfg, job)
   return sum / n
 end
 
+--- plot_curves(cfg, log): the curves of the run in cfg.out (its metrics.jsonl) drawn into <out>/plots/
+-- (cocola.plot.metrics), unless cfg.plots is false; a missing gnuplot only logs a line. The COCOLA
+-- trainer calls it too.
+function M.plot_curves(cfg, log)
+  recipe.plots(cfg.plots, log, function(plot)
+    local written = plot.metrics(cfg.out .. "/metrics.jsonl", { out = cfg.out .. "/plots" })
+    log(string.format("plots: %d curves in %s/plots", #written, cfg.out))
+  end)
+end
+
 --- run(cfg, job, log) -> {losses = {step losses of this start}, step = last step, valid = last validation}.
 --- cfg needs out, resume, seed, max_steps, max_minutes, valid_every, valid_batches, checkpoint_every, log_every.
 function M.run(cfg, job, log)
@@ -178,6 +191,7 @@ function M.run(cfg, job, log)
   job.export(final)
   log(string.format("%s: stopped at step %d of %d (%s); checkpoint %s/last%s", job.name, state.step, total,
     final and "done" or stop_reason, cfg.out, final and "" or "; resume=" .. cfg.out .. "/last continues"))
+  M.plot_curves(cfg, log)
   return { losses = losses, step = state.step, valid = last_valid }
 end
 

@@ -40,7 +40,10 @@
 --    positive of a window of another track), mean and standard deviation, and their separation
 --    (mean_gt - mean_random) / pooled standard deviation.
 -- Output: Markdown tables on stdout and in <out>/results.md, <out>/results.csv (one row per model,
--- dataset, protocol, K) and <out>/results.json.
+-- dataset, protocol, K) and <out>/results.json; and pictures in <out>/plots/ (plots=false: none; without
+-- gnuplot a line in the log says they were skipped): scores-<model>-<dataset>.png, the distributions of
+-- the COCOLA score of ground-truth and of random pairs overlaid, and accuracy-<protocol>-k<K>.png, the
+-- accuracy matrix of the tables (models x datasets) as a heat map.
 -- Settings: models = comma list: "default" (the bundled model), a baseline name of cocola.baselines,
 -- or a checkpoint (file or training folder); baseline = comma list of baselines added beside the
 -- models ("" for none); datasets = comma list of layout:root (e.g. slakh:data/midi_stems); split;
@@ -58,7 +61,7 @@ local DEFAULTS = {
   protocols = "paper,same_track,shifted,transposed", out = "runs/eval", window = 5.0, max_overlap = 0.5,
   noise = 0.0, silence_rms = 1e-4, min_distance = 10.0, shift_beats = "0.25,0.5,0.75,1.25,1.5,1.75,2.5",
   shift_seconds = 0.5, transpose_semitones = "1,2,3,4,5,6,-1,-2,-3,-4,-5,-6", mode = "both", max_windows = 0,
-  batch = 32, seed = 0, threads = 2,
+  batch = 32, seed = 0, threads = 2, plots = true,
 }
 
 -- one line of meaning per setting (`--help`)
@@ -78,6 +81,7 @@ local DOCS = {
   shift_beats = "shifted negatives: shifts as fractions of the MIDI beat",
   shift_seconds = "shifted negatives: the beat in seconds where a track has no MIDI",
   transpose_semitones = "transposed negatives: semitone shifts drawn from this list",
+  plots = "draw score histograms and accuracy heat maps into <out>/plots/ (needs gnuplot; false: none)",
   mode = "embedding mode of HPSS models: both, harmonic or percussive",
   max_windows = "evaluate at most this many windows per dataset (0: all)",
   batch = "windows per forward pass",
@@ -480,7 +484,7 @@ local function evaluate(models, names, dataset, tracks, pairs_, cfg, ks, protoco
     sims[mi] = cocola.no_grad(function() return model.similarity(ea, ep) end):totable()
     recipe.progress("  embeddings", mi, #models)
   end
-  local rows, scores, details = {}, {}, { negatives = {} }
+  local rows, scores, details = {}, {}, { negatives = {}, score_lists = {} }
   -- Table 3: ground-truth pairs against random pairs (a positive of another track)
   for mi, name in ipairs(names) do
     local sim = sims[mi]
@@ -501,6 +505,7 @@ local function evaluate(models, names, dataset, tracks, pairs_, cfg, ks, protoco
     scores[#scores + 1] = { model = name, dataset = dataset, windows = n, ground_truth_mean = gt_mean,
                             ground_truth_std = gt_std, random_mean = rnd_mean, random_std = rnd_std,
                             separation = M.separation(gt, random) }
+    details.score_lists[name] = { ground_truth = gt, random = random }
   end
   local outcomes = {}
   local function add(row, hits, anchor_list)
@@ -559,6 +564,64 @@ end
 local function fmt(x, digits)
   if x ~= x then return "n/a" end
   return string.format("%." .. (digits or 3) .. "f", x)
+end
+
+-- a name as part of a file name
+local function file_part(name) return (tostring(name):gsub("[^%w_.-]+", "_")) end
+
+--- M.plots(plot, rows, details, model_names, dataset_names, dir, log) -> list of written files (plot:
+-- cocola.plot): per model and
+-- dataset the histograms of the ground-truth and random pairs' scores, overlaid; per protocol and K the
+-- accuracy matrix (models x datasets) as a heat map, 0 to 1, with the names on its axes and the
+-- accuracies on its cells (a matrix with a cell over no anchors is left out, with a line in the log)
+function M.plots(plot, rows, details, model_names, dataset_names, dir, log)
+  fs.mkdir_p(dir)
+  local written = {}
+  for _, d in ipairs(dataset_names) do
+    for _, m in ipairs(model_names) do
+      local l = details[d].score_lists[m]
+      local sets = {}
+      for _, t in ipairs({ { l.ground_truth, "ground-truth pairs" }, { l.random, "random pairs (another track)" } }) do
+        if #t[1] > 0 then sets[#sets + 1] = { values = t[1], label = string.format("%s (%d)", t[2], #t[1]) } end
+      end
+      local out = string.format("%s/scores-%s-%s.png", dir, file_part(m), file_part(d))
+      plot.histogram(sets, { output = out, bins = 30, title = string.format("COCOLA score of window pairs: %s on %s", m, d),
+        xlabel = "COCOLA score (similarity of the pair's embeddings)", ylabel = "window pairs", key = "top left" })
+      written[#written + 1] = out
+    end
+  end
+  local seen, keys = {}, {}
+  for _, r in ipairs(rows) do
+    local key = r.protocol .. "|" .. r.k
+    if not seen[key] then seen[key] = {}; keys[#keys + 1] = { r.protocol, r.k } end
+    seen[key][r.model .. "|" .. r.dataset] = r.accuracy
+  end
+  for _, key in ipairs(keys) do
+    local cells, missing = seen[key[1] .. "|" .. key[2]], false
+    local matrix = {}
+    for i, m in ipairs(model_names) do
+      matrix[i] = {}
+      for j, d in ipairs(dataset_names) do
+        local a = cells[m .. "|" .. d]
+        if a == nil or a ~= a then missing = true end
+        matrix[i][j] = a or 0
+      end
+    end
+    if missing then
+      log(string.format("plots: accuracy-%s-k%d left out (a model and dataset without anchors)", key[1], key[2]))
+    else
+      local out = string.format("%s/accuracy-%s-k%d.png", dir, file_part(key[1]), key[2])
+      local longest = 0
+      for _, m in ipairs(model_names) do longest = math.max(longest, #m) end
+      plot.image(cocola.tensor(matrix, { dtype = "float64" }), {
+        output = out, origin = "upper", cbrange = { 0, 1 }, xtics = dataset_names, ytics = model_names, labels = "%.3f",
+        title = string.format("Accuracy, protocol %s, K = %d", key[1], key[2]), xlabel = "dataset", ylabel = "model",
+        cblabel = "accuracy (fraction of anchors)",
+        width = math.min(20000, 360 + 7 * longest + 110 * #dataset_names), height = math.min(20000, 220 + 45 * #model_names) })
+      written[#written + 1] = out
+    end
+  end
+  return written
 end
 
 --- Markdown tables: one accuracy matrix (models x datasets) per protocol and K, cells "accuracy ±
@@ -755,6 +818,10 @@ function M.run(cfg, log)
       .. " vs_reference = accuracy minus the reference baseline's on the same anchors, vs_reference_se its paired cluster SE",
   }))
   recipe.write_atomic(cfg.out .. "/results.md", md)
+  recipe.plots(cfg.plots, log, function(plot)
+    local written = M.plots(plot, rows, details, model_names, dataset_names, cfg.out .. "/plots", log)
+    log(string.format("plots: %d pictures in %s/plots", #written, cfg.out))
+  end)
   return rows, scores, details
 end
 

@@ -15,7 +15,9 @@
 -- candidate). A task with no audio in a system's folder is an error naming it (missing=skip leaves it
 -- out of that row and says how many).
 -- Outputs (out=DIR): table3.md (the paper's layout), table3.csv, table3.json (every number, the settings,
--- the task file's FNV-1a hash) and scores.csv (every task's score per row and model).
+-- the task file's FNV-1a hash) and scores.csv (every task's score per row and model); beside them
+-- scores-<model>.png, the distribution of the tasks' COCOLA scores of every row (each system, Random,
+-- Ground Truth) overlaid, per model (plots=false: none; without gnuplot a line says they were skipped).
 -- Run as: lua5.4 recipes/eval_generation.lua tasks=runs/tasks systems=CompoNet=runs/gen_componet out=runs/table3
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
@@ -28,7 +30,7 @@ local M = {}
 
 M.DEFAULTS = {
   tasks = "", systems = "", models = "default", backbones = "cocola", pick = "first", missing = "error", out = "",
-  window = 5.0, threads = 0,
+  window = 5.0, threads = 0, plots = true,
 }
 
 M.DOCS = {
@@ -42,6 +44,7 @@ M.DOCS = {
   out = "output folder for table3.md / .csv / .json and scores.csv (empty: print only)",
   window = "COCOLA score window in seconds",
   threads = "CPU threads (0: the engine's default)",
+  plots = "draw each model's score distributions per row into out/scores-<model>.png (needs gnuplot; false: none)",
 }
 
 local function split_list(text)
@@ -261,8 +264,29 @@ function M.run(cfg, log)
   return result
 end
 
---- writes table3.md, table3.csv, table3.json and scores.csv into dir
-function M.write(result, dir, cfg)
+--- M.plots(plot, result, dir) -> list of written files: per COCOLA model, dir/scores-<model>.png with the
+-- histograms of every row's task scores overlaid (plot: cocola.plot)
+function M.plots(plot, result, dir)
+  local written = {}
+  for _, m in ipairs(result.models) do
+    local sets = {}
+    for _, row in ipairs(result.rows) do
+      local scores = row.cocola[m].scores
+      if #scores > 0 then sets[#sets + 1] = { values = scores, label = string.format("%s (%d tasks)", row.name, #scores) } end
+    end
+    if #sets > 0 then
+      local out = string.format("%s/scores-%s.png", dir, (m:gsub("[^%w_.-]+", "_")))
+      plot.histogram(sets, { output = out, bins = 20, title = "COCOLA score of each task's accompaniment (" .. m .. ")",
+        xlabel = "COCOLA score (mean over the task's windows)", ylabel = "tasks", key = "top left" })
+      written[#written + 1] = out
+    end
+  end
+  return written
+end
+
+--- writes table3.md, table3.csv, table3.json and scores.csv into dir, and the score distributions
+-- (M.plots) unless cfg.plots is false; log (default print) gets a line when the pictures are skipped
+function M.write(result, dir, cfg, log)
   local ok = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
   if not ok then error("cannot create the folder " .. dir, 0) end
   recipe.write_atomic(dir .. "/table3.md", M.markdown(result))
@@ -289,6 +313,7 @@ function M.write(result, dir, cfg)
   local settings = {}
   for k in pairs(M.DEFAULTS) do settings[k] = cfg[k] end
   recipe.write_atomic(dir .. "/table3.json", cjson.encode({ settings = settings, result = result }))
+  return recipe.plots(cfg and cfg.plots, log or print, function(plot) return M.plots(plot, result, dir) end) or {}
 end
 
 --- main(args) -> exit status (recipes/eval_generation.lua, `cocola eval-generation`)
@@ -298,8 +323,11 @@ function M.main(args, name)
     local result = M.run(cfg)
     io.write("\n", M.markdown(result))
     if cfg.out ~= "" then
-      M.write(result, cfg.out, cfg)
-      print("wrote " .. cfg.out .. "/table3.md, table3.csv, table3.json, scores.csv")
+      local pictures = M.write(result, cfg.out, cfg)
+      local names = {}
+      for i, path in ipairs(pictures) do names[i] = path:match("([^/]+)$") end
+      print("wrote " .. cfg.out .. "/table3.md, table3.csv, table3.json, scores.csv"
+        .. (#names > 0 and (", " .. table.concat(names, ", ")) or ""))
     end
   end, args, M.DOCS)
 end

@@ -1,10 +1,14 @@
 -- cocola.recipes.train — trains a COCOLA encoder on a stem dataset (the reference's
 -- train_all_submixtures_hpss setup: Adam lr 1e-3, K = 32 windows of 5 s, dropout 0.1, noise 1e-3 on
 -- positives, embedding mode random for HPSS). Logs every setting and the seed, shows a progress bar,
--- writes metrics to <out>/metrics.jsonl, validates each epoch (contrastive loss and accuracy on a
--- fixed-seed validation sampler), checkpoints atomically every `checkpoint_every` steps and at each
--- epoch end into <out>/last/ (model, optimizer, sampler position and RNG state), keeps the best
--- validation model in <out>/best.safetensors, and resumes exactly with resume=<out>/last.
+-- writes metrics to <out>/metrics.jsonl (loss, accuracy and the encoder's learning rate per step),
+-- validates each epoch (contrastive loss and accuracy on a fixed-seed validation sampler),
+-- checkpoints atomically every `checkpoint_every` steps and at each epoch end into <out>/last/ (model,
+-- optimizer, sampler position and RNG state), keeps the best validation model in
+-- <out>/best.safetensors, and resumes exactly with resume=<out>/last. At the end of every start it
+-- draws the run's curves into <out>/plots/ (cocola.plot.metrics: metrics-loss.png with the validation
+-- loss, metrics-accuracy.png likewise, metrics-lr.png; plots=false: none; without gnuplot a line in
+-- the log says they were skipped).
 -- lr_similarity (0: same as lr) sets the bilinear W's own learning rate, and warmup_steps ramps both
 -- learning rates linearly from 0: W sums 512 x 512 products, so Adam's per-element step moves the
 -- logits far more than the encoder's do (the reference uses one lr and no warm-up: the defaults).
@@ -52,7 +56,7 @@ local DEFAULTS = {
   seed = 0, threads = 2, device = "cpu", autocast = "off",
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
-  frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1,
+  frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1, plots = true,
 }
 
 -- one line of meaning per setting (`--help`)
@@ -101,6 +105,7 @@ local DOCS = {
   frame_width = "chroma_onset: channels of the temporal convolutions",
   frame_blocks = "chroma_onset: residual dilated blocks",
   frame_prior = "chroma_onset: 1 adds the parameter-free prior channels (the baseline's similarity at the start), 0 not",
+  plots = "draw the run's curves into <out>/plots/ at the end of every start (needs gnuplot; false: none)",
 }
 
 local M = {}
@@ -469,7 +474,8 @@ function M._run(cfg, log)
       state.step = state.step + 1
       local l, acc = loss:item(), cocola.metrics.accuracy(sim)
       losses[#losses + 1] = l
-      recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, loss = l, accuracy = acc })
+      recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, loss = l, accuracy = acc,
+        lr = opt.param_groups[1].lr })
       local elapsed = cocola.wall_time() - t0
       recipe.progress(string.format("epoch %d", state.epoch + 1), math.min(sampler.position // cfg.batch_size, per_epoch), per_epoch,
         string.format("loss %.4f acc %.2f %.2f s/step", l, acc, elapsed / #losses))
@@ -486,6 +492,7 @@ function M._run(cfg, log)
     end
   end
   save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
+  require("cocola.recipes.diffusion_trainer").plot_curves(cfg, log)
   return losses, state
 end
 
