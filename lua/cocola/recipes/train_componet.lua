@@ -54,7 +54,7 @@ end
 function M.export(base, out_dir, componet)
   local names, index = components(base)
   os.execute(string.format("mkdir -p '%s'", out_dir))
-  local absolute = base:match("^/") and base or (fs.join(os.getenv("PWD") or ".", base))
+  local absolute = base:match("^/") and base or fs.join(require("lfs").currentdir(), base)
   for _, k in ipairs(names) do
     if k ~= "controlnet" and not (k == "unet" and componet.variant == "attentions") then
       local link = out_dir .. "/" .. k
