@@ -14,7 +14,7 @@ ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma timgm6mb-soundfont opl3-soundfont
 
-.PHONY: all deps build rock test demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
+.PHONY: all deps build rock test fuzz fuzz-ci fuzz-build fuzz-deps demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
 
 all: rock
 
@@ -35,6 +35,29 @@ rock: build
 
 test: rock
 	@$(ROCK_ENV); sh tests/run_all.sh
+
+# libFuzzer harnesses (tests/fuzz) built with clang, ASan and UBSan into build-fuzz/; `make fuzz` runs
+# each for FUZZ_SECONDS and prints executions, CPU time, coverage and crashes; fuzz-ci is the short run
+FUZZ_SECONDS ?= 60
+FUZZ_CMAKE := -DCMAKE_BUILD_TYPE=Debug -DCOCOLA_FUZZ=ON -DCOCOLA_NATIVE=OFF -DCOCOLA_ONEDNN=OFF -DCOCOLA_CUDA=OFF
+FUZZ_PACKAGES := clang libclang-rt-dev libomp-dev
+fuzz-deps:
+	@missing=""; for p in $(FUZZ_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+fuzz-build: deps fuzz-deps
+	CC=clang cmake -S . -B build-fuzz $(FUZZ_CMAKE) >/dev/null
+	cmake --build build-fuzz -j$(JOBS) --target fuzzers
+
+fuzz: fuzz-build
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 demo: rock
 	@$(ROCK_ENV); $(LUA) recipes/demo.lua
@@ -102,4 +125,4 @@ fixtures:
 	/usr/bin/python3 spec/fixtures/gen_ops.py
 
 clean:
-	rm -rf build build-emu build.luarocks build-device build-device-core $(ROCKS_TREE)
+	rm -rf build build-emu build-fuzz build.luarocks build-device build-device-core $(ROCKS_TREE)

@@ -17,6 +17,8 @@ typedef struct {
   double duration;
   char format[64], subtype[64];
 } cc_audio_info;
+/* files declaring a higher sample rate are refused (the highest PCM rates in use are 768 kHz) */
+#define CC_AUDIO_MAX_RATE 1000000
 int cc_audio_info_get(const char *path, cc_audio_info *info);
 /* offset/duration in seconds (duration < 0: to the end); sr <= 0 keeps the file's rate.
    A window reaching past the end is zero-padded on the right to the requested duration. */

@@ -31,6 +31,14 @@ static SNDFILE *open_read(const char *path, SF_INFO *si, const char *what) {
     cc_set_error("audio.%s: cannot open '%s': %s", what, path, sf_strerror(NULL));
     return NULL;
   }
+  /* a header's rate sizes every window (seconds * rate frames, zero-padded): an absurd one would
+     allocate gigabytes for a file of a few bytes */
+  if (si->samplerate > CC_AUDIO_MAX_RATE) {
+    cc_set_error("audio.%s: '%s' declares a sample rate of %d Hz (at most %d Hz is accepted)", what, path,
+                 si->samplerate, CC_AUDIO_MAX_RATE);
+    sf_close(f);
+    return NULL;
+  }
   if (si->channels < 1 || si->samplerate < 1 || si->frames < 0) {
     cc_set_error("audio.%s: '%s' has an invalid header (%d channels, rate %d)", what, path, si->channels,
                  si->samplerate);

@@ -2,7 +2,8 @@
  * ZIP64 records when present), validates every central entry against the file's bounds, and reads
  * stored (method 0) entries whole with a CRC-32 check. Compressed entries are refused: torch writes
  * stored entries only, and refusing them makes zip bombs impossible (an entry never expands past the
- * bytes it occupies in the file). Errors go to cc_set_error; nothing aborts. */
+ * bytes it occupies in the file). Entry names that are absolute or climb out with '..' are refused.
+ * Errors go to cc_set_error; nothing aborts. */
 #define _FILE_OFFSET_BITS 64
 #define _POSIX_C_SOURCE 200809L
 #include "torch_ckpt.h"
@@ -55,6 +56,19 @@ void ck_zip_close(ck_zip *z) {
   free(z->entries);
   free(z->path);
   free(z);
+}
+
+/* an entry name that is absolute ("/x", "\\x", "C:x") or climbs out of the archive ("../x", "a/../../x"):
+   torch never writes one, and no reader should take one at face value */
+static int unsafe_name(const char *n) {
+  if (n[0] == '/' || n[0] == '\\' || (n[0] && n[1] == ':')) return 1;
+  for (const char *p = n; *p;) {
+    size_t len = strcspn(p, "/\\");
+    if (len == 2 && p[0] == '.' && p[1] == '.') return 1;
+    p += len;
+    if (*p) p++;
+  }
+  return 0;
 }
 
 #define ZFAIL(...)                                                                                 \
@@ -181,6 +195,9 @@ ck_zip *ck_zip_open(const char *path) {
     ze->name[nlen] = 0;
     z->n_entries++;
     if (memchr(name, 0, nlen)) ZFAIL("torch checkpoint '%s': corrupt zip: an entry name holds a NUL byte", path);
+    if (unsafe_name(ze->name))
+      ZFAIL("torch checkpoint '%s': corrupt zip: entry name '%s' is not a relative path inside the archive "
+            "(absolute, or with a '..' component)", path, ze->name);
     if (flags & 1) ZFAIL("torch checkpoint '%s': entry '%s' is encrypted", path, ze->name);
     if (method != 0)
       ZFAIL("torch checkpoint '%s': entry '%s' is compressed (method %u, %llu -> %llu bytes); only stored entries "

@@ -41,6 +41,10 @@ local function read_header(path)
       for i, s in ipairs(info.shape) do
         local si = as_int(s)
         if not si or si < 0 then fail(path, "tensor '%s' has an invalid size at dim %d", name, i) end
+        -- a product past 2^63 would wrap around (and could then match the byte range)
+        if si > 0 and numel > math.maxinteger // si // 8 then
+          fail(path, "tensor '%s' has a shape of more than 2^60 elements", name)
+        end
         shape[i] = si
         numel = numel * si
       end
