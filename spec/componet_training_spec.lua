@@ -10,6 +10,7 @@ local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
 local files = require "helpers.files"
 local compare = require "helpers.compare"
+local stems = require "helpers.stems"
 local StemWindows = require "cocola.data.stem_windows"
 local TagEncoder = require "cocola.models.audioldm2.tag_encoder"
 local Pipeline = require "cocola.models.audioldm2.pipeline"
@@ -18,7 +19,7 @@ local train_ldm = require "cocola.recipes.train_ldm"
 local train_componet = require "cocola.recipes.train_componet"
 local accompany = require "cocola.recipes.accompany"
 
-local RATE = 16000
+local RATE = stems.RATE
 local TAGS = { "Bass", "Drums", "Piano", "Guitar" }
 local made = {}
 local function temp()
@@ -29,37 +30,15 @@ end
 
 -- tracks of 4 stems, 6 s: tones whose pitch depends on track and stem, stem 4 of track 1 silent
 local root = temp()
-local function stem_wave(t, s)
-  local n = 6 * RATE
-  local f = 110 * (s + 1) * (1 + 0.2 * t)
-  local i = cocola.arange(0, n, { dtype = "float64" })
-  local w = ((i * (2 * math.pi * f / RATE)):sin() * 0.2 * (1 + 0.5 * (i * (4 * math.pi / RATE)):sin())):float()
-  if t == 1 and s == 4 then w = w * 0 end
-  return w:view(1, -1)
-end
+local function stem_wave(t, s) return stems.wave(t, s, 6, true) end
 local function make_track(split, t)
-  local dir = string.format("%s/%s/Track%05d", root, split, t)
-  fs.mkdir_p(dir .. "/stems")
-  local yaml = { "stems:" }
-  for s = 1, 4 do
-    cocola.audio.save(string.format("%s/stems/S%02d.wav", dir, s - 1), stem_wave(t, s), RATE, { subtype = "float" })
-    yaml[#yaml + 1] = string.format("  S%02d:\n    inst_class: %s\n    program_num: 0\n    is_drum: false", s - 1, TAGS[s])
-  end
-  files.write(dir .. "/metadata.yaml", table.concat(yaml, "\n") .. "\n")
+  stems.track(root, split, t, TAGS, { seconds = 6, wobble = true, silent = t == 1 and { [4] = true } or nil })
 end
 for t = 1, 3 do make_track("train", t) end
 for t = 4, 5 do make_track("validation", t) end
 for t = 6, 7 do make_track("test", t) end
 
-local function silently(fn)
-  local saved = io.output()
-  io.output("/dev/null")
-  local ok, a, b = pcall(fn)
-  io.output():close()
-  io.output(saved)
-  if not ok then error(a, 0) end
-  return a, b
-end
+local silently = stems.silently
 local function quiet() end
 
 local function tracks(split) return cocola.data.open("slakh", root, split) end

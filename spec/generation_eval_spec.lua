@@ -16,6 +16,7 @@ local backbones = require "cocola.metrics.backbones"
 local fad = require "cocola.metrics.fad"
 local scoring = require "cocola.scoring"
 local files = require "helpers.files"
+local stems = require "helpers.stems"
 
 local RATE = 16000
 local TAGS = { "Bass", "Drums", "Piano", "Guitar" }
@@ -28,24 +29,7 @@ end
 
 -- 4 test tracks of 4 stems, 14 s: tones whose pitch depends on track and stem; stem 4 of track 1 is silent
 local root = temp()
-local function stem_wave(t, s)
-  local n = 14 * RATE
-  local f = 110 * (s + 1) * (1 + 0.2 * t)
-  local i = cocola.arange(0, n, { dtype = "float64" })
-  local w = ((i * (2 * math.pi * f / RATE)):sin() * 0.2):float()
-  if t == 1 and s == 4 then w = w * 0 end
-  return w:view(1, -1)
-end
-for t = 1, 4 do
-  local dir = string.format("%s/test/Track%05d", root, t)
-  fs.mkdir_p(dir .. "/stems")
-  local yaml = { "stems:" }
-  for s = 1, 4 do
-    cocola.audio.save(string.format("%s/stems/S%02d.wav", dir, s - 1), stem_wave(t, s), RATE, { subtype = "float" })
-    yaml[#yaml + 1] = string.format("  S%02d:\n    inst_class: %s\n    program_num: 0\n    is_drum: false", s - 1, TAGS[s])
-  end
-  files.write(dir .. "/metadata.yaml", table.concat(yaml, "\n") .. "\n")
-end
+for t = 1, 4 do stems.track(root, "test", t, TAGS, { seconds = 14, silent = t == 1 and { [4] = true } or nil }) end
 
 local function quiet() end
 local function config(over)

@@ -9,6 +9,7 @@ local cjson = require "cjson"
 local fs = require "cocola.data.fs"
 local recipe = require "cocola.recipe"
 local files = require "helpers.files"
+local stems = require "helpers.stems"
 local compare = require "helpers.compare"
 local StemWindows = require "cocola.data.stem_windows"
 local msdm = require "cocola.models.msdm"
@@ -16,7 +17,7 @@ local train_msdm = require "cocola.recipes.train_msdm"
 local msdm_generate = require "cocola.recipes.msdm_generate"
 local generation_tasks = require "cocola.recipes.generation_tasks"
 
-local RATE, MSDM_RATE, LENGTH = 16000, 22050, 1024
+local RATE, MSDM_RATE, LENGTH = stems.RATE, 22050, 1024
 local made = {}
 local function temp()
   local d = files.tmpdir()
@@ -29,36 +30,13 @@ end
 local root = temp()
 local FULL = { "Bass", "Drums", "Piano", "Guitar", "Guitar", "Strings" }
 local FOUR = { "Bass", "Drums", "Piano", "Guitar" }
-local function stem_wave(t, s)
-  local n = 2 * RATE
-  local f = 110 * (s + 1) * (1 + 0.2 * t)
-  local i = cocola.arange(0, n, { dtype = "float64" })
-  return ((i * (2 * math.pi * f / RATE)):sin() * 0.2 * (1 + 0.5 * (i * (4 * math.pi / RATE)):sin())):float():view(1, -1)
-end
-local function make_track(split, t, tags)
-  local dir = string.format("%s/%s/Track%05d", root, split, t)
-  fs.mkdir_p(dir .. "/stems")
-  local yaml = { "stems:" }
-  for s, tag in ipairs(tags) do
-    cocola.audio.save(string.format("%s/stems/S%02d.wav", dir, s - 1), stem_wave(t, s), RATE, { subtype = "float" })
-    yaml[#yaml + 1] = string.format("  S%02d:\n    inst_class: %s\n    program_num: 0\n    is_drum: false", s - 1, tag)
-  end
-  files.write(dir .. "/metadata.yaml", table.concat(yaml, "\n") .. "\n")
-end
+local function make_track(split, t, tags) stems.track(root, split, t, tags, { seconds = 2, wobble = true }) end
 for t = 1, 3 do make_track("train", t, FULL) end
 make_track("train", 4, { "Strings" })
 make_track("validation", 5, FOUR)
 for t = 6, 7 do make_track("test", t, FOUR) end
 
-local function silently(fn)
-  local saved = io.output()
-  io.output("/dev/null")
-  local ok, a, b = pcall(fn)
-  io.output():close()
-  io.output(saved)
-  if not ok then error(a, 0) end
-  return a, b
-end
+local silently = stems.silently
 local function quiet() end
 
 local function tracks(split) return cocola.data.open("slakh", root, split) end
