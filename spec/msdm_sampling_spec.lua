@@ -12,11 +12,7 @@ local TOL = 1e-4
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
 local D = here .. "fixtures/msdm/"
 
-local TINY = { in_channels = 4, channels = 8, patch_factor = 2, patch_blocks = 1, resnet_groups = 2,
-  kernel_multiplier_downsample = 2, kernel_sizes_init = { 1, 3 }, multipliers = { 1, 2, 2 }, factors = { 2, 2 },
-  num_blocks = { 1, 1 }, attentions = { false, true }, attention_heads = 2, attention_features = 8,
-  attention_multiplier = 2, use_nearest_upsample = false, use_skip_scale = true, use_attention_bottleneck = true,
-  use_context_time = true }
+local TINY = dofile(D .. "tiny_config.lua")
 
 local fx, meta, net
 local function fixture()

@@ -79,6 +79,18 @@ function M.restore_settings(cfg, defaults, log, expected)
     #kept > 0 and ("; given again: " .. table.concat(kept, ", ")) or ""))
 end
 
+--- integer_list(cfg, key) -> the setting's comma-separated positive integers (layer widths, factors, ...)
+function M.integer_list(cfg, key)
+  local out = {}
+  for part in tostring(cfg[key]):gmatch("[^,%s]+") do
+    local v = math.tointeger(tonumber(part))
+    if not v or v < 1 then error(string.format("%s=%s: expected positive integers separated by commas", key, cfg[key]), 0) end
+    out[#out + 1] = v
+  end
+  if #out == 0 then error(key .. " must not be empty", 0) end
+  return out
+end
+
 --- save(dir, job, state): the checkpoint folder, written beside and swapped into place
 function M.save(dir, job, state)
   local tmp = dir .. ".tmp"

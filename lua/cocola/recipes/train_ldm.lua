@@ -59,17 +59,6 @@ M.DEFAULTS, M.DOCS = trainer.settings({
   griffin_lim_iters = { 32, "iterations of the Griffin-Lim vocoder written into the model folder" },
 })
 
-local function integers(text, what)
-  local out = {}
-  for v in tostring(text):gmatch("[^,]+") do
-    local n = math.tointeger(tonumber(v))
-    if not n or n < 1 then error(string.format("%s must be a comma-separated list of positive integers, got '%s'", what, text), 0) end
-    out[#out + 1] = n
-  end
-  if #out == 0 then error(what .. " is empty", 0) end
-  return out
-end
-
 local function open_split(cfg, split)
   if not fs.is_dir(cfg.root) then error(string.format("the data folder '%s' does not exist (root=)", cfg.root), 0) end
   return cocola.data.open(cfg.layout, cfg.root, split)
@@ -82,7 +71,7 @@ M.SCHEDULER = { _class_name = "DDIMScheduler", beta_end = 0.0195, beta_schedule 
 
 --- the VAE config of the settings
 function M.vae_config(cfg)
-  local ch = integers(cfg.vae_channels, "vae_channels")
+  local ch = trainer.integer_list(cfg, "vae_channels")
   local down, up = {}, {}
   for i = 1, #ch do down[i], up[i] = "DownEncoderBlock2D", "UpDecoderBlock2D" end
   return { _class_name = "AutoencoderKL", act_fn = "silu", block_out_channels = ch, down_block_types = down,
@@ -92,7 +81,7 @@ end
 
 --- the U-Net config of the settings (in_channels from the VAE)
 function M.unet_config(cfg, latent_channels)
-  local ch = integers(cfg.unet_channels, "unet_channels")
+  local ch = trainer.integer_list(cfg, "unet_channels")
   local n = #ch
   local down, up, cad = {}, {}, {}
   for i = 1, n do

@@ -44,17 +44,6 @@ M.DEFAULTS, M.DOCS = trainer.settings({
   seed = { 12345, "seed of the windows, the network's initialisation, the sigmas and the noise" },
 })
 
-local function int_list(cfg, key)
-  local out = {}
-  for part in tostring(cfg[key]):gmatch("[^,%s]+") do
-    local v = math.tointeger(tonumber(part))
-    if not v or v < 1 then error(string.format("%s=%s: expected positive integers separated by commas", key, cfg[key]), 0) end
-    out[#out + 1] = v
-  end
-  if #out == 0 then error(key .. " must not be empty", 0) end
-  return out
-end
-
 local function bool_list(cfg, key)
   local out = {}
   for part in tostring(cfg[key]):gmatch("[^,%s]+") do
@@ -71,8 +60,8 @@ function M.net_config(cfg)
   net.channels, net.patch_factor = cfg.channels, cfg.patch_factor
   net.attention_heads, net.attention_features, net.resnet_groups = cfg.attention_heads, cfg.attention_features,
     cfg.resnet_groups
-  net.multipliers, net.factors, net.num_blocks = int_list(cfg, "multipliers"), int_list(cfg, "factors"),
-    int_list(cfg, "num_blocks")
+  net.multipliers, net.factors, net.num_blocks = trainer.integer_list(cfg, "multipliers"), trainer.integer_list(cfg, "factors"),
+    trainer.integer_list(cfg, "num_blocks")
   net.attentions = bool_list(cfg, "attentions")
   local n = #net.multipliers - 1
   for _, k in ipairs({ "factors", "num_blocks", "attentions" }) do
