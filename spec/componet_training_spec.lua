@@ -271,6 +271,17 @@ describe("train_ldm, train_componet and accompany", function()
     assert.equal(40800, a:size(2))
     assert.is_true(a:abs():max():item() < math.huge)
     compare.assert_close(a, (cocola.audio.load(out2)), 0, "same seed")
+    -- the released prompt verbatim: the same accompaniment; with inputs= too, or malformed, an error
+    local function run_prompt(prompt, out)
+      return silently(function() return accompany.run(recipe.config(accompany.DEFAULTS, { "model=" .. cn_a .. "/model",
+        "cond=" .. cond, "prompt=" .. prompt, "out=" .. out, "seconds=2.55", "steps=2", "seed=5" }), quiet) end)
+    end
+    local out3 = temp() .. "/c.wav"
+    run_prompt("in: bass_1, drums_1; out: piano_1", out3)
+    compare.assert_close(a, (cocola.audio.load(out3)), 0, "prompt= as inputs=/outputs=")
+    assert.matches("give prompt= or inputs=/outputs=/genre=, not both",
+      compare.raises(function() return run(out2, { "prompt=in: bass_1; out: piano_1" }) end))
+    assert.matches("is not a CompoNet prompt", compare.raises(function() return run_prompt("bass and piano", out3) end))
     run(out2, { "guidance=2.5" })
     assert.is_true((a - (cocola.audio.load(out2))):abs():max():item() > 0)
     -- a Table 3 task folder: one <task id>.wav per task

@@ -309,6 +309,38 @@ describe("cocola.plot", function()
     cli.one_line_error(status, err, "--size")
   end)
 
+  it("draws a long training curve faint with its running mean on top", function()
+    local run = dir .. "/long"
+    os.execute("mkdir -p '" .. run .. "'")
+    local lines, values = {}, {}
+    for step = 1, 400 do
+      values[step] = (step % 2 == 0) and 1 or 3 -- noise around 2
+      lines[#lines + 1] = string.format('{"step":%d,"loss":%g}', step, values[step])
+    end
+    lines[#lines + 1] = '{"step":400,"valid_loss":2.5}'
+    files.write(run .. "/metrics.jsonl", table.concat(lines, "\n") .. "\n")
+    -- default: a fortieth of 400 points
+    local written = plot.metrics(run, { format = "svg" })
+    assert.are.same({ run .. "/metrics-loss.svg" }, written)
+    local s = check_svg(run .. "/metrics-loss.svg", 800, 500)
+    assert.truthy(s:find("<text>training, mean of 10 steps</text>", 1, true), "the running mean's legend")
+    assert.truthy(s:find("<text>training</text>", 1, true) and s:find("<text>validation</text>", 1, true))
+    -- an explicit window, in PNG: the mean's strong purple and the raw curve's faint one
+    local status, _, err = cli.cocola("plot '" .. run .. "' --smooth 20", dir)
+    assert.are.equal(0, status, err)
+    local img = check_png(run .. "/metrics-loss.png", 800, 500)
+    assert.is_true(count_colour(img, PURPLE) > 100, "the running mean")
+    assert.is_true(count_colour(img, { 0xd9, 0xc3, 0xee }) > 100, "the raw curve, faint")
+    -- 0: the raw curve alone, in the strong colour
+    plot.metrics(run, { format = "svg", smooth = 0 })
+    s = check_svg(run .. "/metrics-loss.svg", 800, 500)
+    assert.falsy(s:find("mean of", 1, true))
+    assert.has_error(function() plot.metrics(run, { smooth = -1 }) end,
+      "plot.metrics: smooth must be a whole number of steps (0: no running mean), got -1")
+    status, _, err = cli.cocola("plot '" .. run .. "' --smooth x", dir)
+    cli.one_line_error(status, err, "--smooth")
+  end)
+
   it("leaves no temporary file", function()
     assert.is_true(#made > 10, "cocola.plot's temporary files were seen")
     for _, p in ipairs(made) do assert.is_nil(io.open(p, "rb"), p .. " remains") end

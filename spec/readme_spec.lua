@@ -49,6 +49,28 @@ describe("README.md", function()
 
   it("has Lua examples", function() assert.is_true(#blocks >= 5, #blocks .. " blocks") end)
 
+  it("shows pictures that are committed, small PNGs with the sizes the recipes draw", function()
+    local text = assert(io.open(ROOT .. "/README.md", "rb")):read("a")
+    local n = 0
+    for alt, path in text:gmatch("!%[([^%]]*)%]%(([^)]+)%)") do
+      n = n + 1
+      assert.is_true(#alt > 20, "a picture described in words: " .. path)
+      local f = io.open(ROOT .. "/" .. path, "rb")
+      assert.truthy(f, "README.md shows a missing file: " .. path)
+      local bytes = f:read("a")
+      f:close()
+      assert.are.equal("\137PNG\r\n\26\n", bytes:sub(1, 8), path .. " is a PNG")
+      local width, height = string.unpack(">I4I4", bytes, 17)
+      assert.is_true(width >= 600 and width <= 1600 and height >= 300 and height <= 1000,
+        string.format("%s: %d x %d pixels", path, width, height))
+      assert.is_true(#bytes < 400 * 1024, path .. " is small")
+      -- and the script that redraws them names it
+      local script = assert(io.open(ROOT .. "/recipes/readme_pictures.sh", "rb")):read("a")
+      assert.truthy(script:find(path:match("[^/]+$"), 1, true), path .. " is drawn by recipes/readme_pictures.sh")
+    end
+    assert.is_true(n >= 2, n .. " pictures")
+  end)
+
   for _, block in ipairs(blocks) do
     it("runs the Lua block at line " .. block.line .. " as written", function()
       local path = string.format("%s/block_%d.lua", tmp, block.line)

@@ -244,7 +244,7 @@ local STYLES = {
 }
 
 --- plot.lines(series, opts) -> output path. series: one series or a list of them; a series is a tensor y
--- (x = 1, 2, ...), {x, y}, or {x = , y = , label = }. opts: output (required, .png or .svg), title,
+-- (x = 1, 2, ...), {x, y}, or {x = , y = , label = , color = "#rrggbb", style = }. opts: output (required, .png or .svg), title,
 -- xlabel, ylabel, width, height (pixels; 800 x 500), logx, logy, xrange, yrange ({min, max}), key
 -- (false hides the legend, a string places it: "bottom left"), style ("lines", "linespoints",
 -- "points", "impulses"; default linespoints up to 50 points, else lines), xtics / ytics (names shown at
@@ -295,9 +295,17 @@ function plot.lines(series, opts)
       end
       check_log("lines", opts, "x", xs, string.format("series %d (x)", i))
       check_log("lines", opts, "y", ys, what)
+      local own_style, color = type(s) == "table" and s.style or nil, type(s) == "table" and s.color or nil
+      if own_style ~= nil and not STYLES[own_style] then
+        error(string.format("series %d: unknown style '%s' (known: %s)", i, tostring(own_style), table.concat(sorted_keys(STYLES), ", ")), 0)
+      end
+      if color ~= nil and (type(color) ~= "string" or not color:match("^#%x%x%x%x%x%x$")) then
+        error(string.format("series %d: color must be a string \"#rrggbb\", got %s", i, tostring(color)), 0)
+      end
       local path = write_binary(temps, { xs, ys })
       -- short series (a run's validations) with their points marked
-      local style = STYLES[opts.style or (#ys <= 50 and "linespoints" or "lines")]
+      local style = STYLES[own_style or opts.style or (#ys <= 50 and "linespoints" or "lines")]
+      if color then style = style .. " lc rgb '" .. color .. "'" end
       plots[#plots + 1] = string.format("%s binary record=(%d) format='%%float64%%float64' endian=little using 1:2 with %s title %s",
         quote(path), #ys, style, label and quote(label) or "''")
       if not label then plots[#plots] = plots[#plots]:gsub("title ''$", "notitle") end
@@ -579,12 +587,27 @@ end
 
 -- fields of metrics.jsonl that are not curves against step
 local NOT_CURVES = { step = true, epoch = true }
+-- a training curve (raw values faint, their running mean strong) and its validation twin
+local RAW_COLOR, TRAIN_COLOR, VALID_COLOR = "#d9c3ee", "#9400d3", "#009e73"
+
+-- the mean of the last `window` values at each position (fewer at the start)
+local function running_mean(values, window)
+  local out, sum = {}, 0
+  for i, v in ipairs(values) do
+    sum = sum + v
+    if i > window then sum = sum - values[i - window] end
+    out[i] = sum / math.min(i, window)
+  end
+  return out
+end
 
 --- plot.metrics(path, opts) -> list of written files: the curves of a training run's metrics.jsonl (the
 -- COCOLA trainer's and the diffusion trainers'), every numeric field against step: a field and its
 -- validation twin (loss and valid_loss, accuracy and valid_accuracy) share one picture; every other
 -- field (lr, seconds, ...) has its own. path: the file or the run folder holding metrics.jsonl.
--- opts: out (folder; default: the file's), format ("png" or "svg"), width, height.
+-- opts: out (folder; default: the file's), format ("png" or "svg"), width, height, smooth (a training
+-- curve is drawn faint with its running mean over the last `smooth` steps on top; default: for curves
+-- of more than 200 points, a fortieth of their length; 0 draws the raw curve alone).
 -- Pictures are named <out>/metrics-<quantity>.<format>.
 function plot.metrics(path, opts)
   opts = opts or {}
@@ -598,6 +621,10 @@ function plot.metrics(path, opts)
   local dir = opts.out or path:match("^(.*)/[^/]*$") or "."
   local format = opts.format or "png"
   if format ~= "png" and format ~= "svg" then error("plot.metrics: format must be png or svg", 2) end
+  local smooth = opts.smooth
+  if smooth ~= nil and (math.type(smooth) ~= "integer" or smooth < 0) then
+    error("plot.metrics: smooth must be a whole number of steps (0: no running mean), got " .. tostring(smooth), 2)
+  end
   local fields, order, n = {}, {}, 0
   for line in text:gmatch("[^\n]+") do
     local ok, rec = pcall(cjson.decode, line)
@@ -635,13 +662,22 @@ function plot.metrics(path, opts)
     local series, positive, lo, hi = {}, true, math.huge, -math.huge
     for _, k in ipairs(g.members) do
       local c = fields[k]
-      series[#series + 1] = { x = c.x, y = c.y, label = k:match("^valid_") and "validation" or "training" }
+      local valid = k:match("^valid_") ~= nil
+      local window = smooth or (#c.y > 200 and #c.y // 40 or 0)
+      if valid or window < 2 or window >= #c.y then
+        series[#series + 1] = { x = c.x, y = c.y, label = valid and "validation" or "training",
+          color = valid and VALID_COLOR or TRAIN_COLOR }
+      else
+        series[#series + 1] = { x = c.x, y = c.y, label = "training", color = RAW_COLOR, style = "lines" }
+        series[#series + 1] = { x = c.x, y = running_mean(c.y, window), style = "lines",
+          label = string.format("training, mean of %d steps", window), color = TRAIN_COLOR }
+      end
       for _, v in ipairs(c.y) do
         if v <= 0 then positive = false end
         lo, hi = math.min(lo, v), math.max(hi, v)
       end
     end
-    if #g.members == 1 then series[1].label = nil end
+    if #series == 1 then series[1].label = nil end
     local out = string.format("%s/metrics-%s.%s", dir, g.name:gsub("[^%w_.-]", "_"), format)
     plot.lines(series, {
       output = out, title = g.name .. " per step", xlabel = "step", ylabel = g.name,

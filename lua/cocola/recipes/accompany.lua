@@ -4,7 +4,8 @@
 --                    folder with controlnet= a CompoNet checkpoint (the released Lightning .ckpt, a .safetensors
 --                    of its keys, or a ControlNet folder)
 --   cond=FILE|DIR    one condition file (out= the output file) or a folder of them (out= a folder, one
---                    <name>.wav per input), with inputs=bass,drums outputs=guitar,piano (stem tags);
+--                    <name>.wav per input), with inputs=bass,drums outputs=guitar,piano (stem tags) or
+--                    prompt="in: bass_1, drums_1; out: guitar_1" (the released prompt, verbatim);
 --   tasks=FILE|DIR   or a Table 3 task file (tasks.json, or the folder holding it and input/): each task's input
 --                    and prompt; out= a folder of <task id>.wav that `cocola eval-generation` reads.
 -- Audio is read as 16 kHz mono; the condition is the window of `seconds` (10.23 s, the released length: 1024
@@ -23,7 +24,7 @@ local CompoNet = require "cocola.models.audioldm2.componet"
 local M = {}
 
 M.DEFAULTS = {
-  model = "", controlnet = "", cond = "", tasks = "", inputs = "", outputs = "", genre = "", out = "",
+  model = "", controlnet = "", cond = "", tasks = "", inputs = "", outputs = "", genre = "", prompt = "", out = "",
   seconds = 10.23, offset = 0.0, steps = 150, guidance = 1.0, conditioning_scale = 1.0, eta = 0.0, seed = 0,
   batch_size = 1, device = "cpu", autocast = "off", threads = 2,
 }
@@ -36,6 +37,7 @@ M.DOCS = {
   inputs = "stem tags in the condition, comma-separated (cond=)",
   outputs = "stem tags to generate, comma-separated (cond=)",
   genre = "genre prefix of the prompt (datasets with genres)",
+  prompt = "the whole prompt instead of inputs=/outputs=/genre= (cond=), e.g. \"in: bass_1; out: guitar_1, guitar_2\"",
   out = "output file (one cond file) or folder",
   seconds = "window in seconds (10.23 s: 1024 mel frames)",
   offset = "where the window starts in the condition, in seconds",
@@ -121,7 +123,19 @@ local function jobs_of(cfg)
   end
   if cfg.cond == "" then error("cond= (a condition file or folder) or tasks= (a Table 3 task file) is required", 0) end
   if cfg.out == "" then error("out= (the output file or folder) is required", 0) end
-  local prompt = M.prompt(cfg.inputs, cfg.outputs, cfg.genre)
+  local prompt
+  if (cfg.prompt or "") ~= "" then
+    if cfg.inputs ~= "" or cfg.outputs ~= "" or cfg.genre ~= "" then
+      error("give prompt= or inputs=/outputs=/genre=, not both", 0)
+    end
+    if not cfg.prompt:match("^.*in: .+; out: .+$") then
+      error(string.format("prompt=%q is not a CompoNet prompt (\"in: <tags>; out: <tags>\", e.g. \"in: bass_1; out: guitar_1\")",
+        cfg.prompt), 0)
+    end
+    prompt = cfg.prompt
+  else
+    prompt = M.prompt(cfg.inputs, cfg.outputs, cfg.genre)
+  end
   if fs.is_dir(cfg.cond) then
     local names = {}
     for name in require("lfs").dir(cfg.cond) do

@@ -586,7 +586,7 @@ function M.plots(plot, rows, details, model_names, dataset_names, dir, log)
       end
       local out = string.format("%s/scores-%s-%s.png", dir, file_part(m), file_part(d))
       plot.histogram(sets, { output = out, bins = 30, title = string.format("COCOLA score of window pairs: %s on %s", m, d),
-        xlabel = "COCOLA score (similarity of the pair's embeddings)", ylabel = "window pairs", key = "top left" })
+        xlabel = "COCOLA score (similarity of the pair's embeddings)", ylabel = "window pairs", key = "below" })
       written[#written + 1] = out
     end
   end

@@ -277,7 +277,7 @@ function M.plots(plot, result, dir)
     if #sets > 0 then
       local out = string.format("%s/scores-%s.png", dir, (m:gsub("[^%w_.-]+", "_")))
       plot.histogram(sets, { output = out, bins = 20, title = "COCOLA score of each task's accompaniment (" .. m .. ")",
-        xlabel = "COCOLA score (mean over the task's windows)", ylabel = "tasks", key = "top left" })
+        xlabel = "COCOLA score (mean over the task's windows)", ylabel = "tasks", key = "below" })
       written[#written + 1] = out
     end
   end
