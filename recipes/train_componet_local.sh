@@ -42,3 +42,5 @@ stage train-componet runs/componet "$COMPONET_STEPS" model=runs/ldm/model batch_
 [ -f runs/tasks/tasks.json ] || $COCOLA make-tasks layout=slakh root="$ROOT" out=runs/tasks n="$TASKS"
 $COCOLA accompany model=runs/componet/model tasks=runs/tasks out=runs/gen_componet steps="$GEN_STEPS" device="$DEVICE"
 $COCOLA eval-generation tasks=runs/tasks systems=CompoNet=runs/gen_componet out=runs/table3
+# the bundled form (assets/componet: float16, training logs, the demo's example) once everything above is done
+[ -f assets/componet/model_index.json ] || lua5.4 recipes/export_componet.lua run=runs/componet out=assets/componet
