@@ -45,7 +45,8 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:suppressions=$here/l
 export UBSAN_OPTIONS="$common:print_stacktrace=1"
 # ignore_noninstrumented_modules: what uninstrumented libraries (libomp, OpenBLAS, libsndfile) do
 # through TSan's interceptors is not checked, as Archer asks; cocola's own accesses all are
-export TSAN_OPTIONS="$common:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=$here/tsan.supp"
+# halt_on_error=0 for TSan: every race of a run is reported (a process with one still exits 86)
+export TSAN_OPTIONS="$common:halt_on_error=0:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=$here/tsan.supp"
 export COCOLA_BUILD_DIR=$build PATH=$PWD/$build/sanitizer-bin:$PATH
 if [ "$mode" = thread ]; then
   # Archer: the OpenMP runtime's tool that tells TSan what libomp's barriers, locks and tasks order
