@@ -41,7 +41,9 @@ common="halt_on_error=1:exitcode=86:log_path=$logs/report"
 # (Debian 12; core.so's thread-locals are dynamic TLS); TLS blocks are then not scanned as roots,
 # which can only add reports, never hide one
 export ASAN_OPTIONS="$common:detect_leaks=1"
-export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:suppressions=$here/lsan.supp:print_suppressions=0:use_tls=0"
+# (LSan reads one suppressions file: tests/fuzz/lsan.supp's and lsan.supp's entries joined)
+cat tests/fuzz/lsan.supp "$here/lsan.supp" >"$logs/../lsan.supp"
+export LSAN_OPTIONS="suppressions=$PWD/$build/lsan.supp:print_suppressions=0:use_tls=0"
 export UBSAN_OPTIONS="$common:print_stacktrace=1"
 # ignore_noninstrumented_modules: what uninstrumented libraries (libomp, OpenBLAS, libsndfile) do
 # through TSan's interceptors is not checked, as Archer asks; cocola's own accesses all are
