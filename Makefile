@@ -14,7 +14,7 @@ ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma timgm6mb-soundfont opl3-soundfont
 
-.PHONY: all deps build rock test fuzz fuzz-ci fuzz-build fuzz-deps demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
+.PHONY: all deps build rock test fuzz fuzz-ci fuzz-build fuzz-deps test-asan test-asan-ci test-tsan asan-build tsan-build demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
 
 all: rock
 
@@ -58,6 +58,32 @@ fuzz: fuzz-build
 
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
+# the suites under sanitizers, clang builds beside build/ (tests/sanitizers/README.md has the figures):
+# test-asan: AddressSanitizer + UndefinedBehaviorSanitizer (leaks checked) in build-asan/, the C tests
+#   and the whole busted suite (or ASAN_SPECS); test-asan-ci: the C tests and the specs of cocola's C
+#   code paths (tests/sanitizers/asan_ci_specs.txt), what .ci/run runs;
+# test-tsan: ThreadSanitizer (LLVM's libomp with Archer) in build-tsan/, the C tests and the threaded
+#   specs (tests/sanitizers/tsan_specs.txt, or TSAN_SPECS)
+SAN_CMAKE := -DCMAKE_BUILD_TYPE=Release -DCOCOLA_NATIVE=OFF -DCOCOLA_ONEDNN=OFF -DCOCOLA_CUDA=OFF
+ASAN_SPECS ?=
+TSAN_SPECS ?=
+asan-build: deps fuzz-deps
+	CC=clang cmake -S . -B build-asan $(SAN_CMAKE) -DCOCOLA_SANITIZE=address >/dev/null
+	cmake --build build-asan -j$(JOBS)
+
+tsan-build: deps fuzz-deps
+	CC=clang cmake -S . -B build-tsan $(SAN_CMAKE) -DCOCOLA_SANITIZE=thread >/dev/null
+	cmake --build build-tsan -j$(JOBS)
+
+test-asan: asan-build
+	@$(ROCK_ENV); bash tests/sanitizers/run.sh address $(ASAN_SPECS)
+
+test-asan-ci: asan-build
+	@$(ROCK_ENV); bash tests/sanitizers/run.sh address $$(grep -v -E '^(#|$$)' tests/sanitizers/asan_ci_specs.txt)
+
+test-tsan: tsan-build
+	@$(ROCK_ENV); bash tests/sanitizers/run.sh thread $(TSAN_SPECS)
 
 demo: rock
 	@$(ROCK_ENV); $(LUA) recipes/demo.lua
@@ -125,4 +151,4 @@ fixtures:
 	/usr/bin/python3 spec/fixtures/gen_ops.py
 
 clean:
-	rm -rf build build-emu build-fuzz build.luarocks build-device build-device-core $(ROCKS_TREE)
+	rm -rf build build-emu build-fuzz build-asan build-tsan build.luarocks build-device build-device-core $(ROCKS_TREE)

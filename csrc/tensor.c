@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 extern atomic_llong cc_live_tensor_count;
 
@@ -62,9 +63,14 @@ cc_tensor *cc_retain(cc_tensor *t) {
 
 static void node_free(cc_node *n);
 
-/* release is iterative: freeing a long graph must not recurse once per node */
-static _Thread_local cc_tensor **pending;
-static _Thread_local int n_pending, cap_pending, releasing;
+/* release is iterative: freeing a long graph must not recurse once per node. The stack of tensors
+ * still to destroy lives in the thread (64 entries), and on the heap only while one release needs
+ * more: that block is freed when the release is done, so no thread leaves it behind when it ends
+ * (a prefetch worker, an OpenMP thread). */
+#define PENDING_LOCAL 64
+static _Thread_local cc_tensor *pending_local[PENDING_LOCAL];
+static _Thread_local cc_tensor **pending_heap;
+static _Thread_local int n_pending, cap_heap, releasing;
 
 static void destroy(cc_tensor *t) {
   cc_storage_release(t->storage);
@@ -75,23 +81,38 @@ static void destroy(cc_tensor *t) {
   free(t);
 }
 
+/* pushes t on the thread's stack; 0 when a longer stack cannot be allocated */
+static int push_pending(cc_tensor *t) {
+  int cap = pending_heap ? cap_heap : PENDING_LOCAL;
+  if (n_pending == cap) {
+    int grown_cap = cap * 2;
+    cc_tensor **grown = realloc(pending_heap, (size_t)grown_cap * sizeof *grown);
+    if (!grown) return 0;
+    if (!pending_heap) memcpy(grown, pending_local, sizeof pending_local);
+    pending_heap = grown;
+    cap_heap = grown_cap;
+  }
+  (pending_heap ? pending_heap : pending_local)[n_pending++] = t;
+  return 1;
+}
+
 void cc_release(cc_tensor *t) {
   if (!t) return;
   if (__atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
-  if (n_pending == cap_pending) {
-    int cap = cap_pending ? cap_pending * 2 : 64;
-    cc_tensor **grown = realloc(pending, (size_t)cap * sizeof *grown);
-    if (!grown) { /* fall back to recursion rather than leak */
-      destroy(t);
-      return;
-    }
-    pending = grown;
-    cap_pending = cap;
+  if (!push_pending(t)) { /* fall back to recursion rather than leak */
+    destroy(t);
+    return;
   }
-  pending[n_pending++] = t;
   if (releasing) return;
   releasing = 1;
-  while (n_pending > 0) destroy(pending[--n_pending]);
+  /* destroy() may push more, moving the stack to the heap: read the pointer every time */
+  while (n_pending > 0) {
+    cc_tensor *next = (pending_heap ? pending_heap : pending_local)[--n_pending];
+    destroy(next);
+  }
+  free(pending_heap);
+  pending_heap = NULL;
+  cap_heap = 0;
   releasing = 0;
 }
 

@@ -42,23 +42,29 @@ bool cc_is_floating(cc_dtype dt) { return dt == CC_FLOAT32 || dt == CC_FLOAT64; 
 /* OpenBLAS keeps its own pool; set it too when the symbol exists */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 
-static int num_threads = 0;
+/* With OpenMP the count is the calling thread's own setting (OpenMP keeps one per thread): a
+ * prefetch worker, set to 1, sizes its loops and teams for one thread whatever the main thread set,
+ * and reads nothing another thread writes. Without OpenMP one count for all, atomic. */
+#ifndef _OPENMP
+static atomic_int num_threads;
+#endif
 
 void cc_set_num_threads(int n) {
   if (n < 1) n = 1;
-  num_threads = n;
 #ifdef _OPENMP
   omp_set_num_threads(n);
+#else
+  atomic_store_explicit(&num_threads, n, memory_order_relaxed);
 #endif
   if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
 
 int cc_get_num_threads(void) {
-  if (num_threads > 0) return num_threads;
 #ifdef _OPENMP
   return omp_get_max_threads();
 #else
-  return 1;
+  int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+  return n > 0 ? n : 1;
 #endif
 }
 

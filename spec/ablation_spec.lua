@@ -4,6 +4,7 @@
 local cocola = require "cocola"
 local fs = require "cocola.data.fs"
 local files = require "helpers.files"
+local BUILD = require("helpers.cli").BUILD
 
 local RATE = 16000
 
@@ -29,9 +30,9 @@ describe("recipes/ablate_coherence.lua", function()
     cocola.manual_seed(1)
     cocola.save(dir .. "/init.safetensors", cocola.models.cocola({ input = "hpss" }):state_dict())
     local command = string.format([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-      package.cpath = "./build/?.so;" .. package.cpath' recipes/ablate_coherence.lua layout=stems_folder root=%s/data
+      package.cpath = "./%s/?.so;" .. package.cpath' recipes/ablate_coherence.lua layout=stems_folder root=%s/data
       init=%s/init.safetensors out=%s/out variants=paper,negatives steps=1 batch_size=2 bn_recalibration_batches=1
-      warmup_steps=0 protocols=paper,shifted max_windows=6 min_distance=5]], dir, dir, dir)
+      warmup_steps=0 protocols=paper,shifted max_windows=6 min_distance=5]], BUILD, dir, dir, dir)
     command = command:gsub("\n%s*", " ")
     local ok, out = files.sh(command)
     assert.is_true(ok, out)
@@ -52,9 +53,9 @@ describe("recipes/ablate_coherence.lua", function()
 
   it("ablates the chroma-onset model from fresh weights, with gains but no equalisation", function()
     local command = string.format([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-      package.cpath = "./build/?.so;" .. package.cpath' recipes/ablate_coherence.lua layout=stems_folder root=%s/data
+      package.cpath = "./%s/?.so;" .. package.cpath' recipes/ablate_coherence.lua layout=stems_folder root=%s/data
       input=chroma_onset init= out=%s/frames variants=paper,augment steps=1 batch_size=2 warmup_steps=0
-      protocols=paper max_windows=6 min_distance=5 frame_prior=0]], dir, dir)
+      protocols=paper max_windows=6 min_distance=5 frame_prior=0]], BUILD, dir, dir)
     local ok, out = files.sh((command:gsub("\n%s*", " ")))
     assert.is_true(ok, out)
     assert.truthy(out:find("input=chroma_onset", 1, true), out)

@@ -7,6 +7,7 @@
 local cocola = require "cocola"
 
 local sh = require("helpers.files").sh
+local BUILD = require("helpers.cli").BUILD
 
 describe("the bundled model", function()
   local function finite_weights(model)
@@ -39,7 +40,7 @@ describe("the bundled model", function()
   it("honours COCOLA_MODEL and names a missing file", function()
     local ok, out = sh([[COCOLA_MODEL=/nonexistent/model.safetensors lua5.4 -e '
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-      package.cpath = "./build/?.so;" .. package.cpath
+      package.cpath = "./]] .. BUILD .. [[/?.so;" .. package.cpath
       require("cocola").models.cocola.default()']])
     assert.is_falsy(ok)
     assert.truthy(out:find("/nonexistent/model.safetensors", 1, true), out)
@@ -47,7 +48,7 @@ describe("the bundled model", function()
 
   it("scores every example pair in the demo", function()
     local ok, out = sh([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-      package.cpath = "./build/?.so;" .. package.cpath' recipes/demo.lua threads=2]])
+      package.cpath = "./]] .. BUILD .. [[/?.so;" .. package.cpath' recipes/demo.lua threads=2]])
     assert.is_true(ok, out)
     local rows, scores = 0, {}
     for name, score in out:gmatch("\n(%a+_%d)%s+(%-?[%d.]+)") do

@@ -690,7 +690,7 @@ describe("the random seed", function()
   end)
 
   it("a fresh interpreter starts from the documented default seed, 1592614637 (0x5eed5eed)", function()
-    local p = io.popen([[lua5.4 -e 'package.cpath = "./build/?.so;" .. package.cpath; ]] ..
+    local p = io.popen([[lua5.4 -e 'package.cpath = "./]] .. require("helpers.cli").BUILD .. [[/?.so;" .. package.cpath; ]] ..
       [[package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path; print(require("cocola").initial_seed())' 2>&1]])
     local out = p:read("a")
     p:close()

@@ -1,11 +1,13 @@
 #!/bin/sh
 # Runs the C unit tests (ctest) and the busted specs under Lua 5.4, then prints one closing line
 # "N passed, N failed" that counts both. Exit status: non-zero when anything failed.
+# COCOLA_BUILD_DIR: the build folder tested (default build; .busted, the specs and bin/cocola read it
+# too), e.g. build-asan through tests/sanitizers/run.sh.
 cd "$(dirname "$0")/.." || exit 2
 ctest_log=$(mktemp) busted_log=$(mktemp) busted_err=$(mktemp)
 trap 'rm -f "$ctest_log" "$busted_log" "$busted_err"' EXIT
 
-(cd build && ctest --output-on-failure) >"$ctest_log" 2>&1
+(cd "${COCOLA_BUILD_DIR:-build}" && ctest --output-on-failure) >"$ctest_log" 2>&1
 ctest_rc=$?
 cat "$ctest_log"
 c_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$ctest_log")

@@ -9,7 +9,9 @@
  * also cancels requests no worker has started) and the workers. The workers are detached and idle
  * on a condition variable for the life of the process: they are never joined, the library is
  * loaded -z nodelete, and nothing they use is freed behind them (the pool is static).
- * Each worker runs OpenMP regions on one thread and blocks every signal. */
+ * Each worker runs OpenMP regions on one thread and blocks every signal; cc_prefetch_start returns
+ * once its new workers have set that up, so that none is still calling into the OpenMP runtime
+ * when a program that has just started the pool exits (libomp, shut down, aborts a late caller). */
 #include "audio.h"
 
 #include <pthread.h>
@@ -39,9 +41,12 @@ static struct {
   pthread_mutex_t lock;
   pthread_cond_t work_available; /* workers wait here */
   pthread_cond_t job_finished;   /* waiters wait here */
+  pthread_cond_t worker_ready;   /* grow_pool waits here for its new workers */
   cc_prefetch_job *head, *tail;  /* jobs with unclaimed requests, in submission order */
-  int workers;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0};
+  int workers;                   /* started */
+  int ready;                     /* of which past their set-up */
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          NULL, NULL, 0, 0};
 
 static char *copy_string(const char *s) {
   size_t n = strlen(s) + 1;
@@ -101,6 +106,8 @@ static void *worker_main(void *unused) {
   omp_set_num_threads(1); /* a decode must not start an OpenMP team of its own */
 #endif
   pthread_mutex_lock(&pool.lock);
+  pool.ready++;
+  pthread_cond_broadcast(&pool.worker_ready);
   for (;;) {
     while (!pool.head) pthread_cond_wait(&pool.work_available, &pool.lock);
     cc_prefetch_job *job = pool.head;
@@ -142,6 +149,7 @@ static int grow_pool(int workers) {
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
+  while (pool.ready < pool.workers) pthread_cond_wait(&pool.worker_ready, &pool.lock);
   return pool.workers;
 }
 

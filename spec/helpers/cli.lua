@@ -6,7 +6,10 @@ local assert = require "luassert"
 local M = {}
 
 M.ROOT = io.popen("pwd"):read("l")
-M.ENV = string.format("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'", M.ROOT, M.ROOT, M.ROOT)
+-- the build folder under test: build/, or COCOLA_BUILD_DIR's (a sanitizer build; bin/cocola reads it too)
+M.BUILD = os.getenv("COCOLA_BUILD_DIR") or "build"
+M.ENV = string.format("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/%s/?.so;;'", M.ROOT, M.ROOT, M.ROOT,
+  M.BUILD)
 
 --- the bytes of a file, or nil when it cannot be read
 function M.read(path)
