@@ -213,7 +213,7 @@ function M.average_gradients(params, opts)
       local device = list[i]:device()
       while j <= #list and (n == 0 or n + list[j]:numel() <= limit) and list[j]:device() == device do
         local p = list[j]
-        local g = p.grad or cocola.zeros(p:shape(), { dtype = p:dtype() }):to(device)
+        local g = p.grad or cocola.zeros(p.shape, { dtype = p:dtype() }):to(device)
         parts[#parts + 1] = g:reshape({ -1 })
         sizes[#sizes + 1] = p:numel()
         n = n + p:numel()
@@ -225,7 +225,7 @@ function M.average_gradients(params, opts)
       local off = 1
       for k = i, j - 1 do
         local p = list[k]
-        p.grad = bucket:narrow(1, off, sizes[k - i + 1]):reshape(p:shape()):contiguous()
+        p.grad = bucket:narrow(1, off, sizes[k - i + 1]):reshape(p.shape):contiguous()
         off = off + sizes[k - i + 1]
       end
       i = j
