@@ -50,7 +50,8 @@
 -- checkpoint. Rank 0 writes logs, metrics, checkpoints and plots; every rank resumes from them.
 -- Dropout and drop-connect masks are drawn for the whole batch (each rank keeps its rows), so a run
 -- matches one process with the whole batch; eq_db is not supported distributed. A rank that dies makes the others stop with an
--- error after dist_timeout seconds.
+-- error after dist_timeout seconds. simulate_ranks=N computes in one process what N ranks with
+-- per-rank BatchNorm compute (the encoder on each rank's rows separately).
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
@@ -70,7 +71,7 @@ local DEFAULTS = {
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
   frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1, plots = true,
-  distributed = false, sync_batchnorm = false, bucket_mb = 25, dist_timeout = 300,
+  distributed = false, sync_batchnorm = false, bucket_mb = 25, dist_timeout = 300, simulate_ranks = 0,
 }
 
 -- one line of meaning per setting (`--help`)
@@ -123,6 +124,7 @@ local DOCS = {
   distributed = "data-parallel over the ranks of mpirun (each rank encodes its share of the K windows; the loss sees all K)",
   sync_batchnorm = "distributed: BatchNorm statistics over every rank's rows (false: per rank, as DDP's default)",
   bucket_mb = "distributed: size of the gradient all-reduce buckets in MB",
+  simulate_ranks = "one process computes what N ranks with per-rank BatchNorm compute (0: off)",
   dist_timeout = "distributed: seconds a collective waits for the other ranks before the run stops with an error",
 }
 
@@ -301,6 +303,52 @@ local function gather_rows(dist, e, counts)
   return #parts == 1 and parts[1] or cocola.cat(parts, 1)
 end
 
+-- the encoder batch of rank r of `world` (anchors, positives, negatives: count rows each) through the
+-- model: its embeddings (blocks of count rows) and count. choices: the embedding-mode choices of the
+-- whole batch (nil: none). Random layers (dropout, drop-connect) draw for the whole batch of one
+-- process and keep this rank's rows of it: block b of the encoder batch holds global rows
+-- b K + first .. b K + first + count - 1.
+local function rank_embeddings(model, batch, r, world, choices, device)
+  local k = batch.anchor:size(1)
+  local first = (r * k) // world + 1
+  local count = ((r + 1) * k) // world - (r * k) // world
+  local mine = shard_batch(batch, first, count)
+  local a, p, n = batch_features(mine, model, device)
+  local columns = n and cocola.cat({ p, n }, 1) or p
+  if choices then
+    local own = table.move(choices, first, first + count - 1, 1, {})
+    a = model:apply_mode(a, nil, own)
+    local own_c = {}
+    for j = 1, columns:size(1) do own_c[j] = own[(j - 1) % count + 1] end
+    columns = model:apply_mode(columns, nil, own_c)
+  end
+  local blocks_n = 1 + columns:size(1) // count
+  local index = {}
+  for b = 0, blocks_n - 1 do
+    for j = 0, count - 1 do index[#index + 1] = b * k + first - 1 + j end
+  end
+  local subset = { index = cocola.tensor(index, { dtype = "int64" }), total = blocks_n * k }
+  local random_layers = {}
+  for _, mod in ipairs(model:modules()) do
+    if mod.drop_connect ~= nil or getmetatable(mod) == Dropout then
+      random_layers[#random_layers + 1] = mod
+      mod.row_subset = subset
+    end
+  end
+  local x = cocola.cat({ a, columns }, 1)
+  local ok, e = pcall(function() return model._embed and model:_embed(x) or model.encoder(x) end)
+  for _, mod in ipairs(random_layers) do mod.row_subset = nil end
+  if not ok then error(e, 0) end
+  return e, count, blocks_n
+end
+
+-- rows counts of each rank for a batch of k
+local function rank_counts(k, world)
+  local counts = {}
+  for r = 0, world - 1 do counts[r + 1] = ((r + 1) * k) // world - (r * k) // world end
+  return counts
+end
+
 --- The similarity matrix of a global batch on this rank of a data-parallel group (dist): this rank
 -- encodes its rows (anchors, positives and negatives in one encoder batch, with the embedding-mode
 -- choices drawn for the whole batch as one process draws them), the embeddings of every rank are
@@ -309,45 +357,35 @@ end
 function M.distributed_similarity(model, batch, dist, device)
   local k = batch.anchor:size(1)
   if k < dist.world_size then return nil end
-  local counts = {}
-  for r = 0, dist.world_size - 1 do counts[r + 1] = ((r + 1) * k) // dist.world_size - (r * k) // dist.world_size end
-  local first, count = (dist.rank * k) // dist.world_size + 1, counts[dist.rank + 1]
-  local mine = shard_batch(batch, first, count)
-  local a, p, n = batch_features(mine, model, device)
-  -- the embedding-mode choices of the whole batch (one draw, as one process), this rank's rows of them
-  local choices, own = nil, nil
-  if model.mode_choices then choices = model:mode_choices(k) end
-  if choices then own = table.move(choices, first, first + count - 1, 1, {}) end
-  local columns = n and cocola.cat({ p, n }, 1) or p
-  local ea_in, own_c = a, nil
-  if own then
-    ea_in = model:apply_mode(a, nil, own)
-    own_c = {}
-    for j = 1, columns:size(1) do own_c[j] = own[(j - 1) % count + 1] end
-    columns = model:apply_mode(columns, nil, own_c)
+  local counts = rank_counts(k, dist.world_size)
+  local choices = model.mode_choices and model:mode_choices(k) or nil
+  local e, count, blocks_n = rank_embeddings(model, batch, dist.rank, dist.world_size, choices, device)
+  local blocks = {}
+  for b = 1, blocks_n do blocks[b] = gather_rows(dist, e:narrow(1, (b - 1) * count + 1, count), counts) end
+  return model.similarity(blocks[1], blocks_n == 2 and blocks[2] or cocola.cat(table.move(blocks, 2, blocks_n, 1, {}), 1))
+end
+
+--- The same matrix computed in one process as `world` ranks with per-rank BatchNorm compute it
+-- (simulate_ranks=N): the encoder runs on each rank's rows separately (its BatchNorm statistics are
+-- those rows'), every rank starting from the same generator state; the embeddings are concatenated.
+function M.simulated_similarity(model, batch, world, device)
+  local k = batch.anchor:size(1)
+  if k < world then return nil end
+  local counts = rank_counts(k, world)
+  local choices = model.mode_choices and model:mode_choices(k) or nil
+  local seed, offset = cocola.get_rng_state()
+  local per_rank, blocks_n = {}, 0
+  for r = 0, world - 1 do
+    cocola.set_rng_state(seed, offset)
+    per_rank[r + 1], _, blocks_n = rank_embeddings(model, batch, r, world, choices, device)
   end
-  -- random layers (dropout, drop-connect) draw for the whole batch of one process and keep this
-  -- rank's rows of it: block b (anchors, positives, each negative block) of this rank's encoder batch
-  -- holds global rows b K + first .. b K + first + count - 1
-  local blocks_n = 2 + (n and n:size(1) // count or 0)
-  local index = {}
-  for b = 0, blocks_n - 1 do
-    for j = 0, count - 1 do index[#index + 1] = b * k + first - 1 + j end
+  local blocks = {}
+  for b = 1, blocks_n do
+    local parts = {}
+    for r = 1, world do parts[r] = per_rank[r]:narrow(1, (b - 1) * counts[r] + 1, counts[r]) end
+    blocks[b] = cocola.cat(parts, 1)
   end
-  local subset = { index = cocola.tensor(index, { dtype = "int64" }), total = blocks_n * k }
-  local random_layers = {}
-  for _, mod in ipairs(model:modules()) do
-    if mod.drop_connect ~= nil or getmetatable(mod) == Dropout then random_layers[#random_layers + 1] = mod; mod.row_subset = subset end
-  end
-  local x = cocola.cat({ ea_in, columns }, 1)
-  local ok, e = pcall(function() return model._embed and model:_embed(x) or model.encoder(x) end)
-  for _, mod in ipairs(random_layers) do mod.row_subset = nil end
-  if not ok then error(e, 0) end
-  local ea = gather_rows(dist, e:narrow(1, 1, count), counts)
-  local blocks = { gather_rows(dist, e:narrow(1, count + 1, count), counts) }
-  local m = n and n:size(1) // count or 0
-  for b = 1, m do blocks[#blocks + 1] = gather_rows(dist, e:narrow(1, count * (b + 1) + 1, count), counts) end
-  return model.similarity(ea, #blocks == 1 and blocks[1] or cocola.cat(blocks, 1))
+  return model.similarity(blocks[1], blocks_n == 2 and blocks[2] or cocola.cat(table.move(blocks, 2, blocks_n, 1, {}), 1))
 end
 
 -- every BatchNorm of model synchronised over dist (or not: nil)
@@ -408,6 +446,7 @@ function M._run(cfg, log)
     log(string.format("distributed: rank %d of %d (local rank %d), %s BatchNorm, %d-MB buckets, %g-s timeout",
       dist.rank, dist.world_size, dist.local_rank, cfg.sync_batchnorm and "synchronised" or "per-rank",
       cfg.bucket_mb, cfg.dist_timeout))
+    if cfg.simulate_ranks > 1 then error("train: simulate_ranks is for one process (distributed=false)", 0) end
     if world > 1 and cfg.eq_db > 0 then error("train: eq_db is not supported with distributed=true", 0) end
     if world > 1 and cfg.batch_size < world then
       error(string.format("train: batch_size=%d is smaller than the %d ranks", cfg.batch_size, world), 0)
@@ -444,6 +483,10 @@ function M._run(cfg, log)
     cfg.bn_recalibration_batches = 4
     log("bn_recalibration_batches = -1 (automatic): 4 training batches re-estimate BatchNorm before each validation")
   end
+  if math.type(cfg.simulate_ranks) ~= "integer" or cfg.simulate_ranks < 0 then
+    error("train: simulate_ranks must be a non-negative integer", 0)
+  end
+  if cfg.simulate_ranks > 1 and cfg.eq_db > 0 then error("train: eq_db is not supported with simulate_ranks", 0) end
   if cfg.autocast ~= "off" and cfg.device ~= "cuda" then
     error("train: autocast=" .. tostring(cfg.autocast) .. " needs device=cuda", 0)
   end
@@ -624,12 +667,15 @@ function M._run(cfg, log)
       local sim
       if world > 1 then
         sim = M.distributed_similarity(model, batch, dist, cfg.device)
+      elseif cfg.simulate_ranks > 1 then
+        sim = M.simulated_similarity(model, batch, cfg.simulate_ranks, cfg.device)
       else
         local a, p, n = batch_features(batch, model, cfg.device, eq)
         sim = model(a, p, n)
       end
       if not sim then
-        log(string.format("\nstep %d: a batch of %d windows for %d ranks is skipped", state.step + 1, batch.anchor:size(1), world))
+        log(string.format("\nstep %d: a batch of %d windows for %d ranks is skipped", state.step + 1, batch.anchor:size(1),
+          math.max(world, cfg.simulate_ranks)))
         goto next_batch
       end
       local loss = cocola.metrics.contrastive_loss(sim)
