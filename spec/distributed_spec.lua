@@ -177,4 +177,18 @@ describe("data-parallel COCOLA training (2 ranks)", function()
     local worst = weight_diff(sync_dir .. "/last/model.safetensors", killed_dir .. "/last/model.safetensors")
     assert.are.equal(0, worst)
   end)
+
+  it("trains a diffusion model (the generative trainers' loop) with averaged gradients", function()
+    local out = files.tmpdir() .. "/msdm"
+    local ok, text = files.sh("timeout 120 " .. MPIRUN .. "lua5.4 recipes/train_msdm.lua layout=slakh root=" .. root
+      .. " length=1024 channels=8 multipliers=1,2 factors=2 num_blocks=1 attentions=0 patch_factor=2 attention_heads=2"
+      .. " attention_features=4 resnet_groups=4 batch_size=2 valid_batches=1 valid_every=2 log_every=1"
+      .. " checkpoint_every=100 threads=1 max_steps=3 plots=false distributed=true out=" .. out)
+    assert(ok, text)
+    assert.truthy(text:find("distributed: 2 ranks", 1, true), text)
+    local steps = 0
+    for line in io.lines(out .. "/metrics.jsonl") do if line:find('"loss"', 1, true) then steps = steps + 1 end end
+    assert.are.equal(3, steps)
+    assert.is_true(files.sh("test -f " .. out .. "/last/unet.safetensors"))
+  end)
 end)
