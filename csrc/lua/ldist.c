@@ -14,6 +14,9 @@
  * allgather, so that differing shapes are an error naming every rank's shape, not corrupt memory.
  * MPI errors are returned (MPI_ERRORS_RETURN), never fatal, and become Lua errors too. */
 #include "lbind.h"
+/* the optional CUDA backend's NCCL functions, bound weakly: NULL in a build without them */
+#define CC_CUDA_API __attribute__((weak))
+#include "cuda/cc_cuda.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +47,7 @@ static int dist_available(lua_State *L) {
 #ifdef COCOLA_HAVE_MPI
 #include <dlfcn.h>
 #include <mpi.h>
+#include <sched.h>
 #include <time.h>
 
 static int g_rank = 0, g_size = 1;
@@ -106,7 +110,11 @@ static int wait_deadline(lua_State *L, MPI_Request *req, const char *what) {
                         "distributed.init{timeout=} sets the limit",
                         what, g_rank, g_timeout, g_size);
     }
-    if (++spins > 2000) sleep_us(waited > 1.0 ? 1000 : 50);
+    /* MPI progresses a non-blocking collective inside MPI_Test: poll, yielding the core to the other
+       ranks (oversubscribed machines), then sleep a little once the wait is long */
+    ++spins;
+    if (waited < 1.0) sched_yield();
+    else sleep_us(waited > 10.0 ? 1000 : 100);
   }
 }
 
@@ -312,7 +320,75 @@ static int dist_wtime(lua_State *L) {
   return 1;
 }
 
+/* ---- NCCL (CUDA tensors; the shapes are checked over MPI first) ---- */
+static int nccl_available(lua_State *L) {
+  lua_pushboolean(L, cc_nccl_init != NULL);
+  return 1;
+}
+static void need_nccl(lua_State *L) {
+  if (!cc_nccl_init) dist_error(L, "distributed: this build has no NCCL (the CUDA backend with nccl.h and libnccl)");
+}
+static int nccl_unique_id(lua_State *L) {
+  need_nccl(L);
+  char id[512];
+  int n = cc_nccl_unique_id(id, sizeof id);
+  if (n < 0) return lc_error(L);
+  lua_pushlstring(L, id, (size_t)n);
+  return 1;
+}
+static int nccl_init(lua_State *L) {
+  need_nccl(L);
+  size_t len = 0;
+  const char *id = luaL_checklstring(L, 1, &len);
+  if (cc_nccl_init(id, len, (int)luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3), luaL_optnumber(L, 4, g_timeout)))
+    return lc_error(L);
+  return 0;
+}
+static cc_tensor *check_cuda_tensor(lua_State *L, int idx, const char *what) {
+  cc_tensor *t = lc_check(L, idx);
+  if (t->storage->device != CC_CUDA || !cc_is_contiguous(t))
+    dist_error(L, "distributed: %s (NCCL): expected a contiguous CUDA tensor", what);
+  return t;
+}
+static int nccl_all_reduce(lua_State *L) {
+  need_nccl(L);
+  check_ready(L, "all_reduce");
+  cc_tensor *t = check_cuda_tensor(L, 1, "all_reduce");
+  const char *opname = luaL_optstring(L, 2, "sum");
+  int op = strcmp(opname, "max") == 0 ? 1 : strcmp(opname, "min") == 0 ? 2 : 0;
+  check_headers(L, 0, t, 0, "all_reduce");
+  if (cc_nccl_all_reduce(t, op)) return lc_error(L);
+  return 0;
+}
+static int nccl_all_gather(lua_State *L) {
+  need_nccl(L);
+  check_ready(L, "all_gather");
+  cc_tensor *t = check_cuda_tensor(L, 1, "all_gather");
+  if (t->ndim < 1) return luaL_argerror(L, 1, "all_gather needs a tensor of at least one dim");
+  check_headers(L, 1, t, 0, "all_gather");
+  int64_t shape[CC_MAX_DIMS];
+  memcpy(shape, t->shape, sizeof shape);
+  shape[0] *= g_size;
+  cc_tensor *out = cc_empty(t->ndim, shape, t->dtype, CC_CUDA);
+  if (!out) return lc_error(L);
+  lc_push(L, out);
+  if (cc_nccl_all_gather(t, out)) return lc_error(L);
+  return 1;
+}
+static int nccl_broadcast(lua_State *L) {
+  need_nccl(L);
+  check_ready(L, "broadcast");
+  cc_tensor *t = check_cuda_tensor(L, 1, "broadcast");
+  lua_Integer root = luaL_optinteger(L, 2, 0);
+  if (root < 0 || root >= g_size) return luaL_argerror(L, 2, "root must be a rank");
+  check_headers(L, 2, t, (int)root, "broadcast");
+  if (cc_nccl_broadcast(t, (int)root)) return lc_error(L);
+  return 0;
+}
+
 static const luaL_Reg dist_functions[] = {
+    {"_nccl_available", nccl_available}, {"_nccl_unique_id", nccl_unique_id}, {"_nccl_init", nccl_init},
+    {"_nccl_all_reduce", nccl_all_reduce}, {"_nccl_all_gather", nccl_all_gather}, {"_nccl_broadcast", nccl_broadcast},
     {"_dist_available", dist_available}, {"_dist_init", dist_init}, {"_dist_set_timeout", dist_set_timeout},
     {"_dist_all_reduce", dist_all_reduce}, {"_dist_all_gather", dist_all_gather},
     {"_dist_broadcast", dist_broadcast}, {"_dist_broadcast_bytes", dist_broadcast_bytes},
@@ -321,7 +397,12 @@ static const luaL_Reg dist_functions[] = {
 static int dist_unavailable(lua_State *L) {
   return dist_error(L, "distributed: this build of cocola has no MPI (install libopenmpi-dev and rebuild)");
 }
+static int nccl_unavailable(lua_State *L) {
+  lua_pushboolean(L, 0);
+  return 1;
+}
 static const luaL_Reg dist_functions[] = {
+    {"_nccl_available", nccl_unavailable},
     {"_dist_available", dist_available}, {"_dist_init", dist_unavailable}, {"_dist_set_timeout", dist_unavailable},
     {"_dist_all_reduce", dist_unavailable}, {"_dist_all_gather", dist_unavailable},
     {"_dist_broadcast", dist_unavailable}, {"_dist_broadcast_bytes", dist_unavailable},

@@ -20,7 +20,8 @@
 -- after that the group is unusable and the process should exit (non-zero: the error reaches the
 -- recipe's error path). CPU tensors go through MPI; CUDA tensors go through NCCL when the build has
 -- it and init{backend = "nccl"} was asked (one GPU per process, the NCCL id broadcast over MPI),
--- otherwise through host staging over MPI (copied to the CPU and back).
+-- otherwise through host staging over MPI (copied to the CPU and back). NCCL needs one GPU per
+-- process, seen as its device 0: start each rank with CUDA_VISIBLE_DEVICES=$OMPI_COMM_WORLD_LOCAL_RANK.
 local cocola = require "cocola"
 local core = require "cocola.core"
 
@@ -60,7 +61,6 @@ function M.init(opts)
     if not cuda.is_available() then
       error("distributed.init: backend=nccl needs a GPU: " .. tostring(cuda.unavailable_reason()), 2)
     end
-    core._nccl_set_device(M.local_rank)
     local id = M.rank == 0 and core._nccl_unique_id() or nil
     id = core._dist_broadcast_bytes(id, 0)
     core._nccl_init(id, M.rank, M.world_size, timeout)
