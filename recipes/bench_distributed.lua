@@ -86,7 +86,7 @@ end
 local ranks = {}
 for n in tostring(opts.ranks):gmatch("%d+") do ranks[#ranks + 1] = tonumber(n) end
 local function measure(n, per_rank)
-  local cmd = string.format("mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none -np %d"
+  local cmd = string.format("mpirun --oversubscribe --allow-run-as-root -np %d"
     .. " lua5.4 recipes/bench_distributed.lua worker=1 per_rank=%d window=%s steps=%d threads=%d 2>&1",
     n, per_rank, opts.window, opts.steps, opts.threads)
   local p = io.popen(cmd)

@@ -71,7 +71,7 @@ local DEFAULTS = {
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
   frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1, plots = true,
-  distributed = false, sync_batchnorm = false, bucket_mb = 25, dist_timeout = 300, simulate_ranks = 0,
+  distributed = false, sync_batchnorm = false, bucket_mb = 25, dist_timeout = 300, dist_backend = "mpi", simulate_ranks = 0,
 }
 
 -- one line of meaning per setting (`--help`)
@@ -124,6 +124,7 @@ local DOCS = {
   distributed = "data-parallel over the ranks of mpirun (each rank encodes its share of the K windows; the loss sees all K)",
   sync_batchnorm = "distributed: BatchNorm statistics over every rank's rows (false: per rank, as DDP's default)",
   bucket_mb = "distributed: size of the gradient all-reduce buckets in MB",
+  dist_backend = "distributed: mpi (CPU tensors; CUDA tensors staged through the host) or nccl (CUDA tensors between GPUs)",
   simulate_ranks = "one process computes what N ranks with per-rank BatchNorm compute (0: off)",
   dist_timeout = "distributed: seconds a collective waits for the other ranks before the run stops with an error",
 }
@@ -433,7 +434,13 @@ function M._run(cfg, log)
   local dist = require "cocola.distributed"
   if cfg.distributed == true or cfg.distributed == "true" then
     cfg.distributed = true
-    if not dist.initialized then dist.init { timeout = cfg.dist_timeout } end
+    if cfg.dist_backend ~= "mpi" and cfg.dist_backend ~= "nccl" then
+      error("train: dist_backend must be mpi or nccl, got '" .. tostring(cfg.dist_backend) .. "'", 0)
+    end
+    if cfg.dist_backend == "nccl" and cfg.device ~= "cuda" then error("train: dist_backend=nccl needs device=cuda", 0) end
+    if not dist.initialized then
+      dist.init { timeout = cfg.dist_timeout, backend = dist.launched_by_mpi() and cfg.dist_backend or nil }
+    end
   else
     cfg.distributed = false
   end
