@@ -51,6 +51,11 @@ local function worker()
     return reduce
   end
   step() -- warm-up
+  -- the features of this rank's rows alone (the PyTorch figure beside it takes features as input)
+  local tf = cocola.wall_time()
+  local f = model:features(batch.anchor:narrow(1, 1, opts.per_rank))
+  model:features(batch.positive:narrow(1, 1, opts.per_rank))
+  tf = cocola.wall_time() - tf
   dist.barrier()
   local total, comm, reduce = 0, 0, 0
   for _ = 1, opts.steps do
@@ -73,7 +78,8 @@ local function worker()
   end
   if dist.rank == 0 then
     print(cjson.encode({ ranks = dist.world_size, per_rank = opts.per_rank, step = total / opts.steps,
-      comm = comm / opts.steps, grad_allreduce = reduce / opts.steps, params = n_params, allreduce = t_ar }))
+      comm = comm / opts.steps, grad_allreduce = reduce / opts.steps, params = n_params, allreduce = t_ar,
+      features = tf, height = f:size(3), width = f:size(4) }))
   end
 end
 
@@ -97,6 +103,19 @@ local function measure(n, per_rank)
   return cjson.decode(line)
 end
 
+-- PyTorch DDP (gloo, CPU) on the same model and per-rank batch, features as input; nil where it cannot run
+local torch_ok = os.execute("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == true
+local function torch_step(n, per_rank, h, w)
+  if not torch_ok then return nil end
+  local p = io.popen(string.format("/usr/bin/python3 recipes/reference/bench_distributed_torch.py %d %d %d %d %d %d 2>&1",
+    n, per_rank, h, w, opts.steps, opts.threads))
+  local text = p:read("a")
+  p:close()
+  local line = text:match("(%b{})")
+  local ok, r = pcall(cjson.decode, line or "")
+  return ok and r.step or nil
+end
+
 local cores = tonumber(io.popen("nproc"):read("l")) or 1
 print(string.format("bench_distributed: COCOLA (EfficientNet-B0, hpss, %g-s windows), %d CPU cores, %d thread(s) per rank, %d timed steps",
   opts.window, cores, opts.threads, opts.steps))
@@ -106,18 +125,24 @@ local rows = {}
 for _, n in ipairs(ranks) do
   if K % n ~= 0 then error("bench_distributed: batch_size must be a multiple of every rank count", 0) end
   local strong = measure(n, K // n)
+  strong.torch = torch_step(n, K // n, strong.height, strong.width)
   rows[#rows + 1] = { n = n, strong = strong }
 end
 base_full = rows[1].strong
 print("")
 print("strong scaling: global batch K = " .. K)
-print(string.format("%6s %9s %10s %12s %11s %10s %11s", "ranks", "K/rank", "step s", "comm s", "grad AR s", "speed-up", "efficiency"))
+print(string.format("%6s %9s %10s %12s %11s %10s %11s %12s %12s %8s", "ranks", "K/rank", "step s", "comm s", "grad AR s",
+  "speed-up", "efficiency", "no-feat s", "torch DDP s", "ratio"))
 for _, r in ipairs(rows) do
   local s = r.strong
   local speed = base_full.step / s.step
-  print(string.format("%6d %9d %10.3f %12.3f %11.3f %10.2f %10.0f%%", r.n, s.per_rank, s.step, s.comm, s.grad_allreduce,
-    speed, 100 * speed / r.n))
+  local bare = s.step - s.features
+  print(string.format("%6d %9d %10.3f %12.3f %11.3f %10.2f %10.0f%% %12.3f %12s %8s", r.n, s.per_rank, s.step, s.comm,
+    s.grad_allreduce, speed, 100 * speed / r.n, bare, s.torch and string.format("%.3f", s.torch) or "-",
+    s.torch and string.format("%.2f", bare / s.torch) or "-"))
 end
+print("no-feat: the step less this rank's feature computation (log-mel + HPSS of its rows); ratio: no-feat / torch DDP"
+  .. (torch_ok and "" or " (PyTorch is not installed: /usr/bin/python3 cannot import torch)"))
 -- weak scaling: K/N_max windows per rank at every N (the 1-rank baseline with the same per-rank batch)
 local per = K // ranks[#ranks]
 base_small = measure(1, per)
