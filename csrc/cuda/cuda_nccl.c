@@ -66,7 +66,7 @@ int cc_nccl_init(const char *id_bytes, size_t len, int rank, int size, double ti
   while (state == ncclInProgress) {
     NCCL_CHECK(ncclCommGetAsyncError(g_comm, &state));
     if (state == ncclInProgress && now_s() > deadline) {
-      ncclCommAbort(g_comm);
+      (void)ncclCommAbort(g_comm); /* best effort: the error below is the one reported */
       cc_set_error("NCCL: rank %d: the communicator of %d ranks was not complete after %.0f s (a rank did not join)",
                    rank, size, timeout);
       return -1;
@@ -86,7 +86,7 @@ static int wait_done(const char *what) {
     ncclResult_t state = ncclSuccess;
     NCCL_CHECK(ncclCommGetAsyncError(g_comm, &state));
     if (state != ncclSuccess && state != ncclInProgress) {
-      ncclCommAbort(g_comm);
+      (void)ncclCommAbort(g_comm); /* best effort: the asynchronous error is the one reported */
       g_have_comm = false;
       return nccl_fail(state, what);
     }
@@ -94,7 +94,7 @@ static int wait_done(const char *what) {
     if (e == cudaSuccess) return 0;
     if (e != cudaErrorNotReady) return cc_cuda_fail(e, what);
     if (now_s() > deadline) {
-      ncclCommAbort(g_comm);
+      (void)ncclCommAbort(g_comm); /* best effort: the timeout is the error reported */
       g_have_comm = false;
       cc_set_error("NCCL: %s timed out on rank %d after %.0f s: another rank did not join", what, g_rank, g_timeout);
       return -1;
