@@ -1,12 +1,20 @@
 -- spec/helpers/dist_collectives.lua — run as `mpirun -np 2 lua5.4 spec/helpers/dist_collectives.lua`: exercises
 -- cocola.distributed's collectives and prints one line per result ("<rank> <name> <value>") for
 -- spec/distributed_spec.lua to check; at the end rank 1 leaves and rank 0's barrier must time out.
+-- With a second argument "probe": one large all-reduce, its sum printed by rank 0.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = "./build/?.so;" .. package.cpath
 local cocola = require "cocola"
 local dist = require "cocola.distributed"
 dist.init { timeout = tonumber(arg[1]) or 3 }
 local r = dist.rank
+if arg[2] == "probe" then
+  -- a large all-reduce: shared-memory transfers of this size use the single-copy mechanism (CMA)
+  local t = cocola.ones({ 1 << 22 })
+  dist.all_reduce(t)
+  if r == 0 then print("probe " .. t:sum():item()) end
+  os.exit(0)
+end
 local function say(name, value) io.write(string.format("%d %s %s\n", r, name, tostring(value))); io.flush() end
 local function list(t) return table.concat(t:reshape({ -1 }):totable(), ",") end
 
