@@ -7,7 +7,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := lua5.4 liblua5.4-dev luarocks lua-busted lua-cjson lua-argparse lua-filesystem \
                 cmake gcc make pkg-config libopenblas-dev liblapacke-dev \
                 libsndfile1-dev libsoxr-dev libfftw3-dev libdnnl-dev lua-yaml \
-                fluidsynth fluid-soundfont-gm gnuplot-nox
+                fluidsynth fluid-soundfont-gm gnuplot-nox libopenmpi-dev openmpi-bin
 # extra CMake settings for the build/ tree, e.g. CMAKE_FLAGS="-DCOCOLA_CUDA=OFF"
 CMAKE_FLAGS ?=
 ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"

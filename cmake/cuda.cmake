@@ -130,6 +130,23 @@ set_target_properties(cocola_core PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_AR
 target_link_libraries(cocola_core PUBLIC CUDA::cudart_static CUDA::cublas ${COCOLA_CUDNN_LIBRARY} stdc++)
 target_link_options(cocola_core INTERFACE "LINKER:-u,cc_cuda_backend_init")
 
+# NCCL (installed beside the toolkit): the GPU collectives of cocola.distributed (csrc/cuda/cuda_nccl.c)
+find_path(COCOLA_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
+find_library(COCOLA_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib64 lib)
+if(COCOLA_NCCL_INCLUDE_DIR AND COCOLA_NCCL_LIBRARY)
+  message(STATUS "cocola: NCCL: ${COCOLA_NCCL_LIBRARY}")
+  target_compile_definitions(cocola_core PUBLIC COCOLA_HAVE_NCCL)
+  target_include_directories(cocola_core SYSTEM PRIVATE ${COCOLA_NCCL_INCLUDE_DIR})
+  target_link_libraries(cocola_core PUBLIC ${COCOLA_NCCL_LIBRARY})
+  # the Lua bindings reference these weakly: pull the archive member in
+  target_link_options(cocola_core INTERFACE "LINKER:-u,cc_nccl_init")
+  get_filename_component(COCOLA_NCCL_LIBRARY_DIR ${COCOLA_NCCL_LIBRARY} DIRECTORY)
+  list(APPEND CMAKE_BUILD_RPATH ${COCOLA_NCCL_LIBRARY_DIR})
+  list(APPEND CMAKE_INSTALL_RPATH ${COCOLA_NCCL_LIBRARY_DIR})
+else()
+  message(STATUS "cocola: NCCL not found: cocola.distributed stages CUDA tensors through the host")
+endif()
+
 # the module (built and installed) finds cuBLAS and cuDNN where they were found at build time, even
 # where that directory is not in the loader's path (CMake leaves the toolkit's directory out of the
 # automatic RPATH: it is an implicit link directory of the CUDA language)

@@ -12,6 +12,15 @@
 
 #ifndef CC_CUDA_API
 #define CC_CUDA_API
+/* NCCL (cuda_nccl.c, where NCCL was found at build time): one communicator per process over the
+   GPU of this process; 0 or -1 and cc_last_error(). The unique id (rank 0's) travels over MPI. */
+struct cc_tensor;
+CC_CUDA_API int cc_nccl_unique_id(char *out, size_t cap); /* bytes written */
+CC_CUDA_API int cc_nccl_init(const char *id, size_t len, int rank, int size, double timeout);
+CC_CUDA_API int cc_nccl_all_reduce(struct cc_tensor *t, int op); /* in place; op 0 sum, 1 max, 2 min */
+CC_CUDA_API int cc_nccl_all_gather(struct cc_tensor *in, struct cc_tensor *out);
+CC_CUDA_API int cc_nccl_broadcast(struct cc_tensor *t, int root);
+
 #endif
 
 /* registers the CUDA device and kernels when a device is usable; otherwise records why not
@@ -52,5 +61,14 @@ CC_CUDA_API int cc_cuda_event_synchronize(int event);
 /* milliseconds from start to end (both recorded and complete); negative on failure */
 CC_CUDA_API double cc_cuda_event_elapsed_ms(int start, int end);
 CC_CUDA_API void cc_cuda_event_free(int event);
+
+/* NCCL (cuda_nccl.c, where NCCL was found at build time): one communicator per process over the
+   GPU of this process; 0 or -1 and cc_last_error(). The unique id (rank 0's) travels over MPI. */
+struct cc_tensor;
+CC_CUDA_API int cc_nccl_unique_id(char *out, size_t cap); /* bytes written */
+CC_CUDA_API int cc_nccl_init(const char *id, size_t len, int rank, int size, double timeout);
+CC_CUDA_API int cc_nccl_all_reduce(struct cc_tensor *t, int op); /* in place; op 0 sum, 1 max, 2 min */
+CC_CUDA_API int cc_nccl_all_gather(struct cc_tensor *in, struct cc_tensor *out);
+CC_CUDA_API int cc_nccl_broadcast(struct cc_tensor *t, int root);
 
 #endif

@@ -37,5 +37,6 @@ void lc_open_functions(lua_State *L);  /* fills the module table at the top of t
 void lc_open_audio(lua_State *L);      /* adds the audio functions (names start with audio_) */
 void lc_open_torch(lua_State *L);      /* adds _torch_load (PyTorch checkpoints) and None */
 void lc_open_frechet(lua_State *L);    /* adds _gauss_stats_add, _gauss_stats_merge, _frechet_distance */
+void lc_open_distributed(lua_State *L); /* adds _dist_* (MPI collectives; cocola.distributed) */
 
 #endif

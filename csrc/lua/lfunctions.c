@@ -952,5 +952,6 @@ int luaopen_cocola_core(lua_State *L) {
   lc_open_audio(L);
   lc_open_torch(L);
   lc_open_frechet(L);
+  lc_open_distributed(L);
   return 1;
 }

@@ -2,6 +2,11 @@
 -- buffers (running_mean, running_var, num_batches_tracked) and semantics: batch statistics and
 -- running-average updates in training, running statistics in eval; momentum = nil uses the
 -- cumulative average 1/num_batches_tracked.
+-- Synchronised across data-parallel ranks when `sync_group` is set (a cocola.distributed group with
+-- more than one rank, e.g. by the trainer's sync_batchnorm=true): in training, the per-channel mean and
+-- variance are those of the union of every rank's batch (an all-reduce of the sums, then of the squared
+-- deviations, with their gradients all-reduced in the backward), so that N ranks of B/N rows normalise
+-- as one process with B rows; the running statistics are updated with those global moments.
 local cocola = require "cocola"
 local Module = require "cocola.nn.Module"
 local F = require "cocola.nn.functional"
@@ -50,8 +55,39 @@ function BatchNorm2d:reset_running_stats()
   end)
 end
 
+-- training-mode batch normalisation over every rank's batch (see the header); factor as F.batch_norm's momentum
+local function synced_batch_norm(self, x, factor, group)
+  local n, c, h, w = x:size(1), x:size(2), x:size(3), x:size(4)
+  local rows = x:transpose(1, 2):reshape({ c, n * h * w }) -- (C, N H W)
+  local count = cocola.no_grad(function() return group.all_reduce(cocola.tensor({ n * h * w + 0.0 }), "sum"):item() end)
+  local mean = group.all_reduce_with_grad(rows:sum(2, true)) / count -- (C, 1)
+  local centred = rows - mean
+  local var = group.all_reduce_with_grad((centred * centred):sum(2, true)) / count
+  local y = centred / (var + self.eps):sqrt()
+  y = y:reshape({ c, n, h, w }):transpose(1, 2)
+  if self.weight ~= nil then y = y * self.weight:reshape({ 1, c, 1, 1 }) + self.bias:reshape({ 1, c, 1, 1 }) end
+  if self.track_running_stats and self.running_mean ~= nil then
+    cocola.no_grad(function()
+      local m, v = mean:detach():reshape({ c }), var:detach():reshape({ c }) * (count / math.max(count - 1, 1))
+      self.running_mean:copy_(self.running_mean * (1 - factor) + m * factor)
+      self.running_var:copy_(self.running_var * (1 - factor) + v * factor)
+    end)
+  end
+  return y:contiguous()
+end
+
 function BatchNorm2d:forward(x)
   if x:dim() ~= 4 then error(string.format("BatchNorm2d: expected 4D input (got %dD input)", x:dim()), 2) end
+  local group = self.sync_group
+  if group and group.world_size > 1 and self.training then
+    local factor = self.momentum or 0.0
+    if self.track_running_stats and self.num_batches_tracked ~= nil then
+      local nbt = self.num_batches_tracked
+      cocola.no_grad(function() nbt:copy_(nbt + 1) end)
+      if self.momentum == nil then factor = 1.0 / nbt:item() end
+    end
+    return synced_batch_norm(self, x, factor, group)
+  end
   local factor = self.momentum or 0.0
   if self.training and self.track_running_stats and self.num_batches_tracked ~= nil then
     local nbt = self.num_batches_tracked

@@ -10,6 +10,13 @@
 -- A job is {name, modules = {name = Module} (what is checkpointed), optimizer, windows (StemWindows),
 -- valid_windows (or nil), step = function(batch) -> loss, extra fields for the metrics,
 -- valid = function(batch) -> loss, export = function(final) (writes the run's model folder)}.
+-- distributed=true (under `mpirun -np N`): data-parallel with plain gradient averaging. Every rank reads
+-- the same stream of windows and takes every N-th batch (rank r the r-th of each N: a global batch of
+-- N x batch_size), draws its diffusion noise from a rank-dependent stream (the generator agrees again
+-- after the step), and averages its gradients (cocola.distributed.average_gradients, bucketed) just
+-- before the optimiser's step, after the job's own clipping (a per-rank clip at max_norm keeps the
+-- average within max_norm too). The modules start from rank 0's weights; rank 0 writes the run folder,
+-- metrics, checkpoints and the model folder; every rank resumes from <out>/last.
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
 local cjson = require "cjson"
@@ -35,7 +42,17 @@ M.COMMON = {
   device = { "cpu", "cpu or cuda" },
   autocast = { "off", "off or bf16 (device=cuda)" },
   plots = { true, "draw the run's curves into <out>/plots/ at the end of every start (needs gnuplot; false: none)" },
+  distributed = { false, "data-parallel over the ranks of mpirun (gradients averaged; global batch N x batch_size)" },
+  dist_timeout = { 300, "distributed: seconds a collective waits for the other ranks before the run stops with an error" },
 }
+
+-- the data-parallel group of a run (cocola.distributed initialised), or nil without distributed=true
+local function group_of(cfg)
+  if cfg.distributed ~= true and cfg.distributed ~= "true" then return nil end
+  local dist = require "cocola.distributed"
+  if not dist.initialized then dist.init { timeout = cfg.dist_timeout } end
+  return dist
+end
 
 --- settings(own) -> defaults, docs: the common settings plus a trainer's own {key = {default, meaning}}
 function M.settings(own)
@@ -153,6 +170,29 @@ end
 function M.run(cfg, job, log)
   local started = cocola.wall_time()
   local state = { step = 0 }
+  local dist = group_of(cfg)
+  local world = dist and dist.world_size or 1
+  local main = not dist or dist.rank == 0
+  if not main then log = function() end end
+  if world > 1 then
+    -- in the order of the modules' names (pairs' order differs between processes)
+    local names = {}
+    for name in pairs(job.modules) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do dist.broadcast_module(job.modules[name], 0) end
+    -- gradients averaged right before every optimiser step (after the job's own clipping)
+    local params = {}
+    for _, name in ipairs(names) do
+      for _, np in ipairs(job.modules[name]:named_parameters()) do if np[2]:requires_grad() then params[#params + 1] = np[2] end end
+    end
+    local opt, step = job.optimizer, job.optimizer.step
+    opt.step = function(self, ...)
+      dist.average_gradients(params)
+      return step(self, ...)
+    end
+    log(string.format("distributed: %d ranks, %d parameter tensors averaged, global batch %d x batch_size",
+      world, #params, world))
+  end
   if cfg.resume ~= "" then
     state = M.load(cfg.resume, job)
     log(string.format("resumed %s at step %d (epoch %d, window %d)", cfg.resume, state.step, job.windows.epoch,
@@ -164,9 +204,21 @@ function M.run(cfg, job, log)
   local total = cfg.max_steps
   local stop_reason = "max_steps"
   while state.step < total do
-    local batch = job.windows:next_batch()
+    local batch
+    for r = 0, world - 1 do
+      local b = job.windows:next_batch()
+      if r == (dist and dist.rank or 0) then batch = b end
+    end
     local t0 = cocola.wall_time()
+    local seed, offset = cocola.get_rng_state()
+    if world > 1 and dist.rank > 0 then cocola.set_rng_state(seed, offset + dist.rank * (1 << 40)) end
     local loss, extra = job.step(batch)
+    if world > 1 then
+      local _, after = cocola.get_rng_state()
+      cocola.set_rng_state(seed, after - dist.rank * (1 << 40))
+      -- the logged loss is the mean over ranks
+      loss = dist.all_reduce(cocola.tensor({ loss }, { dtype = "float64" }), "mean"):item()
+    end
     if loss ~= loss or loss == math.huge or loss == -math.huge then
       error(string.format("%s: the loss is %s at step %d (last checkpoint: %s/last)", job.name, tostring(loss),
         state.step + 1, cfg.out), 0)
@@ -174,7 +226,7 @@ function M.run(cfg, job, log)
     state.step = state.step + 1
     losses[#losses + 1] = loss
     window_sum, window_n = window_sum + loss, window_n + 1
-    if state.step % cfg.log_every == 0 or state.step == total then
+    if main and (state.step % cfg.log_every == 0 or state.step == total) then
       local record = { step = state.step, loss = window_sum / window_n, seconds = cocola.wall_time() - t0,
         epoch = job.windows.epoch }
       for k, v in pairs(extra or {}) do record[k] = v end
@@ -183,27 +235,32 @@ function M.run(cfg, job, log)
     end
     if cfg.valid_every > 0 and state.step % cfg.valid_every == 0 then
       last_valid = validate(cfg, job)
-      if last_valid then
+      if last_valid and main then
         recipe.append_jsonl(metrics, { step = state.step, valid_loss = last_valid })
         state.valid = last_valid
       end
     end
-    recipe.progress(job.name, state.step, total, string.format("loss %.4f%s", loss,
-      last_valid and string.format(" valid %.4f", last_valid) or ""))
+    if main then recipe.progress(job.name, state.step, total, string.format("loss %.4f%s", loss,
+      last_valid and string.format(" valid %.4f", last_valid) or "")) end
     local out_of_time = cfg.max_minutes > 0 and cocola.wall_time() - started > cfg.max_minutes * 60
-    if state.step % cfg.checkpoint_every == 0 or out_of_time then M.save(cfg.out .. "/last", job, state) end
+    if world > 1 and cfg.max_minutes > 0 then
+      out_of_time = dist.all_reduce(cocola.tensor({ out_of_time and 1.0 or 0.0 }), "max"):item() > 0
+    end
+    if main and (state.step % cfg.checkpoint_every == 0 or out_of_time) then M.save(cfg.out .. "/last", job, state) end
     if out_of_time then
       stop_reason = "max_minutes"
       break
     end
   end
-  recipe.end_progress()
-  M.save(cfg.out .. "/last", job, state)
+  if main then recipe.end_progress() end
   local final = state.step >= total
-  job.export(final)
+  if main then
+    M.save(cfg.out .. "/last", job, state)
+    job.export(final)
+  end
   log(string.format("%s: stopped at step %d of %d (%s); checkpoint %s/last%s", job.name, state.step, total,
     final and "done" or stop_reason, cfg.out, final and "" or "; resume=" .. cfg.out .. "/last continues"))
-  M.plot_curves(cfg, log)
+  if main then M.plot_curves(cfg, log) end
   return { losses = losses, step = state.step, valid = last_valid }
 end
 
@@ -227,10 +284,13 @@ function M.prepare(cfg, defaults, log)
     error(string.format("%s already holds a run (%s/last); resume=%s/last continues it, or choose another out=",
       cfg.out, cfg.out, cfg.out), 0)
   end
-  if not os.execute("mkdir -p " .. shell_quote(cfg.out)) then error("cannot create the folder " .. cfg.out, 0) end
+  local dist = group_of(cfg)
   cocola.set_num_threads(cfg.threads)
-  recipe.log_config(cfg)
-  recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
+  if not dist or dist.rank == 0 then
+    if not os.execute("mkdir -p " .. shell_quote(cfg.out)) then error("cannot create the folder " .. cfg.out, 0) end
+    recipe.log_config(cfg)
+    recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
+  end
   cocola.manual_seed(cfg.seed)
 end
 

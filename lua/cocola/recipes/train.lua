@@ -39,6 +39,19 @@
 -- convolution encoder of frame_blocks blocks of frame_width channels, frame_dim per frame; frame_prior = 1
 -- adds the parameter-free prior channels that start its similarity at the chroma-onset baseline's,
 -- 0 leaves them out) instead of the paper's EfficientNet on mel images ("hpss", "mel").
+-- distributed=true trains data-parallel over the processes of mpirun (`mpirun -np N lua5.4
+-- recipes/train_cocola.lua ... distributed=true`; see cocola.distributed): every rank draws the same
+-- global batch of K windows (the single-process sampler, same seed), computes the features and
+-- embeddings of its rows only (rank r: rows r K/N + 1 .. (r + 1) K/N), and all-gathers the embeddings
+-- (dist.gather_with_grad) so that the K x K similarity and the loss of Eq. 3 are those of one process
+-- with the whole batch; gradients are averaged with bucketed all-reduces (bucket_mb). BatchNorm
+-- normalises each rank's rows by default (sync_batchnorm=true: over all ranks' rows, the same as one
+-- process); the per-rank running statistics are averaged over ranks before each validation and
+-- checkpoint. Rank 0 writes logs, metrics, checkpoints and plots; every rank resumes from them.
+-- Dropout and drop-connect masks are drawn for the whole batch (each rank keeps its rows), so a run
+-- matches one process with the whole batch; eq_db is not supported distributed. A rank that dies makes the others stop with an
+-- error after dist_timeout seconds. simulate_ranks=N computes in one process what N ranks with
+-- per-rank BatchNorm compute (the encoder on each rank's rows separately).
 -- Run as: lua5.4 recipes/train_cocola.lua (or `cocola train`) root=data/midi_stems layout=slakh out=runs/x [key=value ...]
 local cocola = require "cocola"
 local recipe = require "cocola.recipe"
@@ -47,6 +60,7 @@ local Rng = require "cocola.data.rng"
 local cjson = require "cjson"
 local lfs = require "lfs"
 local fs = require "cocola.data.fs"
+local Dropout = require "cocola.nn.Dropout"
 
 local DEFAULTS = {
   layout = "slakh", root = "data/midi_stems", train_split = "train", valid_split = "validation",
@@ -57,6 +71,7 @@ local DEFAULTS = {
   hard_negatives = "", shift_min = 0.1, shift_max = 0.6, shift_beats = "", min_distance = 10.0, transpose_max = 6,
   renderings = "", gain_db = 0, eq_db = 0, valid_root = "",
   frame_dim = 32, frame_width = 64, frame_blocks = 4, frame_prior = 1, plots = true,
+  distributed = false, sync_batchnorm = false, bucket_mb = 25, dist_timeout = 300, dist_backend = "mpi", simulate_ranks = 0,
 }
 
 -- one line of meaning per setting (`--help`)
@@ -106,6 +121,12 @@ local DOCS = {
   frame_blocks = "chroma_onset: residual dilated blocks",
   frame_prior = "chroma_onset: 1 adds the parameter-free prior channels (the baseline's similarity at the start), 0 not",
   plots = "draw the run's curves into <out>/plots/ at the end of every start (needs gnuplot; false: none)",
+  distributed = "data-parallel over the ranks of mpirun (each rank encodes its share of the K windows; the loss sees all K)",
+  sync_batchnorm = "distributed: BatchNorm statistics over every rank's rows (false: per rank, as DDP's default)",
+  bucket_mb = "distributed: size of the gradient all-reduce buckets in MB",
+  dist_backend = "distributed: mpi (CPU tensors; CUDA tensors staged through the host) or nccl (CUDA tensors between GPUs)",
+  simulate_ranks = "one process computes what N ranks with per-rank BatchNorm compute (0: off)",
+  dist_timeout = "distributed: seconds a collective waits for the other ranks before the run stops with an error",
 }
 
 local M = {}
@@ -253,6 +274,138 @@ local function restore_settings(cfg, log)
     "expected <run>/last with model.safetensors, optimizer.safetensors and state.json")
 end
 
+-- rows of a (K, ...) waveform batch that rank `first, count` encodes; negatives are M blocks of K
+local function shard_batch(batch, first, count)
+  local k = batch.anchor:size(1)
+  local out = { anchor = batch.anchor:narrow(1, first, count), positive = batch.positive:narrow(1, first, count) }
+  if batch.negative then
+    local parts = {}
+    for m = 1, batch.negative:size(1) // k do parts[m] = batch.negative:narrow(1, (m - 1) * k + first, count) end
+    out.negative = cocola.cat(parts, 1)
+  end
+  return out
+end
+
+-- every rank's rows of e (count rows here, ranks' counts in `counts`) in rank order, differentiable
+local function gather_rows(dist, e, counts)
+  local most = 0
+  for _, c in ipairs(counts) do most = math.max(most, c) end
+  local padded = e
+  if e:size(1) < most then
+    local shape = table.move(e.shape, 1, e:dim(), 1, {})
+    shape[1] = most - e:size(1)
+    local pad = cocola.zeros(shape, { dtype = e:dtype() })
+    if e:device() ~= "cpu" then pad = pad:to(e:device()) end
+    padded = cocola.cat({ e, pad }, 1)
+  end
+  local all = dist.gather_with_grad(padded)
+  local parts = {}
+  for r, c in ipairs(counts) do parts[r] = all:narrow(1, (r - 1) * most + 1, c) end
+  return #parts == 1 and parts[1] or cocola.cat(parts, 1)
+end
+
+-- the encoder batch of rank r of `world` (anchors, positives, negatives: count rows each) through the
+-- model: its embeddings (blocks of count rows) and count. choices: the embedding-mode choices of the
+-- whole batch (nil: none). Random layers (dropout, drop-connect) draw for the whole batch of one
+-- process and keep this rank's rows of it: block b of the encoder batch holds global rows
+-- b K + first .. b K + first + count - 1.
+local function rank_embeddings(model, batch, r, world, choices, device)
+  local k = batch.anchor:size(1)
+  local first = (r * k) // world + 1
+  local count = ((r + 1) * k) // world - (r * k) // world
+  local mine = shard_batch(batch, first, count)
+  local a, p, n = batch_features(mine, model, device)
+  local columns = n and cocola.cat({ p, n }, 1) or p
+  if choices then
+    local own = table.move(choices, first, first + count - 1, 1, {})
+    a = model:apply_mode(a, nil, own)
+    local own_c = {}
+    for j = 1, columns:size(1) do own_c[j] = own[(j - 1) % count + 1] end
+    columns = model:apply_mode(columns, nil, own_c)
+  end
+  local blocks_n = 1 + columns:size(1) // count
+  local index = {}
+  for b = 0, blocks_n - 1 do
+    for j = 0, count - 1 do index[#index + 1] = b * k + first - 1 + j end
+  end
+  local subset = { index = cocola.tensor(index, { dtype = "int64" }), total = blocks_n * k }
+  local random_layers = {}
+  for _, mod in ipairs(model:modules()) do
+    if mod.drop_connect ~= nil or getmetatable(mod) == Dropout then
+      random_layers[#random_layers + 1] = mod
+      mod.row_subset = subset
+    end
+  end
+  local x = cocola.cat({ a, columns }, 1)
+  local ok, e = pcall(function() return model._embed and model:_embed(x) or model.encoder(x) end)
+  for _, mod in ipairs(random_layers) do mod.row_subset = nil end
+  if not ok then error(e, 0) end
+  return e, count, blocks_n
+end
+
+-- rows counts of each rank for a batch of k
+local function rank_counts(k, world)
+  local counts = {}
+  for r = 0, world - 1 do counts[r + 1] = ((r + 1) * k) // world - (r * k) // world end
+  return counts
+end
+
+--- The similarity matrix of a global batch on this rank of a data-parallel group (dist): this rank
+-- encodes its rows (anchors, positives and negatives in one encoder batch, with the embedding-mode
+-- choices drawn for the whole batch as one process draws them), the embeddings of every rank are
+-- gathered with a gradient path, and the K x (K + M K) matrix is the one of one process.
+-- Returns the matrix, or nil when the batch has fewer windows than ranks.
+function M.distributed_similarity(model, batch, dist, device)
+  local k = batch.anchor:size(1)
+  if k < dist.world_size then return nil end
+  local counts = rank_counts(k, dist.world_size)
+  local choices = model.mode_choices and model:mode_choices(k) or nil
+  local e, count, blocks_n = rank_embeddings(model, batch, dist.rank, dist.world_size, choices, device)
+  local blocks = {}
+  for b = 1, blocks_n do blocks[b] = gather_rows(dist, e:narrow(1, (b - 1) * count + 1, count), counts) end
+  return model.similarity(blocks[1], blocks_n == 2 and blocks[2] or cocola.cat(table.move(blocks, 2, blocks_n, 1, {}), 1))
+end
+
+--- The same matrix computed in one process as `world` ranks with per-rank BatchNorm compute it
+-- (simulate_ranks=N): the encoder runs on each rank's rows separately (its BatchNorm statistics are
+-- those rows'), every rank starting from the same generator state; the embeddings are concatenated.
+function M.simulated_similarity(model, batch, world, device)
+  local k = batch.anchor:size(1)
+  if k < world then return nil end
+  local counts = rank_counts(k, world)
+  local choices = model.mode_choices and model:mode_choices(k) or nil
+  local seed, offset = cocola.get_rng_state()
+  local per_rank, blocks_n = {}, 0
+  for r = 0, world - 1 do
+    cocola.set_rng_state(seed, offset)
+    per_rank[r + 1], _, blocks_n = rank_embeddings(model, batch, r, world, choices, device)
+  end
+  local blocks = {}
+  for b = 1, blocks_n do
+    local parts = {}
+    for r = 1, world do parts[r] = per_rank[r]:narrow(1, (b - 1) * counts[r] + 1, counts[r]) end
+    blocks[b] = cocola.cat(parts, 1)
+  end
+  return model.similarity(blocks[1], blocks_n == 2 and blocks[2] or cocola.cat(table.move(blocks, 2, blocks_n, 1, {}), 1))
+end
+
+-- every BatchNorm of model synchronised over dist (or not: nil)
+local function set_batchnorm_sync(model, dist)
+  for _, mod in ipairs(model:modules()) do
+    if mod.running_mean ~= nil and mod.num_features then mod.sync_group = dist end
+  end
+end
+
+-- per-rank BatchNorm running statistics averaged over the ranks (before validation and checkpoints)
+local function average_batchnorm_buffers(model, dist)
+  if dist.world_size == 1 then return end
+  cocola.no_grad(function()
+    for _, nb in ipairs(model:named_buffers()) do
+      if nb[1]:match("running_mean$") or nb[1]:match("running_var$") then dist.all_reduce(nb[2], "mean") end
+    end
+  end)
+end
+
 --- runs training with a config table (the command line builds it); returns the list of step
 -- losses and the final state. log (default print) receives the text lines. A run that fails before
 -- its first checkpoint removes the output folder it created.
@@ -264,7 +417,8 @@ function M.run(cfg, log)
     return msg
   end, cfg, log))
   if not results[1] then
-    if fresh and fs.is_dir(cfg.out) and not fs.is_dir(cfg.out .. "/last") then
+    -- (rank 0's folder: another rank of a distributed run leaves it alone)
+    if fresh and (require("cocola.distributed").rank or 0) == 0 and fs.is_dir(cfg.out) and not fs.is_dir(cfg.out .. "/last") then
       for _, name in ipairs({ "config.jsonl", "metrics.jsonl", "best.safetensors", "last.tmp" }) do
         os.execute(string.format("rm -rf '%s/%s'", cfg.out:gsub("'", "'\\''"), name))
       end
@@ -277,8 +431,34 @@ end
 
 function M._run(cfg, log)
   local started = cocola.wall_time()
+  local dist = require "cocola.distributed"
+  if cfg.distributed == true or cfg.distributed == "true" then
+    cfg.distributed = true
+    if cfg.dist_backend ~= "mpi" and cfg.dist_backend ~= "nccl" then
+      error("train: dist_backend must be mpi or nccl, got '" .. tostring(cfg.dist_backend) .. "'", 0)
+    end
+    if cfg.dist_backend == "nccl" and cfg.device ~= "cuda" then error("train: dist_backend=nccl needs device=cuda", 0) end
+    if not dist.initialized then
+      dist.init { timeout = cfg.dist_timeout, backend = dist.launched_by_mpi() and cfg.dist_backend or nil }
+    end
+  else
+    cfg.distributed = false
+  end
+  local main = not cfg.distributed or dist.rank == 0
+  if not main then log = function() end end
   if cfg.resume ~= "" then restore_settings(cfg, log) end
-  recipe.log_config(cfg)
+  if main then recipe.log_config(cfg) end
+  local world = cfg.distributed and dist.world_size or 1
+  if cfg.distributed then
+    log(string.format("distributed: rank %d of %d (local rank %d), %s BatchNorm, %d-MB buckets, %g-s timeout",
+      dist.rank, dist.world_size, dist.local_rank, cfg.sync_batchnorm and "synchronised" or "per-rank",
+      cfg.bucket_mb, cfg.dist_timeout))
+    if cfg.simulate_ranks > 1 then error("train: simulate_ranks is for one process (distributed=false)", 0) end
+    if world > 1 and cfg.eq_db > 0 then error("train: eq_db is not supported with distributed=true", 0) end
+    if world > 1 and cfg.batch_size < world then
+      error(string.format("train: batch_size=%d is smaller than the %d ranks", cfg.batch_size, world), 0)
+    end
+  end
   if cfg.device ~= "cpu" and cfg.device ~= "cuda" then
     error(string.format("train: device must be cpu or cuda, got '%s'", tostring(cfg.device)), 0)
   end
@@ -310,6 +490,10 @@ function M._run(cfg, log)
     cfg.bn_recalibration_batches = 4
     log("bn_recalibration_batches = -1 (automatic): 4 training batches re-estimate BatchNorm before each validation")
   end
+  if math.type(cfg.simulate_ranks) ~= "integer" or cfg.simulate_ranks < 0 then
+    error("train: simulate_ranks must be a non-negative integer", 0)
+  end
+  if cfg.simulate_ranks > 1 and cfg.eq_db > 0 then error("train: eq_db is not supported with simulate_ranks", 0) end
   if cfg.autocast ~= "off" and cfg.device ~= "cuda" then
     error("train: autocast=" .. tostring(cfg.autocast) .. " needs device=cuda", 0)
   end
@@ -318,12 +502,15 @@ function M._run(cfg, log)
   -- the data first: a missing folder is named before anything is written
   local train_tracks, rendered = M.open_split(cfg.layout, cfg.root, cfg.train_split, cfg.renderings)
   local valid_tracks = M.open_split(cfg.layout, cfg.valid_root ~= "" and cfg.valid_root or cfg.root, cfg.valid_split)
-  local made, err = pcall(fs.mkdir_p, cfg.out)
-  if not made then error(string.format("train: cannot create the output folder '%s' (%s)", cfg.out, recipe.clean_error(err)), 0) end
-  -- the settings of every start or resume, for the record
-  local previous = recipe.read(cfg.out .. "/config.jsonl")
+  local previous
+  if main then
+    local made, err = pcall(fs.mkdir_p, cfg.out)
+    if not made then error(string.format("train: cannot create the output folder '%s' (%s)", cfg.out, recipe.clean_error(err)), 0) end
+    -- the settings of every start or resume, for the record
+    previous = recipe.read(cfg.out .. "/config.jsonl")
+    recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
+  end
   local function shown(v) return (math.type(v) == "float" and v == math.floor(v)) and string.format("%d", v) or tostring(v) end
-  recipe.append_jsonl(cfg.out .. "/config.jsonl", cfg)
   if cfg.resume ~= "" and previous then
     -- a resume on other data or batches continues the run, but not exactly: say so
     local last = cjson.decode(previous:match("([^\n]+)\n?$"))
@@ -385,6 +572,10 @@ function M._run(cfg, log)
     cocola.cuda.set_autocast(cfg.autocast)
   end
   model:train()
+  if world > 1 then
+    dist.broadcast_module(model, 0) -- the same start on every rank, whatever each drew
+    if cfg.sync_batchnorm then set_batchnorm_sync(model, dist) end
+  end
   local encoder_params, similarity_params = {}, {}
   for _, np in ipairs(model:named_parameters()) do
     local list = np[1]:match("^similarity%.") and similarity_params or encoder_params
@@ -409,7 +600,7 @@ function M._run(cfg, log)
     log(string.format("resumed from %s at step %d (epoch %d)", cfg.resume, state.step, state.epoch))
   end
   local metrics = cfg.out .. "/metrics.jsonl"
-  if cfg.resume ~= "" then
+  if cfg.resume ~= "" and main then
     -- a run killed after its last checkpoint logged steps that are now run again: drop them
     local text = recipe.read(metrics)
     if text then
@@ -432,11 +623,19 @@ function M._run(cfg, log)
   local per_epoch = sampler:batches_per_epoch()
   -- recalibrates BatchNorm if asked, validates, logs, and keeps the best model in <out>/best.safetensors
   local function validate_and_keep_best()
+    -- every rank validates the same batches (the same model: per-rank running statistics averaged)
+    average_batchnorm_buffers(model, dist)
     if cfg.bn_recalibration_batches > 0 then
+      set_batchnorm_sync(model, nil) -- every rank re-estimates from the same whole batches
       M.recalibrate_batchnorm(model, calibration_sampler, cfg.bn_recalibration_batches, cfg.device)
+      if world > 1 and cfg.sync_batchnorm then set_batchnorm_sync(model, dist) end
     end
     local vloss, vacc, degenerate = validate(cfg, model, valid_sampler)
     if not vloss then return end
+    if not main then
+      if not degenerate and (not state.best_valid_loss or vloss < state.best_valid_loss) then state.best_valid_loss = vloss end
+      return
+    end
     recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, valid_loss = vloss, valid_accuracy = vacc,
                                    valid_degenerate = degenerate or nil })
     log(string.format("\nepoch %d, step %d: valid loss %.4f, valid accuracy %.3f", state.epoch, state.step, vloss, vacc))
@@ -454,6 +653,12 @@ function M._run(cfg, log)
       })
     end
   end
+  -- rank 0 writes the checkpoint (the running statistics of per-rank BatchNorm averaged first)
+  local function checkpoint()
+    average_batchnorm_buffers(model, dist)
+    if main then save_checkpoint(cfg.out .. "/last", model, opt, sampler, state) end
+  end
+  local comm_seconds = 0
   local t0 = cocola.wall_time()
   while state.epoch < cfg.epochs and (cfg.max_steps == 0 or state.step < cfg.max_steps) do
     local batch = sampler:next_batch()
@@ -461,38 +666,61 @@ function M._run(cfg, log)
       -- end of an epoch: validate, keep the best, checkpoint
       state.epoch = state.epoch + 1
       validate_and_keep_best()
-      save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
+      checkpoint()
     else
       local eq = cfg.eq_db > 0 and { db = cfg.eq_db, rng = Rng.new(cfg.seed, state.step + 1, 21) } or nil
-      local a, p, n = batch_features(batch, model, cfg.device, eq)
       opt:zero_grad()
       set_learning_rates(state.step + 1)
-      local sim = model(a, p, n)
+      local sim
+      if world > 1 then
+        sim = M.distributed_similarity(model, batch, dist, cfg.device)
+      elseif cfg.simulate_ranks > 1 then
+        sim = M.simulated_similarity(model, batch, cfg.simulate_ranks, cfg.device)
+      else
+        local a, p, n = batch_features(batch, model, cfg.device, eq)
+        sim = model(a, p, n)
+      end
+      if not sim then
+        log(string.format("\nstep %d: a batch of %d windows for %d ranks is skipped", state.step + 1, batch.anchor:size(1),
+          math.max(world, cfg.simulate_ranks)))
+        goto next_batch
+      end
       local loss = cocola.metrics.contrastive_loss(sim)
       loss:backward()
+      if world > 1 then comm_seconds = comm_seconds + dist.average_gradients(model:named_parameters(), { bucket_mb = cfg.bucket_mb }) end
       opt:step()
       state.step = state.step + 1
       local l, acc = loss:item(), cocola.metrics.accuracy(sim)
       losses[#losses + 1] = l
-      recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, loss = l, accuracy = acc,
-        lr = opt.param_groups[1].lr })
+      if main then
+        recipe.append_jsonl(metrics, { epoch = state.epoch, step = state.step, loss = l, accuracy = acc,
+          lr = opt.param_groups[1].lr })
+      end
       local elapsed = cocola.wall_time() - t0
-      recipe.progress(string.format("epoch %d", state.epoch + 1), math.min(sampler.position // cfg.batch_size, per_epoch), per_epoch,
-        string.format("loss %.4f acc %.2f %.2f s/step", l, acc, elapsed / #losses))
+      if main then recipe.progress(string.format("epoch %d", state.epoch + 1), math.min(sampler.position // cfg.batch_size, per_epoch), per_epoch,
+        string.format("loss %.4f acc %.2f %.2f s/step", l, acc, elapsed / #losses)) end
       local validating = cfg.valid_every > 0 and state.step % cfg.valid_every == 0
       if validating then validate_and_keep_best() end
-      if validating or state.step % cfg.checkpoint_every == 0 then
-        save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
-      end
+      if validating or state.step % cfg.checkpoint_every == 0 then checkpoint() end
     end
-    if cfg.max_minutes > 0 and cocola.wall_time() - started > cfg.max_minutes * 60 then
+    ::next_batch::
+    local over = cfg.max_minutes > 0 and cocola.wall_time() - started > cfg.max_minutes * 60
+    if over ~= nil and world > 1 and cfg.max_minutes > 0 then
+      -- every rank stops at the same step: the first that is over the limit decides
+      over = dist.all_reduce(cocola.tensor({ over and 1.0 or 0.0 }), "max"):item() > 0
+    end
+    if over then
       log(string.format("\nmax_minutes=%g reached after %.1f min: stopping at step %d", cfg.max_minutes,
         (cocola.wall_time() - started) / 60, state.step))
       break
     end
   end
-  save_checkpoint(cfg.out .. "/last", model, opt, sampler, state)
-  require("cocola.recipes.diffusion_trainer").plot_curves(cfg, log)
+  checkpoint()
+  if world > 1 then
+    state.comm_seconds = comm_seconds
+    log(string.format("\ndistributed: %.2f s of gradient all-reduce over %d steps", comm_seconds, #losses))
+  end
+  if main then require("cocola.recipes.diffusion_trainer").plot_curves(cfg, log) end
   return losses, state
 end
 

@@ -34,10 +34,14 @@ function MBConvBlock:init(a)
   self._bn2 = BatchNorm2d(a.output, bn)
 end
 
--- stochastic depth: drop whole examples of the residual branch with probability p
-local function drop_connect(x, p)
+-- stochastic depth: drop whole examples of the residual branch with probability p. With a row subset
+-- ({index = int64 rows (0-based), total = rows of the whole batch}: this data-parallel rank's rows of
+-- the global batch, set by the trainer as `row_subset`) the draw is the whole batch's, and these rows
+-- take theirs, so that N ranks drop the rows one process would.
+local function drop_connect(x, p, subset)
   local keep = 1 - p
-  local mask = cocola.rand({ x:size(1), 1, 1, 1 }, { dtype = x:dtype() }):lt(keep)
+  local mask = cocola.rand({ subset and subset.total or x:size(1), 1, 1, 1 }, { dtype = x:dtype() }):lt(keep)
+  if subset then mask = mask:index_select(1, subset.index) end
   if x:device() ~= "cpu" then mask = mask:to(x:device()) end
   return x * mask * (1 / keep)
 end
@@ -72,7 +76,7 @@ function MBConvBlock:forward(inputs)
   release(gated)
   x = step(p, self._bn2(p))
   if self.id_skip then
-    if self.training and self.drop_connect > 0 then x = step(x, drop_connect(x, self.drop_connect)) end
+    if self.training and self.drop_connect > 0 then x = step(x, drop_connect(x, self.drop_connect, self.row_subset)) end
     x = step(x, x + inputs)
   end
   return x
