@@ -61,11 +61,31 @@ bool cc_any_requires_grad(int n, cc_tensor *const *ts) {
   return false;
 }
 
+/* the graph of a result whose node could not be allocated: backward through it is an error (the
+ * result itself is right; its gradients would silently be missing). Shared, never freed. */
+static int lost_graph_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
+  (void)node, (void)g, (void)gi;
+  cc_set_error("out of host memory when the operation ran, its autograd graph was not recorded");
+  return -1;
+}
+cc_node cc_lost_graph_node = {.name = "LostGraph", .backward = lost_graph_backward};
+
+/* a node that could not keep a tensor it saves for backward */
+static int lost_saved_backward(cc_node *node, cc_tensor *g, cc_tensor **gi) {
+  (void)node, (void)g, (void)gi;
+  cc_set_error("out of host memory when the operation ran, a tensor saved for backward was not kept");
+  return -1;
+}
+
 cc_node *cc_attach_node(cc_tensor *out, const char *name, cc_backward_fn backward, int n,
                         cc_tensor *const *inputs) {
   if (!out || grad_disabled || !backward || !cc_any_requires_grad(n, inputs)) return NULL;
   cc_node *node = calloc(1, sizeof *node);
-  if (!node) return NULL; /* out of memory: the result simply carries no graph */
+  if (!node) { /* out of memory: backward through the result reports it */
+    out->grad_fn = &cc_lost_graph_node;
+    out->requires_grad = true;
+    return NULL;
+  }
   node->name = name;
   node->backward = backward;
   node->n_inputs = n;
@@ -76,7 +96,10 @@ cc_node *cc_attach_node(cc_tensor *out, const char *name, cc_backward_fn backwar
 }
 
 void cc_node_save(cc_node *node, cc_tensor *t) {
-  if (node && node->n_saved < CC_NODE_MAX_SAVED) node->saved[node->n_saved++] = t ? cc_detach(t) : NULL;
+  if (!node || node->n_saved >= CC_NODE_MAX_SAVED) return;
+  cc_tensor *kept = t ? cc_detach(t) : NULL;
+  if (t && !kept) node->backward = lost_saved_backward; /* out of memory: backward reports it */
+  node->saved[node->n_saved++] = kept;
 }
 
 int cc_set_requires_grad(cc_tensor *t, bool requires) {
@@ -101,6 +124,7 @@ void cc_zero_grad(cc_tensor *t) {
 const char *cc_grad_fn_name(const cc_tensor *t) { return t->grad_fn ? t->grad_fn->name : NULL; }
 
 static void free_node_graph(cc_node *n) {
+  if (n == &cc_lost_graph_node) return;
   for (int i = 0; i < n->n_inputs; i++) {
     cc_release(n->inputs[i]);
     n->inputs[i] = NULL;
@@ -175,7 +199,9 @@ static int list_push(tensor_list *l, cc_tensor *t) {
   return 0;
 }
 
-/* post-order of the graph below root; every tensor in order is retained */
+/* post-order of the graph below root; every tensor in order is retained. The marks (bw_state) of the
+ * tensors on the stack are cleared here, those in order by cc_backward: on failure none is left set
+ * (a mark left on a parameter would make every later backward skip it). */
 static int topo_sort(cc_tensor *root, tensor_list *order) {
   tensor_list stack = {0};
   int rc = 0;
@@ -196,23 +222,24 @@ static int topo_sort(cc_tensor *root, tensor_list *order) {
       for (int i = 0; i < node->n_inputs; i++) {
         cc_tensor *in = node->inputs[i];
         if (in && in->requires_grad && in->bw_state == 0) {
-          in->bw_state = 1;
           if (list_push(&stack, in)) {
             rc = -1;
             break;
           }
+          in->bw_state = 1;
           pushed = true;
           break;
         }
       }
     if (rc) break;
     if (!pushed) {
-      stack.n--;
-      t->bw_state = 2;
-      if (list_push(order, cc_retain(t))) {
+      if (list_push(order, cc_retain(t))) { /* t stays on the stack: its mark is cleared below */
         cc_release(t);
         rc = -1;
+        break;
       }
+      stack.n--;
+      t->bw_state = 2;
     }
   }
   for (int i = 0; i < stack.n; i++) stack.items[i]->bw_state = 0;

@@ -118,6 +118,9 @@ struct cc_node {
   void *user;
   void (*user_free)(void *user);
 };
+/* the shared grad_fn of results whose autograd node could not be allocated (autograd.c) */
+extern cc_node cc_lost_graph_node;
+
 bool cc_any_requires_grad(int n, cc_tensor *const *ts);
 /* when grad mode is on and an input requires grad: makes out a non-leaf with a new node and
    returns it for the op to fill; otherwise returns NULL */

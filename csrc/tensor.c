@@ -117,6 +117,7 @@ void cc_release(cc_tensor *t) {
 }
 
 static void node_free(cc_node *n) {
+  if (n == &cc_lost_graph_node) return; /* shared (autograd.c) */
   for (int i = 0; i < n->n_inputs; i++) cc_release(n->inputs[i]);
   for (int i = 0; i < n->n_saved; i++) cc_release(n->saved[i]);
   if (n->user_free) n->user_free(n->user);

@@ -5,11 +5,13 @@
  */
 #include "audio.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sndfile.h>
 #include <soxr.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 static void fill_format_names(SNDFILE *f, int format, cc_audio_info *info) {
@@ -220,6 +222,7 @@ int cc_audio_save(const char *path, cc_tensor *wave, int sr, const char *subtype
   cc_tensor *c = NULL;
   void *buf = NULL;
   SNDFILE *f = NULL;
+  char *tmp = NULL;
   bool opened = false;
   CC_CHECK(wave->dtype == CC_FLOAT32 || wave->dtype == CC_FLOAT64, "audio.save: expected a floating tensor");
   CC_CHECK(wave->ndim == 1 || wave->ndim == 2, "audio.save: expected (samples) or (channels, samples), got %d dims",
@@ -263,8 +266,14 @@ int cc_audio_save(const char *path, cc_tensor *wave, int sr, const char *subtype
   si.channels = C;
   si.format = major | sub;
   CC_CHECK(sf_format_check(&si), "audio.save: the format .%s cannot hold subtype %s", ext, subtype);
-  f = sf_open(path, SFM_WRITE, &si);
-  CC_CHECK(f, "audio.save: cannot open '%s' for writing: %s", path, sf_strerror(NULL));
+  /* written to "<path>.tmp" and renamed over path once complete: a failed save leaves path as it was */
+  size_t plen = strlen(path);
+  tmp = malloc(plen + 5);
+  CC_CHECK(tmp, "audio.save: out of memory");
+  memcpy(tmp, path, plen);
+  memcpy(tmp + plen, ".tmp", 5);
+  f = sf_open(tmp, SFM_WRITE, &si);
+  CC_CHECK(f, "audio.save: cannot write '%s': %s", path, sf_strerror(NULL));
   opened = true;
   sf_count_t wrote;
   if (bits) {
@@ -285,16 +294,19 @@ int cc_audio_save(const char *path, cc_tensor *wave, int sr, const char *subtype
       for (int ch = 0; ch < C; ch++) fb[i * C + ch] = x[ch * n + i];
     wrote = sf_writef_float(f, fb, n);
   }
-  CC_CHECK(wrote == n, "audio.save: writing '%s' failed: %s", path, sf_strerror(f));
+  CC_CHECK(wrote == n, "audio.save: cannot write '%s': %s", path, sf_strerror(f));
   int rc = sf_close(f);
   f = NULL;
-  CC_CHECK(rc == 0, "audio.save: closing '%s' failed: %s", path, sf_error_number(rc));
+  CC_CHECK(rc == 0, "audio.save: cannot write '%s': %s", path, sf_error_number(rc));
+  CC_CHECK(rename(tmp, path) == 0, "audio.save: cannot write '%s': %s", path, strerror(errno));
+  free(tmp);
   free(buf);
   cc_release(c);
   return 0;
 fail:
   if (f) sf_close(f);
-  if (opened) remove(path);
+  if (opened) remove(tmp);
+  free(tmp);
   free(buf);
   cc_release(c);
   return -1;

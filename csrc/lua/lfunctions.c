@@ -519,7 +519,9 @@ static int f_adam_step(lua_State *L) {
 }
 
 /* ---- raw safetensors I/O ---- */
-/* header(path) -> json string, data start offset, file size */
+/* header(path) -> json string, data start offset, file size. No Lua call that can raise runs while
+ * the file is open (a memory error there would leak the FILE): the header length is read first, the
+ * buffer made with the file closed, then the file opened again for the header. */
 static int f_st_header(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   FILE *f = fopen(path, "rb");
@@ -533,15 +535,16 @@ static int f_st_header(lua_State *L) {
   for (int k = 7; k >= 0; k--) n = (n << 8) | len8[k];
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
+  fclose(f);
   if (n == 0 || n > 100000000ULL || (long)(8 + n) > size) {
-    fclose(f);
     return luaL_error(L, "'%s' is not a safetensors file: header length %I does not fit the file (%I bytes)", path,
                       (lua_Integer)n, (lua_Integer)size);
   }
-  fseek(f, 8, SEEK_SET);
   luaL_Buffer b;
   char *dst = luaL_buffinitsize(L, &b, (size_t)n);
-  size_t got = fread(dst, 1, (size_t)n, f);
+  f = fopen(path, "rb");
+  if (!f) return luaL_error(L, "cannot open '%s': %s", path, strerror(errno));
+  size_t got = fseek(f, 8, SEEK_SET) == 0 ? fread(dst, 1, (size_t)n, f) : 0;
   fclose(f);
   if (got != n) return luaL_error(L, "'%s': truncated header", path);
   luaL_pushresultsize(&b, (size_t)n);
@@ -608,37 +611,52 @@ static int f_st_read(lua_State *L) {
   return 1;
 }
 
-/* write(path, header_json, {tensor, ...}, {dtype_name, ...}) ; data in the given order; atomic */
+/* write(path, header_json, {tensor, ...}, {dtype_name, ...}) ; data in the given order; atomic: the
+ * bytes go to "<path>.tmp", every write, the flush and the close are checked, and only a complete
+ * file is renamed over path; on any failure the temporary file is removed, path is left as it was
+ * and the error names path and the cause. The arguments are checked, and everything Lua has to
+ * allocate is made, before the file is opened: nothing raises while it is open. */
 static int f_st_write(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   size_t hlen;
   const char *header = luaL_checklstring(L, 2, &hlen);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int n = (int)luaL_len(L, 3);
+  if (n < 0 || n > 10000000) return luaL_error(L, "save '%s': %d tensors", path, n);
+  cc_tensor **ts = lua_newuserdatauv(L, sizeof *ts * (size_t)(n ? n : 1), 0);
+  bool *half = lua_newuserdatauv(L, sizeof *half * (size_t)(n ? n : 1), 0);
+  for (int k = 1; k <= n; k++) {
+    lua_geti(L, 3, k);
+    lua_geti(L, 4, k);
+    ts[k - 1] = lc_check(L, -2);
+    half[k - 1] = !strcmp(luaL_checkstring(L, -1), "F16");
+    lua_pop(L, 2);
+  }
+  size_t plen = strlen(path);
+  char *tmp = lua_newuserdatauv(L, plen + 5, 0);
+  memcpy(tmp, path, plen);
+  memcpy(tmp + plen, ".tmp", 5);
   FILE *f = fopen(tmp, "wb");
-  if (!f) return luaL_error(L, "cannot write '%s': %s", tmp, strerror(errno));
+  if (!f) return luaL_error(L, "cannot write '%s': %s", path, strerror(errno));
+  int err = 0;
   size_t padded = (hlen + 7) & ~(size_t)7;
   unsigned char len8[8];
   for (int k = 0; k < 8; k++) len8[k] = (unsigned char)(((uint64_t)padded >> (8 * k)) & 0xff);
   bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
   for (size_t k = hlen; ok && k < padded; k++) ok = fputc(' ', f) != EOF;
-  int n = (int)luaL_len(L, 3);
-  for (int k = 1; ok && k <= n; k++) {
-    lua_geti(L, 3, k);
-    lua_geti(L, 4, k);
-    cc_tensor *t = lc_check(L, -2);
-    const char *dt = luaL_checkstring(L, -1);
-    cc_tensor *c = cc_to_device(t, CC_CPU), *cc = c ? cc_contiguous(c) : NULL;
+  if (!ok) err = errno;
+  bool oom = false;
+  for (int k = 0; ok && k < n; k++) {
+    cc_tensor *c = cc_to_device(ts[k], CC_CPU), *cc = c ? cc_contiguous(c) : NULL;
     cc_release(c);
     if (!cc) {
-      fclose(f);
-      remove(tmp);
-      return lc_error(L);
+      ok = false;
+      oom = true;
+      break;
     }
     int64_t m = cc_numel(cc);
-    if (!strcmp(dt, "F16")) {
+    if (half[k]) {
       for (int64_t i = 0; ok && i < m; i++) {
         uint16_t h = cc_float_to_half((float)cc_get_flat(cc, i));
         ok = fwrite(&h, 2, 1, f) == 1;
@@ -646,14 +664,16 @@ static int f_st_write(lua_State *L) {
     } else {
       ok = fwrite(cc_data_ptr(cc), cc_dtype_size(cc->dtype), (size_t)m, f) == (size_t)m || m == 0;
     }
+    if (!ok) err = errno;
     cc_release(cc);
-    lua_pop(L, 2);
   }
-  ok = fflush(f) == 0 && ok;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path)) {
+  if (fflush(f) != 0 && ok) ok = false, err = errno;
+  if (fclose(f) != 0 && ok) ok = false, err = errno;
+  if (ok && rename(tmp, path) != 0) ok = false, err = errno;
+  if (!ok) {
     remove(tmp);
-    return luaL_error(L, "failed writing '%s': %s", path, strerror(errno));
+    if (oom) return luaL_error(L, "cannot write '%s': %s", path, cc_last_error());
+    return luaL_error(L, "cannot write '%s': %s", path, strerror(err ? err : EIO));
   }
   return 0;
 }

@@ -184,13 +184,55 @@ function recipe.clean_error(msg)
   return recipe.strip_locations(msg)
 end
 
---- writes text to path atomically (a temporary file renamed into place)
+--- writes text to path atomically: into "<path>.tmp", renamed over path once written and closed. A
+-- failed write, close or rename (disk full, I/O error) removes the temporary file, leaves path as it
+-- was and raises "cannot write '<path>': <cause>".
 function recipe.write_atomic(path, text)
   local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  assert(f:close())
-  assert(os.rename(tmp, path))
+  local f, err = io.open(tmp, "wb")
+  if not f then error(string.format("cannot write '%s': %s", path, tostring(err)), 0) end
+  local ok, werr = f:write(text)
+  local closed, cerr = f:close()
+  if ok then ok, werr = closed, cerr end
+  if ok then ok, werr = os.rename(tmp, path) end
+  if not ok then
+    os.remove(tmp)
+    error(string.format("cannot write '%s': %s", path, tostring(werr)), 0)
+  end
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- writes a folder atomically (a checkpoint): fill(tmp) writes the files into a fresh "<dir>.tmp",
+-- which then replaces dir (the previous one is moved to "<dir>.old" for the swap and removed after).
+-- When fill or the swap fails, the temporary folder is removed, dir is left as it was and the error
+-- "cannot write checkpoint '<dir>': <cause>" is raised (the cause names the file that failed).
+function recipe.write_dir_atomic(dir, fill)
+  local lfs = require "lfs"
+  local tmp, old = dir .. ".tmp", dir .. ".old"
+  local function fail(cause)
+    os.execute("rm -rf " .. shell_quote(tmp))
+    error(string.format("cannot write checkpoint '%s': %s", dir, recipe.strip_locations(cause)), 0)
+  end
+  os.execute("rm -rf " .. shell_quote(tmp))
+  local made, merr = lfs.mkdir(tmp)
+  if not made then fail(string.format("cannot create '%s': %s", tmp, tostring(merr))) end
+  local ok, err = pcall(fill, tmp)
+  if not ok then fail(err) end
+  os.execute("rm -rf " .. shell_quote(old))
+  local had = lfs.attributes(dir, "mode") ~= nil
+  if had then
+    local moved, rerr = os.rename(dir, old)
+    if not moved then fail(rerr) end
+  end
+  local swapped, serr = os.rename(tmp, dir)
+  if not swapped then
+    if had then os.rename(old, dir) end
+    fail(serr)
+  end
+  os.execute("rm -rf " .. shell_quote(old))
 end
 
 function recipe.read(path)

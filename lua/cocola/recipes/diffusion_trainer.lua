@@ -110,19 +110,14 @@ end
 
 --- save(dir, job, state): the checkpoint folder, written beside and swapped into place
 function M.save(dir, job, state)
-  local tmp = dir .. ".tmp"
-  os.execute("rm -rf " .. shell_quote(tmp))
-  assert(lfs.mkdir(tmp))
-  for name, module in pairs(job.modules) do cocola.save(tmp .. "/" .. name .. ".safetensors", module:state_dict()) end
-  job.optimizer:save(tmp .. "/optimizer.safetensors")
-  local seed, offset = cocola.get_rng_state()
-  state.windows = job.windows:state()
-  state.rng = { seed = seed, offset = offset }
-  recipe.write_atomic(tmp .. "/state.json", cjson.encode(state))
-  os.execute("rm -rf " .. shell_quote(dir .. ".old"))
-  if lfs.attributes(dir, "mode") then assert(os.rename(dir, dir .. ".old")) end
-  assert(os.rename(tmp, dir))
-  os.execute("rm -rf " .. shell_quote(dir .. ".old"))
+  recipe.write_dir_atomic(dir, function(tmp)
+    for name, module in pairs(job.modules) do cocola.save(tmp .. "/" .. name .. ".safetensors", module:state_dict()) end
+    job.optimizer:save(tmp .. "/optimizer.safetensors")
+    local seed, offset = cocola.get_rng_state()
+    state.windows = job.windows:state()
+    state.rng = { seed = seed, offset = offset }
+    recipe.write_atomic(tmp .. "/state.json", cjson.encode(state))
+  end)
 end
 
 --- load(dir, job) -> state (the modules, the optimiser, the windows and the generator restored)

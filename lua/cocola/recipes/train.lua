@@ -132,20 +132,14 @@ local DOCS = {
 local M = {}
 
 local function save_checkpoint(dir, model, opt, sampler, state)
-  local tmp = dir .. ".tmp"
-  os.execute(string.format("rm -rf '%s'", tmp))
-  assert(lfs.mkdir(tmp))
-  cocola.save(tmp .. "/model.safetensors", model:state_dict())
-  opt:save(tmp .. "/optimizer.safetensors")
-  local seed, offset = cocola.get_rng_state()
-  state.sampler = sampler:state()
-  state.rng = { seed = seed, offset = offset }
-  recipe.write_atomic(tmp .. "/state.json", cjson.encode(state))
-  -- swap the finished directory into place
-  os.execute(string.format("rm -rf '%s.old'", dir))
-  if lfs.attributes(dir, "mode") then assert(os.rename(dir, dir .. ".old")) end
-  assert(os.rename(tmp, dir))
-  os.execute(string.format("rm -rf '%s.old'", dir))
+  recipe.write_dir_atomic(dir, function(tmp)
+    cocola.save(tmp .. "/model.safetensors", model:state_dict())
+    opt:save(tmp .. "/optimizer.safetensors")
+    local seed, offset = cocola.get_rng_state()
+    state.sampler = sampler:state()
+    state.rng = { seed = seed, offset = offset }
+    recipe.write_atomic(tmp .. "/state.json", cjson.encode(state))
+  end)
 end
 
 --- random equalisation of log-mel features (B, C, bands, frames), in dB: per example a tilt and a
