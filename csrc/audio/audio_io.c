@@ -272,9 +272,9 @@ int cc_audio_save(const char *path, cc_tensor *wave, int sr, const char *subtype
   CC_CHECK(tmp, "audio.save: out of memory");
   memcpy(tmp, path, plen);
   memcpy(tmp + plen, ".tmp", 5);
+  opened = true; /* from here on a failure removes tmp (sf_open may fail after creating it) */
   f = sf_open(tmp, SFM_WRITE, &si);
   CC_CHECK(f, "audio.save: cannot write '%s': %s", path, sf_strerror(NULL));
-  opened = true;
   sf_count_t wrote;
   if (bits) {
     int32_t *ib = buf = malloc(sizeof(int32_t) * (size_t)C * (size_t)(n ? n : 1));
@@ -297,7 +297,7 @@ int cc_audio_save(const char *path, cc_tensor *wave, int sr, const char *subtype
   CC_CHECK(wrote == n, "audio.save: cannot write '%s': %s", path, sf_strerror(f));
   int rc = sf_close(f);
   f = NULL;
-  CC_CHECK(rc == 0, "audio.save: cannot write '%s': %s", path, sf_error_number(rc));
+  CC_CHECK(rc == 0, "audio.save: cannot write '%s': %s", path, rc > 0 ? sf_error_number(rc) : strerror(errno));
   CC_CHECK(rename(tmp, path) == 0, "audio.save: cannot write '%s': %s", path, strerror(errno));
   free(tmp);
   free(buf);

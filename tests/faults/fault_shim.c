@@ -13,7 +13,8 @@
  *                                overflow=O" (live_c: the live blocks not allocated by Lua's core).
  * The Nth allocation is not failed when a library of FAULT_ALLOC_SPARE made it (S counts those):
  * libgomp and lua-cjson end the process on a NULL by design, out of the program's reach.
- * At exit the same line is written to the file named by FAULT_SHIM_REPORT, if set.
+ * At exit the same line is appended to the file named by FAULT_SHIM_REPORT, if set (one line per
+ * process that had the shim loaded: timeout, env and the program under test).
  *
  * Write failures: with FAULT_IO_PATH=SUBSTRING, files opened for writing whose path contains
  * SUBSTRING (fopen/fopen64 and open/open64/openat/creat, the calls of Lua's io library, of cocola's
@@ -382,7 +383,7 @@ __attribute__((destructor)) static void write_report(void) {
   const char *path = real_getenv("FAULT_SHIM_REPORT");
   if (!path || !*path) return;
   format_status();
-  int fd = real_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int fd = real_open(path, O_WRONLY | O_CREAT | O_APPEND, 0644); /* one line per process */
   if (fd < 0) return;
   size_t n = strlen(status_line);
   status_line[n] = '\n';
@@ -544,17 +545,27 @@ static struct cookie {
 static ssize_t ck_read(void *c, char *buf, size_t n) { return (ssize_t)fread(buf, 1, n, ((struct cookie *)c)->inner); }
 static ssize_t ck_write(void *cv, const char *buf, size_t n) {
   struct cookie *c = cv;
+  /* glibc takes a short count from a cookie as the stream's error (it does not write the rest again,
+   * as it does for a file descriptor): the part that fits is written and the failure is reported
+   * with it, errno set as the next write(2) would set it */
+  int short_write = 0;
   if (!io_close_fails()) {
     if (c->budget <= 0) {
       atomic_fetch_add(&io_failed, 1);
       errno = io_errno();
       return -1;
     }
-    if ((size_t)c->budget < n) n = (size_t)c->budget;
+    if ((size_t)c->budget < n) n = (size_t)c->budget, short_write = 1;
     c->budget -= (long)n;
   }
+  int saved = errno; /* the inner stream's calls leave errno as a real write would */
   size_t k = fwrite(buf, 1, n, c->inner);
   if (fflush(c->inner) != 0 && k == 0) return -1;
+  errno = saved;
+  if (short_write) {
+    atomic_fetch_add(&io_failed, 1);
+    errno = io_errno();
+  }
   return (ssize_t)k;
 }
 static int ck_seek(void *c, off64_t *pos, int whence) {
@@ -565,7 +576,9 @@ static int ck_seek(void *c, off64_t *pos, int whence) {
 }
 static int ck_close(void *cv) {
   struct cookie *c = cv;
+  int saved = errno; /* a write that failed before keeps its errno through a clean close */
   int rc = fclose(c->inner);
+  if (rc == 0) errno = saved;
   c->used = 0;
   if (rc == 0 && io_close_fails()) {
     atomic_fetch_add(&io_failed, 1);

@@ -721,6 +721,9 @@ end
 M.DEFAULTS = DEFAULTS
 M.DOCS = DOCS
 
+-- the checkpoint writer (save_checkpoint(dir, model, opt, sampler, state)), for tests/faults
+M.save_checkpoint = save_checkpoint
+
 --- command-line entry: key=value arguments -> run; errors go to stderr with a non-zero status
 function M.main(args, name)
   return recipe.main(name or "train_cocola", DEFAULTS, M.run, args, DOCS)
