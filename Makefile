@@ -14,7 +14,7 @@ ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma timgm6mb-soundfont opl3-soundfont
 
-.PHONY: all deps build rock test fuzz fuzz-ci fuzz-build fuzz-deps test-asan test-asan-ci test-tsan asan-build tsan-build demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
+.PHONY: all deps build rock test test-faults fuzz fuzz-ci fuzz-build fuzz-deps test-asan test-asan-ci test-tsan asan-build tsan-build demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
 
 all: rock
 
@@ -35,6 +35,15 @@ rock: build
 
 test: rock
 	@$(ROCK_ENV); sh tests/run_all.sh
+
+# fault injection (tests/faults): tests/faults/fault_shim.c built as an LD_PRELOAD library
+# (build/fault_shim.so); every allocation of each workload failed in turn, then writes failed with
+# ENOSPC and EIO under each file writer; per workload the points tried and their outcomes, per
+# writer the cases, and a closing line "N passed, N failed" (FAULT_STRIDE=N: every Nth point only)
+FAULT_STRIDE ?= 1
+test-faults: rock
+	gcc -std=c11 -O1 -Wall -Wextra -Werror -shared -fPIC -o build/fault_shim.so tests/faults/fault_shim.c -ldl
+	@$(ROCK_ENV); $(LUA) tests/faults/driver.lua all $(FAULT_STRIDE)
 
 # libFuzzer harnesses (tests/fuzz) built with clang, ASan and UBSan into build-fuzz/; `make fuzz` runs
 # each for FUZZ_SECONDS and prints executions, CPU time, coverage and crashes; fuzz-ci is the short run
