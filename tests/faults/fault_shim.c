@@ -195,6 +195,13 @@ static int should_fail(void *caller) {
   if (k != fail_at) return 0;
   if (spared(caller)) {
     atomic_fetch_add(&alloc_spared, 1);
+    if (real_getenv("FAULT_SHIM_VERBOSE")) {
+      Dl_info info;
+      char line[512];
+      int len = snprintf(line, sizeof line, "fault_shim: allocation %ld spared, called from %s\n", k,
+                         dladdr(caller, &info) && info.dli_fname ? info.dli_fname : "?");
+      if (len > 0 && real_write(2, line, (size_t)len) < 0) return 0;
+    }
     return 0;
   }
   atomic_fetch_add(&alloc_failed, 1);
