@@ -56,6 +56,8 @@ end
 -- delay seconds. Returns true when the command ran to completion with status 0, false when killed,
 -- and raises when it failed on its own.
 local function spawn(cmd, log, delay)
+  -- the children find cocola where this process found it
+  cmd = string.format("env LUA_PATH=%s LUA_CPATH=%s %s", q(package.path .. ";;"), q(package.cpath .. ";;"), cmd)
   local script
   if delay then
     -- job control (set -m) puts the background job in a process group of its own, led by $P
