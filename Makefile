@@ -14,7 +14,7 @@ ROCK_ENV = eval "$$(luarocks --lua-version=5.4 --tree $(ROCKS_TREE) path)"
 
 MIDI_PACKAGES := simutrans-data freedink-data planetblupi-music-midi mma timgm6mb-soundfont opl3-soundfont
 
-.PHONY: all deps build rock test test-faults fuzz fuzz-ci fuzz-build fuzz-deps test-asan test-asan-ci test-tsan asan-build tsan-build demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
+.PHONY: all deps build rock test test-faults test-chaos fuzz fuzz-ci fuzz-build fuzz-deps test-asan test-asan-ci test-tsan asan-build tsan-build demo bench bench-cuda test-cuda-emulated fixtures midi-stems cross-sound-stems oracle device-bundle notebooks notebooks-env clean
 
 all: rock
 
@@ -44,6 +44,15 @@ FAULT_STRIDE ?= 1
 test-faults: rock
 	gcc -std=c11 -O1 -Wall -Wextra -Werror -shared -fPIC -o build/fault_shim.so tests/faults/fault_shim.c -ldl
 	@$(ROCK_ENV); $(LUA) tests/faults/driver.lua all $(FAULT_STRIDE)
+
+# kill anywhere (tests/chaos/chaos.lua): CHAOS_TRIALS seeded trials per target (train_cocola, prepare),
+# each run SIGKILLed at random moments and resumed, its files checked and its results compared with an
+# uninterrupted run's; prints trials, kills, files checked, identical resumed runs, "N passed, N failed"
+CHAOS_SEED ?= 1
+CHAOS_TRIALS ?= 20
+test-chaos: rock
+	@$(ROCK_ENV); LUA_PATH="./lua/?.lua;./lua/?/init.lua;$$LUA_PATH" LUA_CPATH="./build/?.so;$$LUA_CPATH" \
+	  $(LUA) tests/chaos/chaos.lua seed=$(CHAOS_SEED) trials=$(CHAOS_TRIALS)
 
 # libFuzzer harnesses (tests/fuzz) built with clang, ASan and UBSan into build-fuzz/; `make fuzz` runs
 # each for FUZZ_SECONDS and prints executions, CPU time, coverage and crashes; fuzz-ci is the short run

@@ -42,7 +42,7 @@ local function accompany_example(cfg, model)
   for _, row in ipairs({ { "CompoNet", out }, { "ground truth", example_dir .. "/" .. example.files.ground_truth },
     { "random", example_dir .. "/" .. example.files.random } }) do
     local r = scoring.score_files(model, input, row[2])
-    print(string.format("  %-14s %8.2f", row[1], r.score))
+    print(string.format("  %-14s %8.2f", row[1], r.mean))
   end
 end
 

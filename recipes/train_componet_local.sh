@@ -6,17 +6,19 @@
 #   3. phase 2:             runs/componet  (cocola train-componet model=runs/ldm/model)
 #   4. Table 3 on the test split: runs/tasks (cocola make-tasks), runs/gen_componet (cocola accompany),
 #      runs/table3 (cocola eval-generation: CompoNet, Random, Ground Truth)
-# Settings: ROOT (data/midi_stems), DEVICE (cpu), VAE_STEPS (600), UNET_STEPS (1000), COMPONET_STEPS (1000),
-# TASKS (50), GEN_STEPS (100: DDIM steps per accompaniment).
+#   5. the bundled form: assets/componet (recipes/export_componet.lua), unless it exists
+# Settings: ROOT (data/midi_stems), DEVICE (cpu), VAE_STEPS (300), UNET_STEPS (500), COMPONET_STEPS (300),
+# TASKS (50), GEN_STEPS (25: DDIM steps per accompaniment). The defaults are the bundled model's (about
+# two hours on 2 cores, with make midi-stems first); larger values train longer from where a run stopped.
 # Usage: sh recipes/train_componet_local.sh        (in the background: setsid nohup sh ... > runs/componet_local.log 2>&1 &)
 set -e
 ROOT=${ROOT:-data/midi_stems}
 DEVICE=${DEVICE:-cpu}
-VAE_STEPS=${VAE_STEPS:-600}
-UNET_STEPS=${UNET_STEPS:-1000}
-COMPONET_STEPS=${COMPONET_STEPS:-1000}
+VAE_STEPS=${VAE_STEPS:-300}
+UNET_STEPS=${UNET_STEPS:-500}
+COMPONET_STEPS=${COMPONET_STEPS:-300}
 TASKS=${TASKS:-50}
-GEN_STEPS=${GEN_STEPS:-100}
+GEN_STEPS=${GEN_STEPS:-25}
 COCOLA=${COCOLA:-"lua5.4 bin/cocola"}
 mkdir -p runs
 

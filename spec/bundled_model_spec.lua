@@ -46,10 +46,20 @@ describe("the bundled model", function()
     assert.truthy(out:find("/nonexistent/model.safetensors", 1, true), out)
   end)
 
-  it("scores every example pair in the demo", function()
+  it("scores every example pair in the demo, and generates and scores the bundled CompoNet's example", function()
+    local dir = require("helpers.files").tmpdir()
     local ok, out = sh([[lua5.4 -e 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-      package.cpath = "./]] .. BUILD .. [[/?.so;" .. package.cpath' recipes/demo.lua threads=2]])
+      package.cpath = "./]] .. BUILD .. [[/?.so;" .. package.cpath' recipes/demo.lua threads=2 componet_steps=2 out=]] .. dir)
+    local generated = io.open(dir .. "/accompaniment.wav") ~= nil
+    sh("rm -rf '" .. dir .. "'")
     assert.is_true(ok, out)
+    -- the CompoNet part: its accompaniment written and scored beside the task's ground truth and Random
+    if io.open("assets/componet/model_index.json") then
+      assert.is_true(generated, out)
+      for _, row in ipairs({ "CompoNet", "ground truth", "random" }) do
+        assert.truthy(out:find("\n  " .. row .. "%s+%-?[%d.]+\n"), row .. ": " .. out)
+      end
+    end
     local rows, scores = 0, {}
     for name, score in out:gmatch("\n(%a+_%d)%s+(%-?[%d.]+)") do
       rows = rows + 1

@@ -202,4 +202,56 @@ describe("data-parallel COCOLA training (2 ranks)", function()
     assert.are.equal(3, steps)
     assert.is_true(files.sh("test -f " .. out .. "/last/unet.safetensors"))
   end)
+
+  it("trains CompoNet's ControlNet on 2 ranks, the frozen U-Net untouched, and resumes exactly", function()
+    -- a tiny phase-1 model made here (one VAE step, one U-Net step) for the ControlNet to train on
+    local recipe = require "cocola.recipe"
+    local train_ldm = require "cocola.recipes.train_ldm"
+    local base = files.tmpdir()
+    local tiny = { "layout=slakh", "root=" .. root, "seconds=2.55", "vae_seconds=0.95", "vae_channels=4,8,8",
+      "vae_groups=4", "latent_channels=4", "unet_channels=8,16,16", "unet_groups=4", "heads=2", "text_dim=8",
+      "tag_dim=8", "batch_size=2", "valid_batches=1", "valid_every=1", "checkpoint_every=100", "scale_batches=1",
+      "threads=1", "griffin_lim_iters=4", "plots=false", "max_steps=1" }
+    local function ldm(extra)
+      local a = table.move(tiny, 1, #tiny, 1, {})
+      for _, x in ipairs(extra) do a[#a + 1] = x end
+      stems.silently(function() train_ldm.run(recipe.config(train_ldm.DEFAULTS, a), function() end) end)
+    end
+    ldm({ "stage=vae", "out=" .. base .. "/vae" })
+    ldm({ "stage=unet", "vae=" .. base .. "/vae/model", "out=" .. base .. "/ldm" })
+    local model = base .. "/ldm/model"
+    local env = "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
+    local function componet(out, extra)
+      local ok, text = files.sh(env .. "timeout 180 " .. MPIRUN .. "lua5.4 recipes/train_componet.lua layout=slakh root="
+        .. root .. " model=" .. model .. " seconds=2.55 batch_size=1 valid_batches=1 valid_every=2 log_every=1"
+        .. " checkpoint_every=2 threads=1 plots=false distributed=true dist_timeout=60 out=" .. out .. " " .. extra)
+      assert(ok, text)
+      return text
+    end
+    local function losses(out)
+      local got = {}
+      for line in io.lines(out .. "/metrics.jsonl") do
+        local r = require("cjson").decode(line)
+        if r.loss then got[r.step] = r.loss end
+      end
+      return got
+    end
+    local text = componet(base .. "/whole", "max_steps=4")
+    assert.truthy(text:find("distributed: 2 ranks", 1, true), text)
+    componet(base .. "/parts", "max_steps=2")
+    componet(base .. "/parts", "resume=" .. base .. "/parts/last max_steps=4")
+    local whole, parts = losses(base .. "/whole"), losses(base .. "/parts")
+    for step = 1, 4 do
+      assert.is_not_nil(whole[step], "step " .. step)
+      assert.are.equal(whole[step], parts[step], "step " .. step)
+    end
+    local cn = "/model/controlnet/diffusion_pytorch_model.safetensors"
+    assert.are.equal(0, (weight_diff(base .. "/whole" .. cn, base .. "/parts" .. cn)))
+    -- the ControlNet's zero convolutions moved; the U-Net written beside it is the frozen base model's
+    local controlnet = cocola.load(base .. "/whole" .. cn)
+    assert.is_true(controlnet["controlnet_mid_block.weight"]:abs():max():item() > 0)
+    local unet = "/unet/diffusion_pytorch_model.safetensors"
+    assert.are.equal(0, (weight_diff(model .. unet, base .. "/whole/model" .. unet)))
+    files.sh("rm -rf '" .. base .. "'")
+  end)
 end)

@@ -128,7 +128,12 @@ function M.save(path, tensors, opts)
   if opts.metadata then
     local md = {}
     for k, v in pairs(opts.metadata) do md[tostring(k)] = tostring(v) end
-    parts[#parts + 1] = '"__metadata__":' .. cjson.encode(md)
+    -- keys sorted: the same tensors and metadata are the same bytes in every process
+    local keys, fields = {}, {}
+    for k in pairs(md) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for i, k in ipairs(keys) do fields[i] = cjson.encode(k) .. ":" .. cjson.encode(md[k]) end
+    parts[#parts + 1] = '"__metadata__":{' .. table.concat(fields, ",") .. "}"
   end
   for _, name in ipairs(names) do
     local t = tensors[name]

@@ -8,11 +8,12 @@
 -- processes (the same interpreter, running this module with worker=i) each convert the stems whose
 -- position modulo `workers` is i, printing one line per stem on a shared pipe that the parent reads to
 -- draw the progress bar; workers=1 converts in this process.
--- Resumable: a stem is written to a hidden temporary file (.<stem>.tmp.flac) and renamed into place,
+-- Resumable: a stem is written to a hidden temporary file (.<stem>.tmp<pid>.flac) and renamed into place,
 -- so an output file that exists is complete; stems whose output exists with the right rate, channel
 -- count and length are skipped. Re-running after an interruption finishes the rest; re-running when
 -- all is done only rewrites the index.
--- Index: <out>/index.json = {sample_rate, subtype, source = {layout, root}, splits = {<split> =
+-- A start first removes what a killed run left (stem temporaries, the job list).
+-- Index (keys sorted: the same dataset gives the same bytes): <out>/index.json = {sample_rate, subtype, source = {layout, root}, splits = {<split> =
 -- {{name, duration, stems = {{name, tag, path (relative to out), frames, source, is_drum?,
 -- program?}}}}}}, written atomically at the end; cocola.data.open("stems_folder", out, split) reads
 -- the output back (its tags are then the stem names; the dataset's tags are in the index).
@@ -106,10 +107,19 @@ local function complete(job, sample_rate)
   return ok and info.rate == sample_rate and info.channels == 1 and math.abs(info.frames - job.expected) <= 1
 end
 
+-- this process's id (a temporary name of its own: a worker left running by a killed run never writes
+-- the file another process is writing)
+local PID = (function()
+  local f = io.open("/proc/self/stat", "r")
+  local id = f and f:read("l"):match("^(%d+)")
+  if f then f:close() end
+  return id or tostring(os.time())
+end)()
+
 -- converts one stem: load (down-mix, resample), write a hidden temporary file, rename into place
 local function convert(job, sample_rate, subtype)
   local dir, file = job.dst:match("^(.*)/([^/]+)$")
-  local tmp = dir .. "/." .. file:gsub("%.flac$", "") .. ".tmp.flac"
+  local tmp = dir .. "/." .. file:gsub("%.flac$", "") .. ".tmp" .. PID .. ".flac"
   local wave = cocola.audio.load(job.src, { sr = sample_rate, mono = true })
   cocola.audio.save(tmp, wave, sample_rate, { subtype = subtype })
   local ok, err = os.rename(tmp, job.dst)
@@ -285,6 +295,43 @@ local function convert_all(cfg, pending, log)
   return failures, n
 end
 
+-- JSON with the keys of every object sorted, so that the same index is the same bytes in every run
+-- (cjson's key order follows Lua's hash order, which differs between processes)
+local function encode_sorted(v)
+  if type(v) ~= "table" then return cjson.encode(v) end
+  if #v > 0 or next(v) == nil then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = encode_sorted(x) end
+    return next(v) == nil and "{}" or "[" .. table.concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ":" .. encode_sorted(v[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- removes what a killed run left behind: hidden stem temporaries (.<stem>.tmp.flac), the workers'
+-- job list, index.json's temporary
+local function remove_stale(out)
+  local function walk(d)
+    for name in lfs.dir(d) do
+      if name ~= "." and name ~= ".." then
+        local path = d .. "/" .. name
+        local mode = lfs.attributes(path, "mode")
+        if mode == "directory" then
+          walk(path)
+        elseif mode == "file" and (name:match("^%..*%.tmp%d*%.flac$") or name == JOBS_FILE or name == JOBS_FILE .. ".tmp"
+            or name == "index.json.tmp") then
+          os.remove(path)
+        end
+      end
+    end
+  end
+  if fs.is_dir(out) then walk(out) end
+end
+
 local function write_index(cfg, p)
   local placeholder = "__cocola_prepare_empty_split__"
   local index = { sample_rate = cfg.sample_rate, subtype = cfg.subtype, source = { layout = cfg.layout, root = cfg.root }, splits = {} }
@@ -306,7 +353,7 @@ local function write_index(cfg, p)
     index.splits[split.name] = #tracks > 0 and tracks or placeholder
   end
   -- cjson writes an empty table as {}; an empty split is a list
-  local text = cjson.encode(index):gsub('"' .. placeholder .. '"', "[]")
+  local text = encode_sorted(index):gsub('"' .. placeholder .. '"', "[]")
   local path = fs.join(cfg.out, "index.json")
   recipe.write_atomic(path, text)
   return path
@@ -327,6 +374,7 @@ function M.run(cfg, log)
   if cfg.workers < 1 then error("workers must be at least 1", 0) end
   if absolute(cfg.root) == absolute(cfg.out) then error("out must differ from root", 0) end
 
+  remove_stale(cfg.out)
   local p = plan(cfg, log)
   local pending, n_tracks = {}, 0
   for _, split in ipairs(p.splits) do

@@ -403,6 +403,25 @@ end
 --- runs training with a config table (the command line builds it); returns the list of step
 -- losses and the final state. log (default print) receives the text lines. A run that fails before
 -- its first checkpoint removes the output folder it created.
+-- a run killed while saving: a checkpoint swap interrupted between its renames (<dir> moved to
+-- <dir>.old, <dir>.tmp not yet in place) gets <dir>.old back; the unfinished <dir>.tmp, a leftover
+-- <dir>.old and the temporaries of atomic writes (<file>.tmp) are removed
+local function recover_checkpoint(dir)
+  if not lfs.attributes(dir, "mode") and lfs.attributes(dir .. ".old", "mode") then
+    assert(os.rename(dir .. ".old", dir))
+  end
+  local quoted = dir:gsub("'", "'\\''")
+  os.execute(string.format("rm -rf '%s.old' '%s.tmp'", quoted, quoted))
+end
+
+local function remove_stale(out)
+  if not fs.is_dir(out) then return end
+  for name in lfs.dir(out) do
+    if name:match("%.tmp$") and lfs.attributes(out .. "/" .. name, "mode") == "file" then os.remove(out .. "/" .. name) end
+  end
+end
+M._recover_checkpoint = recover_checkpoint
+
 function M.run(cfg, log)
   log = log or print
   local fresh = cfg.resume == "" and lfs.attributes(cfg.out) == nil
@@ -440,6 +459,11 @@ function M._run(cfg, log)
   end
   local main = not cfg.distributed or dist.rank == 0
   if not main then log = function() end end
+  if main then
+    if cfg.resume ~= "" then recover_checkpoint(cfg.resume) end
+    recover_checkpoint(cfg.out .. "/last")
+    remove_stale(cfg.out)
+  end
   if cfg.resume ~= "" then restore_settings(cfg, log) end
   if main then recipe.log_config(cfg) end
   local world = cfg.distributed and dist.world_size or 1
@@ -594,8 +618,9 @@ function M._run(cfg, log)
     log(string.format("resumed from %s at step %d (epoch %d)", cfg.resume, state.step, state.epoch))
   end
   local metrics = cfg.out .. "/metrics.jsonl"
-  if cfg.resume ~= "" and main then
-    -- a run killed after its last checkpoint logged steps that are now run again: drop them
+  if main and (cfg.resume ~= "" or not fs.is_dir(cfg.out .. "/last")) then
+    -- a run killed after its last checkpoint (or before its first) logged steps that are now run
+    -- again: drop them, and a line cut short by the kill
     local text = recipe.read(metrics)
     if text then
       local kept, dropped = {}, 0
@@ -605,6 +630,8 @@ function M._run(cfg, log)
           dropped = dropped + 1
         elseif ok then
           kept[#kept + 1] = line
+        else
+          dropped = dropped + 1
         end
       end
       if dropped > 0 then
