@@ -7,14 +7,9 @@ local cocola = require "cocola"
 local cjson = require "cjson"
 local accompany = require "cocola.recipes.accompany"
 
-local DIR = "assets/componet"
+local read = require("helpers.files").read
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local DIR = "assets/componet"
 
 -- the dtypes of a safetensors file's header
 local function dtypes(path)
