@@ -140,6 +140,28 @@ describe("cocola.data.stem_windows", function()
     assert.equal("genre: pop; out: other_keys_1", StemWindows.prompt(nil, { { tag = "Other Keys" } }, "Pop"))
   end)
 
+  it("gives the same batches with stems decoded ahead on loader threads as without, across epochs and resumes", function()
+    for _, mode in ipairs({ "componet", "mixture" }) do
+      local plain = StemWindows.new(tracks("train"), { seconds = 2.0, seed = 5, batch_size = 3, mode = mode, loaders = 0 })
+      local ahead = StemWindows.new(tracks("train"), { seconds = 2.0, seed = 5, batch_size = 3, mode = mode, loaders = 3 })
+      assert.is_false(plain.prefetch)
+      assert.is_true(ahead.prefetch)
+      local n = plain:windows_per_epoch() + 2 -- into the second epoch
+      for i = 1, n do
+        if i == 3 then
+          plain:set_state({ epoch = 0, position = 1 })
+          ahead:set_state({ epoch = 0, position = 1 })
+        end
+        local a, b = plain:next_batch(), ahead:next_batch()
+        assert.same(a.z, b.z)
+        compare.assert_close(a.x, b.x, 0, mode .. " x, batch " .. i)
+        if a.y then compare.assert_close(a.y, b.y, 0, mode .. " y, batch " .. i) end
+      end
+      assert.is_true(ahead.epoch >= 1)
+    end
+    assert.matches("loaders must be an integer", compare.raises(function() return StemWindows.new(tracks("train"), { loaders = -1 }) end))
+  end)
+
   it("refuses bad options and tracks shorter than the window", function()
     assert.matches("unknown option 'window'", compare.raises(function() return StemWindows.new(tracks("train"), { window = 2 }) end))
     assert.matches("mode must be componet or mixture", compare.raises(function() return StemWindows.new(tracks("train"), { mode = "x" }) end))
@@ -162,10 +184,16 @@ describe("TagEncoder", function()
     compare.assert_close(out.encoder_hidden_states[2], alone.encoder_hidden_states[1], 1e-6, "row")
   end)
 
-  it("names unknown stem tags and over-long prompts", function()
+  it("names unknown stem tags; cuts over-long prompts at max_length words, as tokenizers truncate", function()
     assert.matches("unknown word 'kazoo_1'.*known stem tags: bass, drums, piano", compare.raises(function() return enc:tokenize(
       "in: kazoo_1; out: bass_1") end))
-    assert.matches("more than max_length 12", compare.raises(function() return enc:tokenize(string.rep("bass_1 ", 13)) end))
+    local long = "in: bass_1, drums_1, piano_1, bass_2, drums_2, piano_2; out: bass_1, drums_1, piano_1"
+    local ids = enc:tokenize(long)
+    assert.equal(12, #ids)
+    assert.same(enc:tokenize("in: bass_1, drums_1, piano_1, bass_2, drums_2, piano_2; out: bass_1, drums_1, piano_1"), ids)
+    assert.same(enc:tokenize("in: bass_1, drums_1, piano_1, bass_2, drums_2, piano_2; out: bass_1, drums_1, piano_1 drums_2"), ids)
+    local rows = enc({ long }).encoder_hidden_states
+    assert.same({ 1, 12, 6 }, rows.shape)
   end)
 end)
 
@@ -235,6 +263,25 @@ describe("train_ldm, train_componet and accompany", function()
     assert_same_state(cocola.load(model .. "/unet/diffusion_pytorch_model.safetensors"), pipe.unet:state_dict(), 0)
     local moved = (pipe.controlnet.controlnet_mid_block.weight):abs():max():item()
     assert.is_true(moved > 0, "the zero convs trained")
+  end)
+
+  it("init= starts a run from another model folder's weights (U-Net and tag encoder; ControlNet)", function()
+    local base = ldm_a .. "/model"
+    local out = temp() .. "/ldm_init"
+    ldm({ "stage=unet", "vae=" .. base, "init=" .. base, "out=" .. out, "max_steps=1", "lr=0" })
+    -- lr 0: one AdamW step leaves the weights (weight decay scales with lr), so the model folder equals init's
+    assert_same_state(cocola.load(base .. "/unet/diffusion_pytorch_model.safetensors"),
+      cocola.load(out .. "/model/unet/diffusion_pytorch_model.safetensors"), 0)
+    assert_same_state(cocola.load(base .. "/tag_encoder/diffusion_pytorch_model.safetensors"),
+      cocola.load(out .. "/model/tag_encoder/diffusion_pytorch_model.safetensors"), 0)
+    local cn_init = temp() .. "/cn_init"
+    cn({ "model=" .. base, "init=" .. cn_a .. "/model", "out=" .. cn_init, "max_steps=1", "lr=0" })
+    assert_same_state(cocola.load(cn_a .. "/model/controlnet/diffusion_pytorch_model.safetensors"),
+      cocola.load(cn_init .. "/model/controlnet/diffusion_pytorch_model.safetensors"), 0)
+    assert.matches("init=.* has no controlnet/", compare.raises(function()
+      return cn({ "model=" .. base, "init=" .. base, "out=" .. temp() .. "/cn_bad", "max_steps=1" }) end))
+    assert.matches("init= is a setting of stage=unet", compare.raises(function()
+      return ldm({ "stage=vae", "init=" .. base, "out=" .. temp() .. "/vae_bad", "max_steps=1" }) end))
   end)
 
   it("variant attentions also trains the U-Net's transformer blocks, and nothing else of it", function()

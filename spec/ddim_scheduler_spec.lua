@@ -199,3 +199,20 @@ describe("DDIMScheduler", function()
     end)
   end)
 end)
+
+describe("DDIM scheduler on the GPU #cuda", function()
+  if not cocola.cuda.is_available() then
+    pending("no CUDA device")
+    return
+  end
+  it("add_noise and get_velocity keep CUDA tensors on the GPU, as on the CPU", function()
+    local s = ddim.from_config(AUDIOLDM2)
+    local x0, noise = cocola.randn({ 3, 2, 4, 4 }), cocola.randn({ 3, 2, 4, 4 })
+    local t = { 1, 500, 999 }
+    for _, fn in ipairs({ "add_noise", "get_velocity" }) do
+      local gpu = ddim[fn](s, x0:cuda(), noise:cuda(), t)
+      assert.equal("cuda", gpu:device())
+      compare.assert_close(gpu:cpu(), ddim[fn](s, x0, noise, t), 1e-6, fn)
+    end
+  end)
+end)

@@ -135,6 +135,24 @@ describe("cocola.data.midi", function()
     for _, p in ipairs(parts) do assert.are.equal(96, p.end_tick) end
   end)
 
+  it("releases the notes still sounding at the cut (a synthesiser would hold them for ever)", function()
+    -- at 0.25 s (tick 48) the piano's C4 and the kick are on; their note-offs come at or after the cut
+    local parts = midi.split(song, { max_seconds = 0.25 })
+    assert.are.equal(2, #parts)
+    for _, p in ipairs(parts) do
+      assert.are.equal(48, p.end_tick)
+      local on, off = kinds(p.events, "note_on"), kinds(p.events, "note_off")
+      assert.are.equal(1, #on)
+      assert.are.equal(1, #off)
+      assert.are.equal(on[1].a, off[1].a)
+      assert.are.equal(48, off[1].tick)
+    end
+    -- written and read back, every note-on has its note-off within the part
+    local back = midi.parse(midi.write(parts[1].events, song.division, parts[1].end_tick), "cut.mid")
+    local merged = midi.merge(back)
+    assert.are.equal(#kinds(merged, "note_on"), #kinds(merged, "note_off"))
+  end)
+
   it("rejects files that are not MIDI, naming them", function()
     assert.has_error(function() midi.parse("RIFFxxxxWAVE", "x.wav") end)
     local ok, err = pcall(midi.parse, "hello", "notes.txt")

@@ -34,8 +34,9 @@
 set -euo pipefail
 T0=$(date +%s)
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-die() { echo "train.sh: $*" >&2; exit 1; }
+DEVICE_SCRIPT=train.sh
+# shellcheck source=recipes/device/common.sh
+source recipes/device/common.sh
 
 minutes=8 render_minutes="" max_files=0 max_seconds=0 sets="" workers="" jobs=2 return_optimizer=false
 pass=() device=cuda user_threads="" user_seed="" user_start="" user_max_minutes="" user_valid_every=""
@@ -60,18 +61,12 @@ for a in "$@"; do
     *) die "arguments are key=value settings; got '$a'" ;;
   esac
 done
-number() { [[ $2 =~ ^[0-9]+([.][0-9]+)?$|^[0-9]*[.][0-9]+$ ]] || die "$1 must be a number (got '$2')"; }
 number minutes "$minutes"
 [ -z "$render_minutes" ] || number render_minutes "$render_minutes"
 [ -z "$user_max_minutes" ] || number max_minutes "$user_max_minutes"
 case "$return_optimizer" in true|1|yes) return_optimizer=true ;; false|0|no) return_optimizer=false ;;
   *) die "return_optimizer must be true or false" ;; esac
 
-[ -f build-device/env.sh ] || die "no build-device/env.sh: make it with recipes/device/bundle.sh and carry build-device"
-# shellcheck disable=SC1091
-source build-device/env.sh || die "build-device/env.sh failed"
-command -v lua5.4 >/dev/null || die "the bundle has no lua5.4"
-calc() { lua5.4 -e "print(string.format('%d', math.floor($1)))"; }
 workers=${workers:-$(nproc)}
 OUT=${OUT:-/tmp/cocola-device-out}
 WORK=${COCOLA_DEVICE_WORK:-/tmp/cocola-device-work}
@@ -80,26 +75,13 @@ mkdir -p "$OUT" "$WORK" "$DATA"
 rm -rf "$RUN"
 : >"$LOG"
 exec > >(tee -a "$LOG") 2>&1
+device_runtime "$device" "$WORK"
 
 budget=$(calc "$minutes * 60")
 [ "$budget" -gt 0 ] || die "minutes must be a positive number"
 if [ -z "$render_minutes" ]; then render_s=$(calc "$budget * 0.35"); else render_s=$(calc "$render_minutes * 60"); fi
 margin=$(calc "math.max(10, math.min(45, $budget * 0.1))")
-echo "train.sh: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(uname -n), $(nproc) CPUs; bundle $(cat build-device/bundle-id)"
-command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | sed 's/^/train.sh: /' || true
 echo "train.sh: budget $budget s (rendering $render_s s, margin $margin s), device=$device, output $OUT"
-
-# the programs, the module and the device, before minutes are spent rendering
-glibc=$(ldd --version 2>/dev/null || echo "glibc version unknown")
-echo "train.sh: ${glibc%%$'\n'*}; the bundle needs $(sed -n 's/^needs from the machine: //p' build-device/MANIFEST.txt)"
-fluidsynth --version >/dev/null 2>"$WORK/fluidsynth.err" ||
-  die "the bundled fluidsynth does not run here: $(cat "$WORK/fluidsynth.err")"
-lua5.4 -e 'require "cocola"' || die "cocola does not load with the bundle (see the error above)"
-if [ "$device" = cuda ]; then
-  lua5.4 -e 'local c = require "cocola"
-    if not c.cuda.is_available() then io.stderr:write("CUDA is not available: ", tostring(c.cuda.unavailable_reason()), "\n") os.exit(1) end
-    print("train.sh: CUDA devices: " .. c.cuda.device_count())' || die "device=cuda, but cocola's CUDA backend cannot run here (device=cpu trains on the CPU)"
-fi
 
 # continuing a previous run (runs/device/last, carried)
 CONT=runs/device/last
@@ -122,35 +104,7 @@ if [ -z "$user_start" ] && [ -f "$CONT/model.safetensors" ]; then
 fi
 
 # ---- rendering ----------------------------------------------------------------------------------
-sets_file=$WORK/sets.txt
-midi_dir=$(dirname "$COCOLA_MIDI_SETS")
-: >"$sets_file"
-while IFS=$'\t' read -r name dirs; do
-  [ -n "$name" ] || continue
-  if [ -n "$sets" ] && [[ ",$sets," != *",$name,"* ]]; then continue; fi
-  printf '%s\t%s\n' "$name" "$(echo "$dirs" | sed "s#^#$midi_dir/#; s#,#,$midi_dir/#g")" >>"$sets_file"
-done <"$COCOLA_MIDI_SETS"
-[ -s "$sets_file" ] || die "no bundled MIDI set matches sets=$sets (bundled: $(cut -f1 "$COCOLA_MIDI_SETS" | paste -sd, -))"
-T_RENDER=$(date +%s)
-set +e
-timeout --kill-after=10 $((render_s + 150)) lua5.4 recipes/device/render.lua out="$DATA" sets="$sets_file" \
-  soundfont="$COCOLA_SOUNDFONT" seconds="$render_s" workers="$workers" jobs="$jobs" max_files="$max_files" \
-  max_seconds="$max_seconds"
-rc=$?
-set -e
-[ "$rc" != 124 ] && [ "$rc" != 137 ] || echo "train.sh: rendering overran its budget and was stopped (unfinished tracks are left out)"
-roots=()
-for name in $(cut -f1 "$sets_file"); do
-  d=$DATA/$name
-  if [ -n "$(find "$d/train" -mindepth 2 -maxdepth 2 -name .done -print -quit 2>/dev/null)" ]; then
-    # a track stopped half-way has no .done: leave it out
-    for t in "$d"/train/Track* "$d"/validation/Track*; do [ ! -d "$t" ] || [ -e "$t/.done" ] || rm -rf "$t"; done
-    mkdir -p "$d/validation"
-    roots+=("$d")
-  fi
-done
-[ ${#roots[@]} -gt 0 ] || die "no training track was rendered (render status $rc)"
-echo "train.sh: rendering took $(( $(date +%s) - T_RENDER )) s"
+render_sets "$DATA" "$render_s" "$sets" "$workers" "$jobs" "$max_files" "$max_seconds"
 
 # ---- training -----------------------------------------------------------------------------------
 left=$(( T0 + budget - margin - $(date +%s) ))
@@ -159,34 +113,20 @@ if [ -n "$user_max_minutes" ]; then
   train_minutes=$(lua5.4 -e "print(string.format('%.3f', math.min($train_minutes, $user_max_minutes)))")
 fi
 [ "$left" -gt 30 ] || echo "train.sh: warning: only $left s are left for training (raise minutes= or lower render_minutes=)"
-root_list=$(IFS=,; echo "${roots[*]}")
+root_list=$(IFS=,; echo "${ROOTS[*]}")
 args=(layout=slakh "root=$root_list" "out=$RUN" "device=$device")
 [ -n "$user_threads" ] || args+=("threads=$(nproc)")
 [ -n "$user_valid_every" ] || args+=("valid_every=250")
 args+=("${pass[@]}" "max_minutes=$train_minutes")
 echo "train.sh: training for at most $train_minutes min: lua5.4 recipes/train_cocola.lua ${args[*]}"
-# one progress-bar line in 50 (the bar redraws itself with carriage returns on every step)
-thin() {
-  if command -v awk >/dev/null; then awk 'BEGIN { RS = "[\r\n]" } /^epoch [0-9]+ \[/ { if (n++ % 50) next } { print; fflush() }'
-  else tr '\r' '\n'; fi
-}
 T_TRAIN=$(date +%s)
 set +e
-lua5.4 recipes/train_cocola.lua "${args[@]}" 2>&1 | thin
+lua5.4 recipes/train_cocola.lua "${args[@]}" 2>&1 | thin "^epoch [0-9]+ [[]"
 train_rc=${PIPESTATUS[0]}
 set -e
 echo "train.sh: training took $(( $(date +%s) - T_TRAIN )) s (status $train_rc)"
 
 # ---- what comes back ----------------------------------------------------------------------------
-for f in model.safetensors optimizer.safetensors best.safetensors state.json metrics.jsonl config.jsonl train.log; do
-  rm -f "$OUT/$f" "$OUT/$f".part[0-9][0-9]
-done
-PART=$((15 * 1024 * 1024))
-put() { # file name: copies file into $OUT as name, or as name.part00, .part01 ... when over 15 MiB
-  [ -f "$1" ] || { echo "train.sh: (no $2)"; return 0; }
-  if [ "$(stat -c %s "$1")" -le "$PART" ]; then cp "$1" "$OUT/$2"
-  else split -b "$PART" -d -a 2 "$1" "$OUT/$2.part"; fi
-}
 put "$RUN/last/model.safetensors" model.safetensors
 if [ "$return_optimizer" = true ]; then
   put "$RUN/last/optimizer.safetensors" optimizer.safetensors

@@ -249,7 +249,38 @@ function midi.split(song, o)
   for _, ev in ipairs(all) do if ev.tick > last then last = ev.tick end end
   local tail = song.division < 0x8000 and song.division * tail_beats or 0
   local end_tick = last + tail
-  if max_s and max_s > 0 then end_tick = math.min(end_tick, midi.tick_at(midi.merge(song), song.division, max_s)) end
+  if max_s and max_s > 0 then
+    end_tick = math.min(end_tick, midi.tick_at(midi.merge(song), song.division, max_s))
+    -- notes still sounding at the cut are released there, and the sustain pedal lifted: a synthesiser
+    -- holds them otherwise, and FluidSynth's file player waits for every voice to end
+    local sounding, pedal, seq = {}, {}, 0
+    for _, ev in ipairs(all) do
+      seq = math.max(seq, ev.seq or 0)
+      local k = ev.channel and ev.a and ev.channel * 128 + ev.a
+      if ev.kind == "note_on" then
+        sounding[k] = (sounding[k] or 0) + 1
+      elseif ev.kind == "note_off" and (sounding[k] or 0) > 0 then
+        sounding[k] = sounding[k] - 1
+      elseif ev.kind == "control" and ev.a == 64 then
+        pedal[ev.channel] = ev.b >= 64 or nil
+      end
+    end
+    local keys = {}
+    for k, n in pairs(sounding) do if n > 0 then keys[#keys + 1] = k end end
+    table.sort(keys)
+    for c = 1, 16 do
+      if pedal[c] then
+        seq = seq + 1
+        all[#all + 1] = { tick = end_tick, kind = "control", channel = c, a = 64, b = 0, seq = seq }
+      end
+    end
+    for _, k in ipairs(keys) do
+      for _ = 1, sounding[k] do
+        seq = seq + 1
+        all[#all + 1] = { tick = end_tick, kind = "note_off", channel = k // 128, a = k % 128, b = 0, seq = seq }
+      end
+    end
+  end
 
   -- pass 1: the part of every note event
   local program = {}

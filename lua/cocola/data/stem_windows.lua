@@ -23,9 +23,14 @@
 --   StemWindows.new(tracks, {seconds = 10.23, sample_rate = 16000, seed = 0, silence_rms = 1e-4,
 --                   batch_size = 2, mode = "componet" | "mixture" | "channels", subsets = "released" | "disjoint",
 --                   channels = {"bass", "drums", "guitar", "piano"} (channels mode), length = samples (or nil)})
+--                   loaders = 2 (threads decoding ahead; 0: each stem read when its example is made)})
 --   windows:next_batch() -> batch (the next epoch begins when one ends); windows:state(), set_state(s)
+-- With loaders > 0 (modes componet and mixture), the stems of the next batch's windows (and a few more) are
+-- decoded on the C loader's background threads (cocola.core.audio_prefetch, the same decoder as audio.load)
+-- while the caller trains on this one: the batches are the same either way.
 local cocola = require "cocola"
 local audio = require "cocola.audio"
+local core = require "cocola.core"
 local Rng = require "cocola.data.rng"
 
 local StemWindows = {}
@@ -62,7 +67,7 @@ function StemWindows.new(tracks, opts)
   opts = opts or {}
   if type(tracks) ~= "table" or #tracks == 0 then fail("no tracks") end
   local o = { seconds = 10.23, sample_rate = 16000, seed = 0, silence_rms = 1e-4, batch_size = 2, mode = "componet",
-    subsets = "released", channels = false, length = false }
+    subsets = "released", channels = false, length = false, loaders = 2 }
   for k, v in pairs(opts) do
     if o[k] == nil then fail("unknown option '%s'", tostring(k)) end
     o[k] = v
@@ -72,13 +77,16 @@ function StemWindows.new(tracks, opts)
   if math.type(o.batch_size) ~= "integer" or o.batch_size < 1 then fail("batch_size must be a positive integer") end
   if type(o.seconds) ~= "number" or not (o.seconds > 0) then fail("seconds must be positive") end
   if o.length and (math.type(o.length) ~= "integer" or o.length < 1) then fail("length must be a positive integer") end
+  if math.type(o.loaders) ~= "integer" or o.loaders < 0 or o.loaders > 64 then fail("loaders must be an integer in 0..64") end
   if o.mode == "channels" then
     o.channels = o.channels or StemWindows.CHANNELS
     if type(o.channels) ~= "table" or #o.channels == 0 then fail("channels must be a non-empty list of stem types") end
   elseif o.channels then
     fail("channels is an option of mode channels")
   end
-  local self = setmetatable({ tracks = {}, opts = o, epoch = 0, position = 0 }, StemWindows)
+  local self = setmetatable({ tracks = {}, opts = o, epoch = 0, position = 0, pending = {} }, StemWindows)
+  self.prefetch = o.loaders > 0 and o.mode ~= "channels"
+  if self.prefetch then core.audio_prefetch_workers(o.loaders) end
   self.chunk = o.length or math.floor(o.sample_rate * o.seconds)
   if o.mode == "channels" then tracks = self:_channel_tracks(tracks) end
   for _, t in ipairs(tracks) do
@@ -149,10 +157,17 @@ end
 
 function StemWindows:state() return { epoch = self.epoch, position = self.position } end
 
+-- drops every queued load (their unstarted reads are cancelled)
+function StemWindows:_discard_prefetch()
+  for _, handle in pairs(self.pending) do handle:cancel() end
+  self.pending = {}
+end
+
 function StemWindows:set_state(s)
   if type(s) ~= "table" or math.type(s.epoch) ~= "integer" or math.type(s.position) ~= "integer" then
     fail("a state is {epoch = integer, position = integer}")
   end
+  self:_discard_prefetch()
   self.epoch, self.position = s.epoch, s.position
   self:_order()
 end
@@ -199,16 +214,58 @@ function StemWindows:channel_example(w)
   return { x = cocola.cat(rows, 1), info = { track = t.name, start = w[2], channels = names } }
 end
 
+-- the reads of every stem of window w, for cocola.core.audio_prefetch
+local function requests_of(self, w)
+  local o = self.opts
+  local requests = {}
+  for i, stem in ipairs(self.tracks[w[1]].stems) do
+    requests[i] = { path = stem.path, sr = o.sample_rate, mono = true, offset = w[2] / o.sample_rate,
+      duration = self.chunk / o.sample_rate }
+  end
+  return requests
+end
+
+-- queues the loads of the windows after the current position in this epoch (a batch and a few more;
+-- windows with no active stem are skipped, so a batch may use more than batch_size of them)
+function StemWindows:_prefetch_ahead()
+  local K = self.opts.batch_size
+  for p = self.position + 1, math.min(#self.windows, self.position + K + math.max(2, K // 4)) do
+    local key = self.epoch .. ":" .. p
+    if not self.pending[key] then self.pending[key] = core.audio_prefetch(requests_of(self, self.windows[p])) end
+  end
+end
+
+-- the waves of window w's stems: those queued for (epoch, position), else read now
+function StemWindows:_waves(w)
+  local o = self.opts
+  local key = self.epoch .. ":" .. self.position
+  local handle = self.pending[key]
+  local waves = {}
+  if handle then
+    self.pending[key] = nil
+    local loaded = handle:wait()
+    local t = self.tracks[w[1]]
+    for i, wave in ipairs(loaded) do
+      wave = wave:view(-1)
+      if wave:size(1) ~= self.chunk then
+        fail("%s: %d samples read at %.3f s, %d expected", t.stems[i].path, wave:size(1), w[2] / o.sample_rate, self.chunk)
+      end
+      waves[i] = wave
+    end
+    return waves
+  end
+  local offset, duration = w[2] / o.sample_rate, self.chunk / o.sample_rate
+  for i, stem in ipairs(self.tracks[w[1]].stems) do waves[i] = read_window(stem.path, o, offset, duration, self.chunk) end
+  return waves
+end
+
 -- the example of window w (nil when no stem is active, or, disjoint, fewer than two)
 function StemWindows:example(w, rng)
   local o = self.opts
   if o.mode == "channels" then return self:channel_example(w) end
   local t = self.tracks[w[1]]
-  local offset, duration = w[2] / o.sample_rate, self.chunk / o.sample_rate
-  local waves, active = {}, {}
-  for i, stem in ipairs(t.stems) do
-    local wave = read_window(stem.path, o, offset, duration, self.chunk)
-    waves[i] = wave
+  local waves, active = self:_waves(w), {}
+  for i, wave in ipairs(waves) do
     if rms(wave) > o.silence_rms then active[#active + 1] = i end
   end
   local n = #active
@@ -250,9 +307,11 @@ function StemWindows:next_batch()
   local scanned = 0
   while #xs < self.opts.batch_size do
     if self.position >= #self.windows then
+      self:_discard_prefetch()
       self.epoch, self.position = self.epoch + 1, 0
       self:_order()
     end
+    if self.prefetch then self:_prefetch_ahead() end
     self.position = self.position + 1
     scanned = scanned + 1
     if scanned > #self.windows and #xs == 0 then fail("no window of the %d tracks has an active stem", #self.tracks) end

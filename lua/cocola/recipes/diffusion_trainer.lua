@@ -39,6 +39,7 @@ M.COMMON = {
   checkpoint_every = { 50, "steps between checkpoints into <out>/last" },
   log_every = { 10, "steps per metrics line" },
   threads = { 2, "CPU threads" },
+  loaders = { 2, "threads decoding the next batch's stems while a step runs (0: none)" },
   device = { "cpu", "cpu or cuda" },
   autocast = { "off", "off or bf16 (device=cuda)" },
   plots = { true, "draw the run's curves into <out>/plots/ at the end of every start (needs gnuplot; false: none)" },

@@ -25,6 +25,7 @@ local M = {}
 
 M.DEFAULTS, M.DOCS = trainer.settings({
   model = { "", "the frozen AudioLDM 2: a diffusers folder or a train_ldm model folder" },
+  init = { "", "a CompoNet model folder whose controlnet/ starts the run instead of a copy of the U-Net's encoder (fresh optimiser)" },
   variant = { "controlnet", "controlnet (the adapter only) or attentions (also the U-Net's transformer blocks)" },
   subsets = { "released", "released (input and output subsets drawn independently, as the released code) or disjoint" },
   seconds = { 10.23, "window in seconds (10.23 s: 1024 mel frames)" },
@@ -79,7 +80,14 @@ function M.run(cfg, log)
   local pipe = Pipeline.from_pretrained(cfg.model)
   pipe.controlnet = nil
   if cfg.device == "cuda" then pipe:cuda() end
-  local controlnet = ControlNet.from_unet(pipe.unet):to(cfg.device)
+  local controlnet = ControlNet.from_unet(pipe.unet)
+  if cfg.init ~= "" then
+    local path = cfg.init .. "/controlnet/diffusion_pytorch_model.safetensors"
+    if not fs.is_file(path) then error(string.format("init=%s has no controlnet/ (no %s)", cfg.init, path), 0) end
+    P.load_safetensors(controlnet, path)
+    log("ControlNet starts from the weights of " .. cfg.init)
+  end
+  controlnet = controlnet:to(cfg.device)
   if cfg.gradient_checkpointing then controlnet:enable_gradient_checkpointing(true) end
   local componet = CompoNet.new({ pipeline = pipe, controlnet = controlnet, variant = cfg.variant, cache_text = cfg.cache_text })
   local n_trained = 0
@@ -93,7 +101,7 @@ function M.run(cfg, log)
   local opt = CompoNet.optimiser(componet, { lr = cfg.lr })
   local function windows(split, seed)
     return StemWindows.new(cocola.data.open(cfg.layout, cfg.root, split), { seconds = cfg.seconds, seed = seed,
-      silence_rms = cfg.silence_rms, batch_size = cfg.batch_size, mode = "componet", subsets = cfg.subsets })
+      silence_rms = cfg.silence_rms, loaders = cfg.loaders, batch_size = cfg.batch_size, mode = "componet", subsets = cfg.subsets })
   end
   local modules = { controlnet = controlnet }
   if cfg.variant == "attentions" then modules.unet = pipe.unet end

@@ -34,6 +34,7 @@ local M = {}
 M.DEFAULTS, M.DOCS = trainer.settings({
   stage = { "vae", "vae (the autoencoder) or unet (the diffusion U-Net and its tag encoder, on a trained VAE)" },
   vae = { "", "stage unet: the VAE's model folder (a stage-vae run's <out>/model)" },
+  init = { "", "stage unet: a model folder whose unet/ and tag_encoder/ start the run (their configs replace the unet_*, tag_dim, text_dim and max_length settings; fresh optimiser)" },
   seconds = { 10.23, "window of the U-Net stage (10.23 s: 1024 mel frames)" },
   vae_seconds = { 2.55, "window of the VAE stage (2.55 s: 256 mel frames)" },
   vae_channels = { "32,64,64", "the VAE's block_out_channels (each level after the first halves the mel image)" },
@@ -134,7 +135,7 @@ local function vae_job(cfg, log)
       frames, vae.downsample), 0)
   end
   local function windows(split, seed, seconds)
-    return StemWindows.new(open_split(cfg, split), { seconds = seconds, seed = seed, silence_rms = cfg.silence_rms,
+    return StemWindows.new(open_split(cfg, split), { seconds = seconds, seed = seed, silence_rms = cfg.silence_rms, loaders = cfg.loaders,
       batch_size = cfg.batch_size, mode = "mixture" })
   end
   local function loss_of(batch)
@@ -200,14 +201,27 @@ local function unet_job(cfg, log)
   local vae = AutoencoderKL.from_pretrained(cfg.vae):to(cfg.device)
   vae:freeze()
   vae:eval()
-  local unet_config = M.unet_config(cfg, vae.latent_channels)
-  local unet = UNet(unet_config):to(cfg.device)
-  local tag_config = M.vocabulary(cfg, cfg.max_length)
-  local tags = TagEncoder(tag_config):to(cfg.device)
+  local unet_config, unet, tag_config, tags
+  if cfg.init ~= "" then
+    -- continuing another run's weights (a resume replaces them again with <out>/last's)
+    unet, tags = UNet.from_pretrained(cfg.init), TagEncoder.from_pretrained(cfg.init)
+    unet_config, tag_config = unet.config, tags.config
+    if unet_config.in_channels ~= vae.latent_channels then
+      error(string.format("init=%s: its U-Net takes %d latent channels, the VAE of vae=%s makes %d", cfg.init,
+        unet_config.in_channels, cfg.vae, vae.latent_channels), 0)
+    end
+    unet, tags = unet:to(cfg.device), tags:to(cfg.device)
+    log("U-Net and tag encoder start from the weights of " .. cfg.init .. " (their configs, not the unet_*/tag settings)")
+  else
+    unet_config = M.unet_config(cfg, vae.latent_channels)
+    unet = UNet(unet_config):to(cfg.device)
+    tag_config = M.vocabulary(cfg, cfg.max_length)
+    tags = TagEncoder(tag_config):to(cfg.device)
+  end
   unet:train()
   tags:train()
   log(string.format("U-Net: %d parameters (block_out_channels %s); tag encoder: %d parameters, %d words", unet:num_parameters(),
-    cfg.unet_channels, tags:num_parameters(), #tag_config.words))
+    table.concat(unet_config.block_out_channels, ","), tags:num_parameters(), #tag_config.words))
   log("text embeddings are not cached (the tag encoder trains); VAE latents are not cached: each epoch draws new window "
     .. "shifts and sub-mixes, so a window's latent is rarely needed twice")
   local params = unet:parameters()
@@ -215,7 +229,7 @@ local function unet_job(cfg, log)
   local opt = optim.AdamW(params, { lr = cfg.lr, weight_decay = cfg.weight_decay })
   local sched = ddim.from_config(M.SCHEDULER)
   local function windows(split, seed)
-    return StemWindows.new(open_split(cfg, split), { seconds = cfg.seconds, seed = seed, silence_rms = cfg.silence_rms,
+    return StemWindows.new(open_split(cfg, split), { seconds = cfg.seconds, seed = seed, silence_rms = cfg.silence_rms, loaders = cfg.loaders,
       batch_size = cfg.batch_size, mode = "mixture" })
   end
   local levels = #unet.settings.block_out_channels
@@ -288,6 +302,7 @@ function M.run(cfg, log)
   log = log or print
   trainer.prepare(cfg, M.DEFAULTS, log)
   if cfg.stage ~= "vae" and cfg.stage ~= "unet" then error("stage must be vae or unet, got '" .. tostring(cfg.stage) .. "'", 0) end
+  if cfg.init ~= "" and cfg.stage ~= "unet" then error("init= is a setting of stage=unet", 0) end
   local job = cfg.stage == "vae" and vae_job(cfg, log) or unet_job(cfg, log)
   return trainer.run(cfg, job, log)
 end

@@ -307,7 +307,7 @@ local function coef(values, f, x)
   for i, a in ipairs(values) do v[i] = f32(f(a)) end
   local shape = { #v }
   for _ = 2, x:dim() do shape[#shape + 1] = 1 end
-  return cocola.tensor(v):to(x:dtype()):reshape(shape)
+  return cocola.tensor(v):to(x:dtype()):reshape(shape):to(x:device())
 end
 
 local function sqrt_a(a) return f32(a ^ 0.5) end

@@ -9,7 +9,7 @@
 --   (an unknown stem tag is an error naming it and the known tags).
 --   forward(prompts (B strings)) -> {encoder_hidden_states (B, L, dims[1]), encoder_hidden_states_1 (B, L, dims[2]),
 --   encoder_attention_mask_1 (B, L) int64 ones}, L = max_length; prompts are padded with <pad> (a learned row)
---   and attend over all L positions, in training and in generation alike.
+--   and attend over all L positions, in training and in generation alike; longer prompts are cut at L words.
 --   state: embedding.weight (V, D), position (L, D), norm.{weight,bias} (D), head.{weight,bias} (dims[1], D),
 --   head_1.{weight,bias} (dims[2], D).
 --   TagEncoder.vocabulary(tags, {genres, max_count = 4}) -> the word list for stem tags ("bass", "drums", ...)
@@ -91,9 +91,9 @@ function TagEncoder:tokenize(prompt)
     end
     ids[#ids + 1] = id
   end
-  if #ids > self.max_length then
-    error(string.format("TagEncoder: the prompt '%s' has %d words, more than max_length %d", prompt, #ids, self.max_length), 3)
-  end
+  -- longer prompts are cut at max_length words, as the text stacks' tokenizers truncate (a track with many
+  -- stems can list more tags than max_length)
+  for i = #ids, self.max_length + 1, -1 do ids[i] = nil end
   return ids
 end
 
