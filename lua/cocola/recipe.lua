@@ -250,6 +250,25 @@ function recipe.append_jsonl(path, record)
   f:close()
 end
 
+--- drop_records_after(path, step) -> lines dropped: a JSONL log of a run resumed at `step` (0: started again)
+--- keeps the records of steps up to it; those after it (logged by a process killed after its last checkpoint,
+--- and run again now) and a line cut short by the kill go
+function recipe.drop_records_after(path, step)
+  local text = recipe.read(path)
+  if not text then return 0 end
+  local kept, dropped = {}, 0
+  for line in text:gmatch("[^\n]+") do
+    local ok, record = pcall(cjson.decode, line)
+    if ok and type(record) == "table" and (tonumber(record.step) or 0) <= step then
+      kept[#kept + 1] = line
+    else
+      dropped = dropped + 1
+    end
+  end
+  if dropped > 0 then recipe.write_atomic(path, #kept > 0 and table.concat(kept, "\n") .. "\n" or "") end
+  return dropped
+end
+
 --- prints a benchmark table: rows {{task, cocola_ms, pytorch_ms or nil}, ...}, with the ratio
 -- PyTorch / cocola where PyTorch was measured
 function recipe.print_ratio_table(rows)

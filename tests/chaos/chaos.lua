@@ -1,13 +1,16 @@
--- tests/chaos/chaos.lua — kill anywhere: runs `cocola train` (train_cocola) and `cocola prepare` on
--- tiny synthetic data, once uninterrupted as the reference, then for each seeded trial starts the same
+-- tests/chaos/chaos.lua — kill anywhere: runs `cocola train` (train_cocola), `cocola prepare` and the
+-- generative trainers (`cocola train-ldm` stage unet: target ldm; `cocola train-componet`: componet;
+-- `cocola train-msdm`: msdm)
+-- on tiny synthetic data, once uninterrupted as the reference, then for each seeded trial starts the same
 -- run as its own process group, SIGKILLs the whole group after a random delay spread over the clean
 -- run's duration, checks every output file (safetensors load with the declared sizes, JSON and every
--- JSONL line parse, audio decodes), resumes (more kills, up to `kills` per trial) until the run
--- completes, and compares: per-step losses in metrics.jsonl and the final weights equal the clean
--- run's (train); every prepared file is byte-identical to the clean run's (prepare); no temporary
+-- JSONL line parse, audio decodes, PNG plots end), resumes (more kills, up to `kills` per trial) until
+-- the run completes, and compares: per-step losses in metrics.jsonl and the final weights equal the
+-- clean run's (train; ldm and componet also the checkpoint's files and the model folder's weights,
+-- byte for byte); every prepared file is byte-identical to the clean run's (prepare); no temporary
 -- file is left once a run completes.
 -- Usage (from the repository root, cocola on the Lua paths):
---   lua5.4 tests/chaos/chaos.lua [seed=1] [trials=20] [kills=3] [targets=train,prepare] [keep=false]
+--   lua5.4 tests/chaos/chaos.lua [seed=1] [trials=20] [kills=3] [targets=train,prepare,ldm,componet,msdm] [keep=false]
 -- Prints per target trials, kills, files checked, identical resumed runs, then "N passed, N failed";
 -- exits non-zero on a failure. As a module (require), M.run(opts) returns the summary table.
 local cocola = require "cocola"
@@ -141,18 +144,19 @@ end
 
 local RATE = 16000
 
-local function make_stems(root)
+local function make_stems(root, seconds, names)
   for _, split in ipairs({ "train", "validation" }) do
     for t = 1, 3 do
       for s = 1, 3 do
         local rows = {}
-        for i = 1, 2 * RATE do
+        for i = 1, math.floor((seconds or 2) * RATE) do
           rows[i] = 0.2 * math.sin(2 * math.pi * (100 * s + 13 * t + (split == "train" and 0 or 5)) * i / RATE)
             * (1 + 0.5 * math.sin(2 * math.pi * s * i / RATE))
         end
         local dir = string.format("%s/%s/track%d", root, split, t)
         fs.mkdir_p(dir)
-        cocola.audio.save(dir .. "/stem" .. s .. ".wav", cocola.tensor({ rows }), RATE, { subtype = "float" })
+        cocola.audio.save(dir .. "/" .. (names and names[s] or "stem" .. s) .. ".wav", cocola.tensor({ rows }), RATE,
+          { subtype = "float" })
       end
     end
   end
@@ -226,6 +230,118 @@ TARGETS.train = {
   end,
 }
 
+-- the generative trainers (cocola.recipes.diffusion_trainer): a tiny latent diffusion model's U-Net stage
+-- (ldm) and CompoNet's ControlNet on it (componet), on 3 s stems; the setup trains the tiny VAE and U-Net
+-- they start from (one step each)
+local TINY_LDM = { "layout=stems_folder", "valid_split=validation", "seconds=2.55", "vae_seconds=0.95",
+  "vae_channels=4,8,8", "vae_groups=4", "latent_channels=4", "unet_channels=8,16,16", "unet_groups=4", "heads=2",
+  "text_dim=8", "tag_dim=8", "batch_size=2", "valid_batches=1", "valid_every=3", "log_every=1", "scale_batches=1",
+  "threads=1", "loaders=1", "griffin_lim_iters=4", "plots=false", "checkpoint_every=1" }
+
+local function cocola_command(subcommand, args)
+  local parts = { LUA, "bin/cocola", subcommand }
+  for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
+  return table.concat(parts, " ")
+end
+
+local function diffusion_setup(work, with_unet)
+  local root = work .. "/stems"
+  make_stems(root, 3)
+  local base = work .. "/base"
+  local function run(extra)
+    local args = table.move(TINY_LDM, 1, #TINY_LDM, 2, { "root=" .. root })
+    for _, a in ipairs(extra) do args[#args + 1] = a end
+    spawn(cocola_command("train-ldm", args), work .. "/setup.log")
+  end
+  run({ "stage=vae", "out=" .. base .. "/vae", "max_steps=1" })
+  if with_unet then run({ "stage=unet", "vae=" .. base .. "/vae/model", "out=" .. base .. "/ldm", "max_steps=1" }) end
+  return { root = root, base = base }
+end
+
+local function same_value(x, y)
+  if type(x) ~= "table" or type(y) ~= "table" then return x == y end
+  for k, v in pairs(x) do if not same_value(v, y[k]) then return false end end
+  for k in pairs(y) do if x[k] == nil then return false end end
+  return true
+end
+
+-- a diffusion run starts, or resumes from its checkpoint when it has one
+local function diffusion_command(subcommand, args, out)
+  if lfs.attributes(out .. "/last", "mode") or lfs.attributes(out .. "/last.old", "mode") then
+    return cocola_command(subcommand, { "resume=" .. out .. "/last", "threads=1", "loaders=1" })
+  end
+  return cocola_command(subcommand, args)
+end
+
+-- per-step metrics field for field (but the wall time of a step and the prompt cache's size, which a
+-- resumed process starts again), the checkpoint's files and the model folder's weights, byte for byte
+local function diffusion_compare(clean, out, weights)
+  local function lines(dir)
+    local s = {}
+    for line in (read(dir .. "/metrics.jsonl") or ""):gmatch("[^\n]+") do s[#s + 1] = cjson.decode(line) end
+    return s
+  end
+  local a, b = lines(clean), lines(out)
+  if #a ~= #b then return string.format("metrics.jsonl has %d lines, clean %d", #b, #a) end
+  local ignore = { seconds = true, prompts_cached = true }
+  for i = 1, #a do
+    for _, pair in ipairs({ { a[i], b[i] }, { b[i], a[i] } }) do
+      for k, v in pairs(pair[1]) do
+        if not ignore[k] and pair[2][k] ~= v then
+          return string.format("metrics line %d differs in %s: %s vs %s", i, k, tostring(b[i][k]), tostring(a[i][k]))
+        end
+      end
+    end
+  end
+  for _, rel in ipairs(listing(clean .. "/last")) do
+    local x, y = read(clean .. "/last/" .. rel), read(out .. "/last/" .. rel)
+    -- state.json as values (cjson writes a table's keys in the order of the process's hash)
+    local same = x == y or (rel:match("%.json$") and y and same_value(cjson.decode(x), cjson.decode(y)))
+    if not same then return "last/" .. rel .. " differs from the clean run's" end
+  end
+  for _, f in ipairs(weights) do
+    if read(clean .. "/" .. f) ~= read(out .. "/" .. f) then return f .. " differs from the clean run's" end
+  end
+end
+
+TARGETS.ldm = {
+  setup = function(work) return diffusion_setup(work, false) end,
+  command = function(_, data, out)
+    local args = table.move(TINY_LDM, 1, #TINY_LDM, 6, { "root=" .. data.root, "stage=unet",
+      "vae=" .. data.base .. "/vae/model", "out=" .. out, "max_steps=6" })
+    return diffusion_command("train-ldm", args, out)
+  end,
+  compare = function(clean, out) return diffusion_compare(clean, out, { "model/unet/diffusion_pytorch_model.safetensors",
+    "model/tag_encoder/diffusion_pytorch_model.safetensors" }) end,
+}
+
+TARGETS.componet = {
+  setup = function(work) return diffusion_setup(work, true) end,
+  command = function(_, data, out)
+    return diffusion_command("train-componet", { "layout=stems_folder", "valid_split=validation", "root=" .. data.root,
+      "model=" .. data.base .. "/ldm/model", "out=" .. out, "seconds=2.55", "batch_size=2", "valid_batches=1",
+      "valid_every=3", "log_every=1", "checkpoint_every=1", "threads=1", "loaders=1", "plots=false", "max_steps=6" }, out)
+  end,
+  compare = function(clean, out) return diffusion_compare(clean, out, { "model/controlnet/diffusion_pytorch_model.safetensors" }) end,
+}
+
+-- MSDM (cocola.recipes.train_msdm): a tiny 1-D U-Net on bass, drums and piano stems
+TARGETS.msdm = {
+  setup = function(work)
+    local root = work .. "/stems"
+    make_stems(root, 1, { "bass", "drums", "piano" })
+    return root
+  end,
+  command = function(_, root, out)
+    return diffusion_command("train-msdm", { "layout=stems_folder", "valid_split=validation", "root=" .. root,
+      "out=" .. out, "length=1024", "channels=8", "multipliers=1,2", "factors=2", "num_blocks=1", "attentions=0",
+      "patch_factor=2", "attention_heads=2", "attention_features=4", "resnet_groups=4", "batch_size=2",
+      "valid_batches=1", "valid_every=3", "log_every=1", "checkpoint_every=1", "threads=1", "plots=false",
+      "max_steps=6" }, out)
+  end,
+  compare = function(clean, out) return diffusion_compare(clean, out, { "model/model.safetensors" }) end,
+}
+
 TARGETS.prepare = {
   setup = function(work)
     local root = work .. "/sources"
@@ -262,7 +378,7 @@ function M.run(opts)
     rng_state = (rng_state * 6364136223846793005 + 1442695040888963407) & 0x7fffffffffffffff
     return (rng_state >> 11) / (1 << 52)
   end
-  for _, name in ipairs(opts.targets or { "train", "prepare" }) do
+  for _, name in ipairs(opts.targets or { "train", "prepare", "ldm", "componet", "msdm" }) do
     local target = assert(TARGETS[name], "chaos: unknown target " .. name)
     local dir = work .. "/" .. name
     fs.mkdir_p(dir)

@@ -195,6 +195,11 @@ function M.run(cfg, job, log)
       job.windows.position))
   end
   local metrics = cfg.out .. "/metrics.jsonl"
+  if main then
+    -- a run killed after its last checkpoint (or before its first) logged steps that are now run again
+    local dropped = recipe.drop_records_after(metrics, state.step)
+    if dropped > 0 then log(string.format("%d metric lines after step %d dropped (they are run again)", dropped, state.step)) end
+  end
   local losses, last_valid = {}, state.valid
   local window_sum, window_n = 0, 0
   local total = cfg.max_steps

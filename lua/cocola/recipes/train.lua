@@ -621,24 +621,8 @@ function M._run(cfg, log)
   if main and (cfg.resume ~= "" or not fs.is_dir(cfg.out .. "/last")) then
     -- a run killed after its last checkpoint (or before its first) logged steps that are now run
     -- again: drop them, and a line cut short by the kill
-    local text = recipe.read(metrics)
-    if text then
-      local kept, dropped = {}, 0
-      for line in text:gmatch("[^\n]+") do
-        local ok, record = pcall(cjson.decode, line)
-        if ok and type(record) == "table" and (record.step or 0) > state.step then
-          dropped = dropped + 1
-        elseif ok then
-          kept[#kept + 1] = line
-        else
-          dropped = dropped + 1
-        end
-      end
-      if dropped > 0 then
-        recipe.write_atomic(metrics, #kept > 0 and table.concat(kept, "\n") .. "\n" or "")
-        log(string.format("%d metric lines after step %d dropped (they are run again)", dropped, state.step))
-      end
-    end
+    local dropped = recipe.drop_records_after(metrics, state.step)
+    if dropped > 0 then log(string.format("%d metric lines after step %d dropped (they are run again)", dropped, state.step)) end
   end
   local losses = {}
   local per_epoch = sampler:batches_per_epoch()
