@@ -169,8 +169,9 @@ function plot.available()
   return false, "gnuplot not found: apt-get install gnuplot-nox"
 end
 
--- runs a gnuplot script (a list of lines) with the temporary files in temps; removes them on every path,
--- and the output file when gnuplot fails
+-- runs a gnuplot script (a list of lines) with the temporary files in temps; removes them on every path.
+-- gnuplot draws into <output>.tmp, renamed over the output once it is complete: a process stopped half-way
+-- leaves the previous picture (or none), never a truncated one
 local function run(fn, opts, body, temps)
   local ok, err = pcall(function()
     local cmd = plot.gnuplot
@@ -178,7 +179,10 @@ local function run(fn, opts, body, temps)
     if not found then error(why, 0) end
     local errfile = os.tmpname()
     temps[#temps + 1] = errfile
-    local script = { terminal(fn, opts), "set output " .. quote(opts.output) }
+    local term = terminal(fn, opts) -- checks opts.output
+    local partial = opts.output .. ".tmp"
+    temps[#temps + 1] = partial
+    local script = { term, "set output " .. quote(partial) }
     if opts.title then script[#script + 1] = "set title " .. quote(opts.title) end
     if opts.xlabel then script[#script + 1] = "set xlabel " .. quote(opts.xlabel) end
     if opts.ylabel then script[#script + 1] = "set ylabel " .. quote(opts.ylabel) end
@@ -201,11 +205,12 @@ local function run(fn, opts, body, temps)
       local f = io.open(errfile, "rb")
       local text = f and f:read("a") or ""
       if f then f:close() end
-      os.remove(opts.output)
       if code == 127 then error("gnuplot not found: apt-get install gnuplot-nox", 0) end
       text = text:gsub('"/dev/stdin" line', "script line"):gsub("^%s+", ""):gsub("%s+$", ""):gsub("\n%s*\n", "\n")
       error("gnuplot failed" .. (text ~= "" and (": " .. text) or string.format(" (exit status %s)", tostring(code))), 0)
     end
+    local moved, why = os.rename(partial, opts.output)
+    if not moved then error("cannot write " .. opts.output .. ": " .. tostring(why), 0) end
   end)
   for _, path in ipairs(temps) do os.remove(path) end
   if not ok then error("plot." .. fn .. ": " .. tostring(err):gsub("^plot%.%w+: ", ""), 3) end

@@ -5,11 +5,19 @@ local fs = require "cocola.data.fs"
 
 local M = {}
 
---- a new empty directory under the system's temporary folder
+-- every directory tmpdir() made, removed with its contents when the test process ends (busted closes
+-- the Lua state on exit, which runs this finalizer), so that no spec has to remember its own
+local made = {}
+M._sweeper = setmetatable({}, { __gc = function()
+  for i = #made, 1, -1 do os.execute("rm -rf '" .. made[i]:gsub("'", "'\\''") .. "'") end
+end })
+
+--- a new empty directory under the system's temporary folder (removed when the test process ends)
 function M.tmpdir()
   local path = os.tmpname()
   os.remove(path)
   fs.mkdir_p(path)
+  made[#made + 1] = path
   return path
 end
 

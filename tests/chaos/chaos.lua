@@ -20,16 +20,11 @@ local lfs = require "lfs"
 
 local M = {}
 
-local LUA = os.getenv("LUA") or "lua5.4"
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+package.path = "./tests/lib/?.lua;" .. package.path
+local shell = require "test_shell"
+local q, read = shell.quote, shell.read
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local LUA = os.getenv("LUA") or "lua5.4"
 
 local function now()
   local p = io.popen("date +%s.%N")
@@ -236,7 +231,7 @@ TARGETS.train = {
 local TINY_LDM = { "layout=stems_folder", "valid_split=validation", "seconds=2.55", "vae_seconds=0.95",
   "vae_channels=4,8,8", "vae_groups=4", "latent_channels=4", "unet_channels=8,16,16", "unet_groups=4", "heads=2",
   "text_dim=8", "tag_dim=8", "batch_size=2", "valid_batches=1", "valid_every=3", "log_every=1", "scale_batches=1",
-  "threads=1", "loaders=1", "griffin_lim_iters=4", "plots=false", "checkpoint_every=1" }
+  "threads=1", "loaders=1", "griffin_lim_iters=4", "plots=true", "checkpoint_every=1" }
 
 local function cocola_command(subcommand, args)
   local parts = { LUA, "bin/cocola", subcommand }
@@ -369,8 +364,7 @@ function M.run(opts)
   opts = opts or {}
   local seed, trials, max_kills = opts.seed or 1, opts.trials or 20, opts.kills or 3
   local say = opts.log or print
-  local work = opts.work or os.tmpname()
-  os.remove(work)
+  local work = opts.work or shell.tmpdir()
   fs.mkdir_p(work)
   local summary = { passed = 0, failed = 0, targets = {}, failures = {} }
   local rng_state = seed

@@ -26,15 +26,9 @@ D.SPARE = "libgomp,cjson,libsndfile.so.1+0x5e0c1"
 D.WORKLOADS = { "load", "train_step", "features", "save" }
 D.TIMEOUT = 600 -- seconds per child process of a sweep
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+package.path = "./tests/lib/?.lua;" .. package.path
+local shell = require "test_shell"
+local quote, read = shell.quote, shell.read
 
 --- runs a shell command; returns status ("exit" code, or 128 + signal as the shell reports it)
 local function run(cmd)
@@ -43,12 +37,7 @@ local function run(cmd)
   return ok and 0 or code
 end
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p " .. quote(p)))
-  return p
-end
+local tmpdir = shell.tmpdir
 D.tmpdir = tmpdir
 
 --- builds the shim (gcc) when missing or older than its source; returns its path, or nil and why
