@@ -45,7 +45,8 @@ test-faults: rock
 	gcc -std=c11 -O1 -Wall -Wextra -Werror -shared -fPIC -o build/fault_shim.so tests/faults/fault_shim.c -ldl
 	@$(ROCK_ENV); $(LUA) tests/faults/driver.lua all $(FAULT_STRIDE)
 
-# kill anywhere (tests/chaos/chaos.lua): CHAOS_TRIALS seeded trials per target (train_cocola, prepare),
+# kill anywhere (tests/chaos/chaos.lua): CHAOS_TRIALS seeded trials per target (train_cocola, prepare,
+# train-ldm, train-componet, train-msdm),
 # each run SIGKILLed at random moments and resumed, its files checked and its results compared with an
 # uninterrupted run's; prints trials, kills, files checked, identical resumed runs, "N passed, N failed"
 CHAOS_SEED ?= 1
