@@ -26,9 +26,13 @@ describe("kill anywhere", function()
       log = function(l) lines[#lines + 1] = l end }
     assert.are.equal(0, summary.failed, table.concat(lines, "\n"))
     assert.are.equal(6, summary.passed)
+    -- a trial whose run ends before its random delay is not killed: count kills over all of them
+    local kills = 0
     for _, name in ipairs({ "ldm", "componet", "msdm" }) do
       assert.are.equal(2, summary.targets[name].identical)
-      assert.is_true(summary.targets[name].kills > 0)
+      assert.is_true(summary.targets[name].files > 0)
+      kills = kills + summary.targets[name].kills
     end
+    assert.is_true(kills > 0, "no run was killed")
   end)
 end)
