@@ -312,8 +312,9 @@ local function encode_sorted(v)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
--- removes what a killed run left behind: hidden stem temporaries (.<stem>.tmp.flac), the workers'
--- job list, index.json's temporary
+-- removes what a killed run left behind: hidden stem temporaries (.<stem>.tmp<pid>.flac, and the
+-- .flac.tmp that audio.save writes beside one before renaming it), the workers' job list, index.json's
+-- temporary
 local function remove_stale(out)
   local function walk(d)
     for name in lfs.dir(d) do
@@ -322,7 +323,7 @@ local function remove_stale(out)
         local mode = lfs.attributes(path, "mode")
         if mode == "directory" then
           walk(path)
-        elseif mode == "file" and (name:match("^%..*%.tmp%d*%.flac$") or name == JOBS_FILE or name == JOBS_FILE .. ".tmp"
+        elseif mode == "file" and (name:match("^%..*%.tmp%d*%.flac$") or name:match("^%..*%.tmp%d*%.flac%.tmp$") or name == JOBS_FILE or name == JOBS_FILE .. ".tmp"
             or name == "index.json.tmp") then
           os.remove(path)
         end
