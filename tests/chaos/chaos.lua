@@ -11,6 +11,7 @@
 -- file is left once a run completes.
 -- Usage (from the repository root, cocola on the Lua paths):
 --   lua5.4 tests/chaos/chaos.lua [seed=1] [trials=20] [kills=3] [targets=train,prepare,ldm,componet,msdm] [keep=false]
+--     [plots=true: the ldm target draws its curves after every start]
 -- Prints per target trials, kills, files checked, identical resumed runs, then "N passed, N failed";
 -- exits non-zero on a failure. As a module (require), M.run(opts) returns the summary table.
 local cocola = require "cocola"
@@ -231,7 +232,7 @@ TARGETS.train = {
 local TINY_LDM = { "layout=stems_folder", "valid_split=validation", "seconds=2.55", "vae_seconds=0.95",
   "vae_channels=4,8,8", "vae_groups=4", "latent_channels=4", "unet_channels=8,16,16", "unet_groups=4", "heads=2",
   "text_dim=8", "tag_dim=8", "batch_size=2", "valid_batches=1", "valid_every=3", "log_every=1", "scale_batches=1",
-  "threads=1", "loaders=1", "griffin_lim_iters=4", "plots=true", "checkpoint_every=1" }
+  "threads=1", "loaders=1", "griffin_lim_iters=4", "checkpoint_every=1" }
 
 local function cocola_command(subcommand, args)
   local parts = { LUA, "bin/cocola", subcommand }
@@ -248,8 +249,10 @@ local function diffusion_setup(work, with_unet)
     for _, a in ipairs(extra) do args[#args + 1] = a end
     spawn(cocola_command("train-ldm", args), work .. "/setup.log")
   end
-  run({ "stage=vae", "out=" .. base .. "/vae", "max_steps=1" })
-  if with_unet then run({ "stage=unet", "vae=" .. base .. "/vae/model", "out=" .. base .. "/ldm", "max_steps=1" }) end
+  run({ "stage=vae", "out=" .. base .. "/vae", "max_steps=1", "plots=false" })
+  if with_unet then
+    run({ "stage=unet", "vae=" .. base .. "/vae/model", "out=" .. base .. "/ldm", "max_steps=1", "plots=false" })
+  end
   return { root = root, base = base }
 end
 
@@ -302,8 +305,10 @@ end
 TARGETS.ldm = {
   setup = function(work) return diffusion_setup(work, false) end,
   command = function(_, data, out)
-    local args = table.move(TINY_LDM, 1, #TINY_LDM, 6, { "root=" .. data.root, "stage=unet",
-      "vae=" .. data.base .. "/vae/model", "out=" .. out, "max_steps=6" })
+    -- its curves drawn after every start (M.run's plots; a kill while gnuplot draws leaves cocola.plot's
+    -- data files in the system's temporary folder, where nobody removes them)
+    local args = table.move(TINY_LDM, 1, #TINY_LDM, 7, { "root=" .. data.root, "stage=unet",
+      "vae=" .. data.base .. "/vae/model", "out=" .. out, "max_steps=6", "plots=" .. tostring(M.plots) })
     return diffusion_command("train-ldm", args, out)
   end,
   compare = function(clean, out) return diffusion_compare(clean, out, { "model/unet/diffusion_pytorch_model.safetensors",
@@ -363,6 +368,7 @@ TARGETS.prepare = {
 function M.run(opts)
   opts = opts or {}
   local seed, trials, max_kills = opts.seed or 1, opts.trials or 20, opts.kills or 3
+  M.plots = opts.plots ~= false
   local say = opts.log or print
   local work = opts.work or shell.tmpdir()
   fs.mkdir_p(work)
@@ -442,6 +448,8 @@ if not pcall(debug.getlocal, 4, 1) then
       for t in v:gmatch("[^,]+") do opts.targets[#opts.targets + 1] = t end
     elseif k == "keep" then
       opts.keep = v == "true"
+    elseif k == "plots" then
+      opts.plots = v ~= "false"
     elseif k == "work" then
       opts.work = v
     else
