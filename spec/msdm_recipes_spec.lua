@@ -278,6 +278,27 @@ describe("train_msdm and msdm_generate", function()
     assert.matches("pick must be all or largest_l2", compare.raises(function() return generate({ "out=" .. temp(), "pick=best" }) end))
   end)
 
+  it("init= starts a run from another model folder's weights, its network config over the settings", function()
+    local out = temp() .. "/init"
+    local logged_init = {}
+    silently(function()
+      return train_msdm.run(recipe.config(train_msdm.DEFAULTS, args({ "out=" .. out, "max_steps=1", "lr=0",
+        "init=" .. run_a .. "/model", "channels=16", "multipliers=1,2,4", "factors=2,2", "num_blocks=1,1",
+        "attentions=0,0" })), function(line) logged_init[#logged_init + 1] = line end)
+    end)
+    assert.matches("starts from the weights of .*/a/model", table.concat(logged_init, "\n"))
+    local net, info = msdm.from_pretrained(out .. "/model")
+    assert.equal(8, info.config.channels)
+    local base = cocola.load(run_a .. "/model/model.safetensors")
+    local n = 0
+    for k, t in pairs(net:state_dict()) do compare.assert_close(t, base[k], 0, k) n = n + 1 end
+    assert.is_true(n > 10)
+    assert.matches("init=.*: its model is for 22050 Hz, sample_rate=16000", compare.raises(function()
+      return train({ "out=" .. temp() .. "/e", "max_steps=1", "sample_rate=16000", "init=" .. run_a .. "/model" }) end))
+    assert.matches("neither a model folder nor a checkpoint file", compare.raises(function()
+      return train({ "out=" .. temp() .. "/f", "max_steps=1", "init=" .. temp() .. "/nothing" }) end))
+  end)
+
   it("refuses bad network settings", function()
     assert.matches("factors has 2 entries; 2 multipliers need 1", compare.raises(function()
       return train({ "out=" .. temp() .. "/c", "factors=2,2", "max_steps=1" }) end))

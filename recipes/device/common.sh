@@ -14,6 +14,11 @@
 #                                   over 15 MiB (the files that come back are limited in size)
 #   thin PATTERN                    passes a trainer's output, keeping one progress-bar line in 50
 #                                   (lines matching the awk regex PATTERN)
+# and what the unpack scripts share (on this side, after fetching):
+#   set_aside DEST                  renames an existing DEST to DEST.1 (or .2 ...)
+#   join SRC NAME TO                copies SRC/NAME, or its parts SRC/NAME.part00, .part01 ... joined, to TO
+#                                   (through TO.tmp); false when SRC has neither; dies on a gap in the parts
+#   whole_safetensors FILE          dies unless FILE's size is its header's and its tensors' (a part missing?)
 DEVICE_SCRIPT=${DEVICE_SCRIPT:-$(basename "$0")}
 
 die() { echo "$DEVICE_SCRIPT: $*" >&2; exit 1; }
@@ -88,4 +93,46 @@ put() {
 thin() {
   if command -v awk >/dev/null; then awk -v pattern="$1" 'BEGIN { RS = "[\r\n]" } $0 ~ pattern { if (n++ % 50) next } { print; fflush() }'
   else tr '\r' '\n'; fi
+}
+
+set_aside() {
+  [ -e "$1" ] || return 0
+  local n=1
+  while [ -e "$1.$n" ]; do n=$((n + 1)); done
+  mv "$1" "$1.$n"
+  echo "$DEVICE_SCRIPT: the previous $1 is now $1.$n"
+}
+
+join() {
+  local src=$1 name=$2 to=$3
+  if [ -f "$src/$name" ]; then
+    cp "$src/$name" "$to.tmp"
+  elif [ -f "$src/$name.part00" ]; then
+    local parts=("$src/$name".part[0-9][0-9]) last
+    last=${parts[-1]##*.part}
+    [ $((10#$last + 1)) = ${#parts[@]} ] || die "$src/$name: ${#parts[@]} parts up to part$last (one is missing)"
+    cat "${parts[@]}" >"$to.tmp"
+  else
+    return 1
+  fi
+  # fetched files are read-only
+  chmod u+w "$to.tmp" && mv "$to.tmp" "$to"
+  echo "$DEVICE_SCRIPT: $to ($(stat -c %s "$to") bytes)"
+}
+
+whole_safetensors() {
+  # the first 8 bytes give the JSON header's length; the tensors' data_offsets end where the file must end
+  lua5.4 - "$1" <<'LUA' || die "$1 is not a whole safetensors file (a part missing?)"
+local f = assert(io.open(arg[1], "rb"))
+local size = f:seek("end")
+f:seek("set", 0)
+local head = f:read(8)
+local n = head and #head == 8 and string.unpack("<I8", head)
+local json = n and n > 0 and n + 8 <= size and f:read(n)
+f:close()
+if not json then os.exit(1) end
+local last = 0
+for _, b in json:gmatch('"data_offsets"%s*:%s*%[%s*(%d+)%s*,%s*(%d+)%s*%]') do last = math.max(last, tonumber(b)) end
+os.exit(size == 8 + n + last and 0 or 1)
+LUA
 }

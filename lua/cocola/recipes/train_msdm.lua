@@ -4,7 +4,8 @@
 -- of a type summed into its channel, other types dropped), the EDM loss of cocola.models.msdm.diffusion with
 -- sigma ~ LogNormal(-3, 1) and N(0, 1) noise drawn from the engine's generator, Adam lr 1e-4 betas (0.9, 0.99).
 -- The network is MSDM's (configs.msdm()) unless channels, multipliers, factors, num_blocks, attentions or
--- patch_factor say otherwise (lists as "1,2,4"; attentions as "0,0,1" or "false,false,true").
+-- patch_factor say otherwise (lists as "1,2,4"; attentions as "0,0,1" or "false,false,true"), or init= names an
+-- MSDM model folder (or a released checkpoint) whose network and weights start the run (fresh optimiser).
 -- Batches: stems (B, 4, length). The loop (run folder, metrics, checkpoints, resume) is
 -- cocola.recipes.diffusion_trainer's. <out>/model is an MSDM model folder (config.json + model.safetensors,
 -- cocola.models.msdm.from_pretrained reads it; `cocola msdm-generate model=<out>/model` generates with it).
@@ -41,6 +42,7 @@ M.DEFAULTS, M.DOCS = trainer.settings({
   batch_size = { 8, "windows per step (MSDM: 8)" },
   max_steps = { 100000, "steps to train" },
   valid_every = { 4000, "validate every N steps (MSDM: 4000)" },
+  init = { "", "an MSDM model folder (or released checkpoint) whose weights start the run (its network config replaces channels, multipliers, ...; fresh optimiser)" },
   seed = { 12345, "seed of the windows, the network's initialisation, the sigmas and the noise" },
 })
 
@@ -82,8 +84,24 @@ function M.run(cfg, log)
   log = log or print
   trainer.prepare(cfg, M.DEFAULTS, log)
   if not fs.is_dir(cfg.root) then error(string.format("the data folder '%s' does not exist (root=)", cfg.root), 0) end
-  local net_config = M.net_config(cfg)
-  local net = msdm.UNet1d.from_config(net_config)
+  local net
+  if cfg.init ~= "" then
+    -- continuing another run's weights (a resume replaces them again with <out>/last's)
+    local info
+    net, info = msdm.load(cfg.init)
+    if info.data.sample_rate ~= cfg.sample_rate then
+      error(string.format("init=%s: its model is for %d Hz, sample_rate=%d", cfg.init, info.data.sample_rate,
+        cfg.sample_rate), 0)
+    end
+    if net.in_channels ~= #StemWindows.CHANNELS then
+      error(string.format("init=%s: its network takes %d stems, the windows have %d (%s)", cfg.init, net.in_channels,
+        #StemWindows.CHANNELS, table.concat(StemWindows.CHANNELS, ", ")), 0)
+    end
+    net:train()
+    log("the network starts from the weights of " .. cfg.init .. " (its config, not the channels/multipliers/... settings)")
+  else
+    net = msdm.UNet1d.from_config(M.net_config(cfg))
+  end
   if cfg.length % net.total_downsampling ~= 0 then
     error(string.format("length=%d is not a multiple of the network's total downsampling %d", cfg.length,
       net.total_downsampling), 0)
