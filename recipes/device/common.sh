@@ -1,5 +1,6 @@
-# recipes/device/common.sh — what the device scripts (train.sh for COCOLA, train_componet.sh for the
-# generative model) share, sourced by them from the repository root with build-device/ present:
+# shellcheck shell=bash
+# recipes/device/common.sh — what the device scripts (train.sh for COCOLA, train_componet.sh and train_msdm.sh for the
+# generative models) share, sourced by them from the repository root with build-device/ present:
 #   die MSG                         the script's name and MSG on stderr, status 1
 #   calc EXPR                       EXPR (Lua) rounded down to an integer
 #   number NAME VALUE               dies unless VALUE is a non-negative number

@@ -33,7 +33,7 @@ DEVICE_SCRIPT=train_msdm.sh
 source recipes/device/common.sh
 
 minutes=9 render_minutes="" init="" sets="" workers="" jobs=2 max_files=0 max_seconds=0 device=cuda
-declare -A net=([channels]=64 [multipliers]=1,2,4,4 [factors]=4,4,4 [num_blocks]=1,1,1 [attentions]=0,0,1
+declare -A net=([channels]=64 [multipliers]="1,2,4,4" [factors]="4,4,4" [num_blocks]="1,1,1" [attentions]="0,0,1"
   [attention_heads]=4 [attention_features]=32 [patch_factor]=16 [resnet_groups]=8 [batch_size]=16 [lr]=2e-4 [valid_every]=500 [autocast]=off)
 for a in "$@"; do
   k=${a%%=*}
