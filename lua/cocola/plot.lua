@@ -5,7 +5,8 @@
 -- be names (xtics / ytics: a model or dataset per column, a file per row), and a heat map can show its
 -- values (labels). plot.available() tells whether gnuplot can be run (the recipes skip their pictures
 -- without it). Tensors (any dtype, any device) and Lua lists of numbers go in directly; their values
--- reach gnuplot as little-endian float64 in temporary files, removed on every path. plot.metrics draws
+-- reach gnuplot as little-endian float64 in scratch files beside the output (<output>.tmp<k>.dat), removed
+-- on every path; the picture is drawn into <output>.tmp and renamed when whole. plot.metrics draws
 -- a training run's metrics.jsonl (what `cocola plot` runs).
 local core = require "cocola.core"
 
@@ -135,11 +136,24 @@ local function values_of(fn, what, v, rank)
   return list, shape
 end
 
--- writes records of float64 columns (cols: lists of equal length) to a new temporary file
-local function write_binary(temps, cols)
-  local path = os.tmpname()
+-- the scratch files of one picture: beside its output (<output>.tmp<k>.dat, <output>.tmp.err), where a process
+-- stopped half-way leaves them for the next drawing of that picture to replace (not in /tmp, where nothing
+-- would); os.tmpname only while the output is not yet a valid name (run then fails and removes them)
+local function scratch(opts)
+  return { base = type(opts.output) == "string" and opts.output ~= "" and opts.output or nil }
+end
+
+local function scratch_name(temps, suffix)
+  local path = temps.base and string.format("%s.tmp%s", temps.base, suffix) or os.tmpname()
   temps[#temps + 1] = path
-  local f = assert(io.open(path, "wb"))
+  return path
+end
+
+-- writes records of float64 columns (cols: lists of equal length) to a new scratch file
+local function write_binary(temps, cols)
+  local path = scratch_name(temps, (#temps + 1) .. ".dat")
+  local f, why = io.open(path, "wb")
+  if not f then error("cannot write " .. path .. ": " .. tostring(why), 0) end
   local n, k = #cols[1], #cols
   local fmt = "<" .. string.rep("d", k)
   local buf, row = {}, {}
@@ -177,8 +191,7 @@ local function run(fn, opts, body, temps)
     local cmd = plot.gnuplot
     local found, why = plot.available()
     if not found then error(why, 0) end
-    local errfile = os.tmpname()
-    temps[#temps + 1] = errfile
+    local errfile = scratch_name(temps, ".err")
     local term = terminal(fn, opts) -- checks opts.output
     local partial = opts.output .. ".tmp"
     temps[#temps + 1] = partial
@@ -260,7 +273,7 @@ function plot.lines(series, opts)
     fail("lines", "series must be a tensor, {x = , y = , label = } or a non-empty list of series (tensors, {x, y} or {x = , y = , label = })")
   end
   local list = is_single_series(series) and { series } or series
-  local temps, plots, tics = {}, {}, {}
+  local temps, plots, tics = scratch(opts), {}, {}
   local ok, err = pcall(function()
     if opts.style ~= nil and not STYLES[opts.style] then
       error(string.format("unknown style '%s' (known: %s)", tostring(opts.style), table.concat(sorted_keys(STYLES), ", ")), 0)
@@ -355,7 +368,7 @@ end
 -- key.
 function plot.histogram(values, opts)
   opts = check_options("histogram", opts)
-  local temps, plots = {}, {}
+  local temps, plots = scratch(opts), {}
   local ok, err = pcall(function()
     local sets = histogram_sets(values)
     local lo, hi = math.huge, -math.huge
@@ -503,7 +516,7 @@ end
 function plot.image(matrix, opts)
   opts = check_options("image", opts)
   if type(opts.output) ~= "string" then terminal("image", opts) end
-  local temps, body = {}, nil
+  local temps, body = scratch(opts), nil
   local ok, err = pcall(function() body = image_body("image", matrix, opts, temps) end)
   if not ok then
     for _, path in ipairs(temps) do os.remove(path) end
@@ -532,7 +545,7 @@ function plot.images(panels, opts)
   local page = setmetatable({ width = opts.width or 500 * cols, height = opts.height or 350 * rows, title = false },
     { __index = opts })
   if type(opts.output) ~= "string" then terminal("images", page) end
-  local temps = {}
+  local temps = scratch(opts)
   local body = { string.format("set multiplot layout %d,%d%s", rows, cols, opts.title and (" title " .. quote(opts.title)) or "") }
   local ok, err = pcall(function()
     for i, p in ipairs(panels) do
@@ -565,7 +578,7 @@ end
 -- xrange, yrange, key.
 function plot.scatter(x, y, opts)
   opts = check_options("scatter", opts)
-  local temps, line = {}, nil
+  local temps, line = scratch(opts), nil
   local ok, err = pcall(function()
     local xs, xshape = values_of("scatter", "x", x)
     local ys, yshape = values_of("scatter", "y", y)
