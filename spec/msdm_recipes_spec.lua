@@ -254,6 +254,46 @@ describe("train_msdm and msdm_generate", function()
     end
   end)
 
+  it("make-tasks types= draws tasks from MSDM's four stem types only, none on both sides", function()
+    local function draw(extra)
+      local dir = temp() .. "/typed"
+      local a = { "layout=slakh", "root=" .. root, "split=train", "out=" .. dir, "n=8", "seconds=0.04" }
+      for _, x in ipairs(extra) do a[#a + 1] = x end
+      local lines = {}
+      silently(function()
+        generation_tasks.run(recipe.config(generation_tasks.DEFAULTS, a), function(l) lines[#lines + 1] = l end)
+      end)
+      return cjson.decode(files.read(dir .. "/tasks.json")).tasks, table.concat(lines, "\n")
+    end
+    local FOUR_TYPES = { bass = true, drums = true, guitar = true, piano = true }
+    local function fits(t)
+      local given = {}
+      for _, st in ipairs(t.input) do
+        if not FOUR_TYPES[st.tag:lower()] then return false end
+        given[st.tag:lower()] = true
+      end
+      for _, st in ipairs(t.target) do
+        if not FOUR_TYPES[st.tag:lower()] or given[st.tag:lower()] then return false end
+      end
+      for _, st in ipairs(t.random.stems) do if not FOUR_TYPES[st.tag:lower()] then return false end end
+      return true
+    end
+    local plain = draw({})
+    local misfits = 0
+    for _, t in ipairs(plain) do if not fits(t) then misfits = misfits + 1 end end
+    assert.is_true(misfits > 0, "without types=, some task has strings or a type on both sides")
+    local typed, log = draw({ "types=Bass, drums,guitar,PIANO" })
+    assert.equal(8, #typed)
+    for _, t in ipairs(typed) do
+      assert.is_true(fits(t), t.id .. " " .. t.prompt)
+      assert.is_truthy(msdm_generate.plan(t, StemWindows.CHANNELS, "silent"), t.id)
+    end
+    assert.matches("types Bass, drums,guitar,PIANO: 3 of 4 tracks have two or more stems of them", log)
+    assert.matches("%d+ windows passed over: a stem type on both sides", log)
+    assert.matches("types must be a comma list of stem types", compare.raises(function() return draw({ "types=bass,,piano" }) end))
+    assert.matches("has 0 usable tracks", compare.raises(function() return draw({ "types=vocals" }) end))
+  end)
+
   it("names a task whose stems MSDM does not have, or skips it; refuses a folder that is not MSDM", function()
     make_tasks()
     local bad_dir = temp() .. "/bad_tasks"

@@ -12,6 +12,12 @@
 -- all those types active, the track with the most of them is used (the manifest says which types
 -- matched).
 --
+-- types= (a comma list of stem types, e.g. "bass,drums,guitar,piano": MSDM's four) draws the tasks from those
+-- types only, as multi-source models trained on them see a track: stems of other types are left out of the
+-- input, the target and the Random row, and a window whose draw puts one type on both sides (two guitars,
+-- one given and one wanted) is passed over, so that every task can be given to a model with one channel per
+-- type. Types match the dataset's tags case-insensitively.
+--
 -- Output (out=DIR):
 --   DIR/input/<id>.wav   the input sub-mix (mono, sample_rate, 32-bit float WAV)   what a generator is given
 --   DIR/target/<id>.wav  the target sub-mix                              the Ground Truth row
@@ -35,7 +41,7 @@ local M = {}
 
 M.DEFAULTS = {
   layout = "slakh", root = "", split = "test", out = "", n = 200, seconds = 0, sample_rate = 16000,
-  seed = 0, silence_rms = 1e-4, random_tries = 8,
+  seed = 0, silence_rms = 1e-4, random_tries = 8, types = "",
 }
 
 M.DOCS = {
@@ -49,7 +55,47 @@ M.DOCS = {
   seed = "seed of the window order and the stem subsets",
   silence_rms = "a stem whose RMS in the window is at most this is inactive",
   random_tries = "places tried per other track when looking for the Random row's stems",
+  types = "only stems of these types (comma list, e.g. bass,drums,guitar,piano), no type on both sides; empty: all",
 }
+
+-- {lowercased type = true} of types=, or nil when empty
+local function type_set(cfg)
+  if cfg.types == "" then return nil end
+  local set, n = {}, 0
+  for t in (tostring(cfg.types) .. ","):gmatch("([^,]*),") do
+    t = t:match("^%s*(.-)%s*$"):lower()
+    if t == "" then error("types must be a comma list of stem types, got '" .. cfg.types .. "'", 0) end
+    set[t], n = true, n + 1
+  end
+  if n == 0 then error("types must be a comma list of stem types, got '" .. cfg.types .. "'", 0) end
+  return set
+end
+
+-- the tracks with only their stems of the wanted types (copies; tracks with fewer than two left out)
+local function of_types(tracks, set)
+  local out = {}
+  for _, t in ipairs(tracks) do
+    local stems = {}
+    for _, s in ipairs(t.stems) do
+      if set[tostring(s.tag):lower()] then stems[#stems + 1] = s end
+    end
+    if #stems >= 2 then
+      local copy = {}
+      for k, v in pairs(t) do copy[k] = v end
+      copy.stems = stems
+      out[#out + 1] = copy
+    end
+  end
+  return out
+end
+
+-- whether a stem type is among both the input and the target
+local function shares_a_type(input_stems, target_stems)
+  local given = {}
+  for _, s in ipairs(input_stems) do given[tostring(s.tag):lower()] = true end
+  for _, s in ipairs(target_stems) do if given[tostring(s.tag):lower()] then return true end end
+  return false
+end
 
 local function rms(w) return math.sqrt((w * w):mean():item()) end
 
@@ -132,8 +178,15 @@ function M.run(cfg, log)
   if math.type(cfg.n) ~= "integer" or cfg.n < 1 then error("n must be a positive integer", 0) end
   if cfg.seconds == 0 then cfg.seconds = cfg.layout == "musdb" and 6.0 or 10.24 end
   if not (type(cfg.seconds) == "number" and cfg.seconds > 0) then error("seconds must be positive (or 0: the dataset's)", 0) end
+  local types = type_set(cfg)
   local tracks, skipped = data.open(cfg.layout, cfg.root, cfg.split)
   log(string.format("%d %s tracks in %s (%d skipped)", #tracks, cfg.split, cfg.root, #skipped))
+  if types then
+    local all = #tracks
+    tracks = of_types(tracks, types)
+    log(string.format("types %s: %d of %d tracks have two or more stems of them (other stems left out)", cfg.types,
+      #tracks, all))
+  end
   if #tracks < 2 then
     error(string.format("the %s split of %s has %d usable tracks; tasks need at least 2 (the Random row comes from another track)",
       cfg.split, cfg.root, #tracks), 0)
@@ -145,7 +198,7 @@ function M.run(cfg, log)
     local ok = os.execute("mkdir -p '" .. (cfg.out .. sub):gsub("'", "'\\''") .. "'")
     if not ok then error("cannot create the folder " .. cfg.out .. sub, 0) end
   end
-  local tasks = {}
+  local tasks, passed_over = {}, 0
   local total = #sampler.order
   for pos = 1, total do
     if #tasks >= cfg.n then break end
@@ -156,7 +209,12 @@ function M.run(cfg, log)
       local k = #tasks + 1
       local id = string.format("task_%04d", k)
       local input_stems, target_stems = stem_list(track, info.anchor), stem_list(track, info.positive)
-      local random = random_mix(tracks, info.track_index, tags_of(target_stems), cfg, k)
+      local random
+      if types and shares_a_type(input_stems, target_stems) then
+        passed_over = passed_over + 1
+      else
+        random = random_mix(tracks, info.track_index, tags_of(target_stems), cfg, k)
+      end
       if random then
         write_wave(cfg.out .. "/input/" .. id .. ".wav", input, cfg.sample_rate)
         write_wave(cfg.out .. "/target/" .. id .. ".wav", target, cfg.sample_rate)
@@ -173,12 +231,19 @@ function M.run(cfg, log)
     recipe.progress("tasks", #tasks, cfg.n)
   end
   recipe.end_progress()
-  if #tasks == 0 then error("no window of the split has two active stems: no task could be drawn", 0) end
+  if #tasks == 0 then
+    if passed_over > 0 then
+      error(string.format("no task could be drawn: the %d windows with two active stems put a type of types= on both sides",
+        passed_over), 0)
+    end
+    error("no window of the split has two active stems: no task could be drawn", 0)
+  end
   if #tasks < cfg.n then log(string.format("only %d windows with two active stems: %d tasks instead of %d", #tasks, #tasks, cfg.n)) end
   local partial = 0
   for _, t in ipairs(tasks) do if not t.random.all_matched then partial = partial + 1 end end
   log(string.format("%d tasks written to %s (%d Random rows match only some of the target's stem types)", #tasks,
     cfg.out, partial))
+  if types then log(string.format("%d windows passed over: a stem type on both sides", passed_over)) end
   local settings = {}
   for k in pairs(M.DEFAULTS) do settings[k] = cfg[k] end
   local manifest = { settings = settings, tasks = tasks }
