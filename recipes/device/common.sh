@@ -11,6 +11,13 @@
 #                                   DATA/<set> within SECONDS (recipes/device/render.lua: train and
 #                                   validation songs only, make_midi_stems' split); fills the array
 #                                   ROOTS with the sets that have finished training tracks
+#   begin_run DEVICE MINUTES RENDER_MINUTES
+#                                   what train_componet.sh and train_msdm.sh start with: sets OUT, WORK, DATA,
+#                                   LOG (all output also goes there), workers (default nproc), budget and
+#                                   render_s (seconds; rendering 20 % of the budget unless RENDER_MINUTES),
+#                                   margin and loaders (nproc - 2 C loader threads, 2 to 64); checks the
+#                                   runtime (device_runtime)
+#   minutes_left SHARE              minutes of the budget left for training, less the margin, times SHARE
 #   put FILE NAME                   copies FILE into $OUT as NAME, or as NAME.part00, .part01 ... when
 #                                   over 15 MiB (the files that come back are limited in size)
 #   thin PATTERN                    passes a trainer's output, keeping one progress-bar line in 50
@@ -81,6 +88,29 @@ render_sets() {
   done
   [ ${#ROOTS[@]} -gt 0 ] || die "no training track was rendered (render status $rc)"
   echo "$DEVICE_SCRIPT: rendering took $(( $(date +%s) - t0 )) s"
+}
+
+# shellcheck disable=SC2034 # the globals it sets are its callers'
+begin_run() {
+  local device=$1 minutes=$2 render_minutes=$3
+  OUT=${OUT:-/tmp/cocola-device-out}
+  WORK=${COCOLA_DEVICE_WORK:-/tmp/cocola-device-work}
+  DATA=$WORK/data LOG=$WORK/train.log
+  mkdir -p "$OUT" "$WORK" "$DATA"
+  : >"$LOG"
+  exec > >(tee -a "$LOG") 2>&1
+  device_runtime "$device" "$WORK"
+  workers=${workers:-$(nproc)}
+  budget=$(calc "$minutes * 60")
+  [ "$budget" -gt 0 ] || die "minutes must be a positive number"
+  if [ -z "$render_minutes" ]; then render_s=$(calc "$budget * 0.2"); else render_s=$(calc "$render_minutes * 60"); fi
+  margin=$(calc "math.max(10, math.min(40, $budget * 0.08))")
+  loaders=$(( $(nproc) > 4 ? $(nproc) - 2 : 2 ))
+  loaders=$(( loaders > 64 ? 64 : loaders ))
+}
+
+minutes_left() {
+  lua5.4 -e "print(string.format('%.3f', math.max(($T0 + $budget - $margin - os.time()) * $1 / 60, 0.05)))"
 }
 
 PART=$((15 * 1024 * 1024))

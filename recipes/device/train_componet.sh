@@ -62,36 +62,19 @@ for d in vae unet tag_encoder controlnet; do
   [ -d "$init/$d" ] || die "init=$init has no $d/ (a CompoNet model folder such as assets/componet is needed)"
 done
 
-OUT=${OUT:-/tmp/cocola-device-out}
-WORK=${COCOLA_DEVICE_WORK:-/tmp/cocola-device-work}
-DATA=$WORK/data LOG=$WORK/train.log
-mkdir -p "$OUT" "$WORK" "$DATA"
+begin_run "$device" "$minutes" "$render_minutes"
 rm -rf "$WORK/ldm" "$WORK/componet"
-: >"$LOG"
-exec > >(tee -a "$LOG") 2>&1
-device_runtime "$device" "$WORK"
-workers=${workers:-$(nproc)}
-
-budget=$(calc "$minutes * 60")
-[ "$budget" -gt 0 ] || die "minutes must be a positive number"
-if [ -z "$render_minutes" ]; then render_s=$(calc "$budget * 0.2"); else render_s=$(calc "$render_minutes * 60"); fi
-margin=$(calc "math.max(10, math.min(40, $budget * 0.08))")
 echo "$DEVICE_SCRIPT: budget $budget s (rendering $render_s s, margin $margin s), device=$device, init=$init, output $OUT"
 
 render_sets "$DATA" "$render_s" "$sets" "$workers" "$jobs" "$max_files" "$max_seconds"
 root_list=$(IFS=,; echo "${ROOTS[*]}")
-loaders=$(( $(nproc) > 4 ? $(nproc) - 2 : 2 ))
-loaders=$(( loaders > 64 ? 64 : loaders ))
 common=(layout=slakh "root=$root_list" "device=$device" "threads=$(nproc)" "loaders=$loaders" "valid_every=$valid_every" plots=false
   max_steps=100000000 checkpoint_every=1000)
-
-# minutes left for training, less the margin, times a share
-minutes_for() { lua5.4 -e "print(string.format('%.3f', math.max(($T0 + $budget - $margin - os.time()) * $1 / 60, 0.05)))"; }
 
 # ---- phase 1: the U-Net and its tag encoder -----------------------------------------------------------
 model=$init
 if lua5.4 -e "os.exit($unet_share > 0 and 0 or 1)"; then
-  m=$(minutes_for "$unet_share")
+  m=$(minutes_left "$unet_share")
   echo "$DEVICE_SCRIPT: U-Net for at most $m min"
   t=$(date +%s)
   set +e
@@ -111,7 +94,7 @@ if lua5.4 -e "os.exit($unet_share > 0 and 0 or 1)"; then
 fi
 
 # ---- phase 2: the ControlNet ------------------------------------------------------------------------------
-m=$(minutes_for 1)
+m=$(minutes_left 1)
 echo "$DEVICE_SCRIPT: ControlNet for at most $m min on $model"
 t=$(date +%s)
 set +e

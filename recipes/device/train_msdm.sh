@@ -57,31 +57,17 @@ for k in channels attention_heads attention_features patch_factor resnet_groups 
 [ -z "$render_minutes" ] || number render_minutes "$render_minutes"
 [ -z "$init" ] || [ -f "$init/config.json" ] || die "init=$init is not an MSDM model folder (no config.json)"
 
-OUT=${OUT:-/tmp/cocola-device-out}
-WORK=${COCOLA_DEVICE_WORK:-/tmp/cocola-device-work}
-DATA=$WORK/data LOG=$WORK/train.log
-mkdir -p "$OUT" "$WORK" "$DATA"
+begin_run "$device" "$minutes" "$render_minutes"
 rm -rf "$WORK/msdm"
-: >"$LOG"
-exec > >(tee -a "$LOG") 2>&1
-device_runtime "$device" "$WORK"
-workers=${workers:-$(nproc)}
-
-budget=$(calc "$minutes * 60")
-[ "$budget" -gt 0 ] || die "minutes must be a positive number"
-if [ -z "$render_minutes" ]; then render_s=$(calc "$budget * 0.2"); else render_s=$(calc "$render_minutes * 60"); fi
-margin=$(calc "math.max(10, math.min(40, $budget * 0.08))")
 echo "$DEVICE_SCRIPT: budget $budget s (rendering $render_s s, margin $margin s), device=$device, init=${init:-none}, output $OUT"
 
 render_sets "$DATA" "$render_s" "$sets" "$workers" "$jobs" "$max_files" "$max_seconds"
 root_list=$(IFS=,; echo "${ROOTS[*]}")
-loaders=$(( $(nproc) > 4 ? $(nproc) - 2 : 2 ))
-loaders=$(( loaders > 64 ? 64 : loaders ))
 settings=()
 for k in "${!net[@]}"; do settings+=("$k=${net[$k]}"); done
 [ -z "$init" ] || settings+=("init=$init")
 
-m=$(lua5.4 -e "print(string.format('%.3f', math.max(($T0 + $budget - $margin - os.time()) / 60, 0.05)))")
+m=$(minutes_left 1)
 echo "$DEVICE_SCRIPT: MSDM for at most $m min"
 t=$(date +%s)
 set +e
