@@ -5,7 +5,7 @@ ROCKS_TREE := .rocks
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := lua5.4 liblua5.4-dev luarocks lua-busted lua-cjson lua-argparse lua-filesystem \
-                cmake gcc make pkg-config libopenblas-dev liblapacke-dev \
+                cmake gcc make pkg-config libopenblas-dev libopenblas0-openmp liblapacke-dev \
                 libsndfile1-dev libsoxr-dev libfftw3-dev libdnnl-dev lua-yaml \
                 fluidsynth fluid-soundfont-gm gnuplot-nox libopenmpi-dev openmpi-bin
 # extra CMake settings for the build/ tree, e.g. CMAKE_FLAGS="-DCOCOLA_CUDA=OFF"
@@ -84,7 +84,8 @@ fuzz-ci:
 #   code paths (tests/sanitizers/asan_ci_specs.txt), what .ci/run runs;
 # test-tsan: ThreadSanitizer (LLVM's libomp with Archer) in build-tsan/, the C tests and the threaded
 #   specs (tests/sanitizers/tsan_specs.txt, or TSAN_SPECS)
-SAN_CMAKE := -DCMAKE_BUILD_TYPE=Release -DCOCOLA_NATIVE=OFF -DCOCOLA_ONEDNN=OFF -DCOCOLA_CUDA=OFF
+# (no oneDNN, CUDA or OpenMP OpenBLAS there: oneDNN and that OpenBLAS run on libgomp, beside clang's libomp)
+SAN_CMAKE := -DCMAKE_BUILD_TYPE=Release -DCOCOLA_NATIVE=OFF -DCOCOLA_ONEDNN=OFF -DCOCOLA_CUDA=OFF -DCOCOLA_BLAS_OPENMP=OFF
 ASAN_SPECS ?=
 TSAN_SPECS ?=
 asan-build: deps fuzz-deps

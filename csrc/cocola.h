@@ -259,6 +259,9 @@ int cc_function_attach(cc_tensor *out, const char *name, int n, cc_tensor *const
 /* ---- threads ---- */
 void cc_set_num_threads(int n);
 int cc_get_num_threads(void);
+/* how the OpenBLAS loaded at run time threads ("openmp", "pthread", "sequential", or "unknown" when
+   it cannot say); *linked_openmp: whether the build linked its OpenMP build (then it must be "openmp") */
+const char *cc_blas_threading(bool *linked_openmp);
 
 /* ---- CPU convolution backend: AUTO takes oneDNN for float32 convolutions large enough to gain from it,
    the built-in kernels otherwise; NATIVE always the built-in kernels; ONEDNN oneDNN for every float32 one ---- */

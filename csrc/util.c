@@ -59,6 +59,23 @@ void cc_set_num_threads(int n) {
   if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
 
+extern int openblas_get_parallel(void) __attribute__((weak));
+
+const char *cc_blas_threading(bool *linked_openmp) {
+#ifdef COCOLA_OPENBLAS_OPENMP
+  if (linked_openmp) *linked_openmp = true;
+#else
+  if (linked_openmp) *linked_openmp = false;
+#endif
+  if (!openblas_get_parallel) return "unknown";
+  switch (openblas_get_parallel()) {
+  case 0: return "sequential";
+  case 1: return "pthread";
+  case 2: return "openmp";
+  default: return "unknown";
+  }
+}
+
 int cc_get_num_threads(void) {
 #ifdef _OPENMP
   return omp_get_max_threads();

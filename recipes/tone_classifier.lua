@@ -70,11 +70,13 @@ for step = 1, config.steps do
   end
 end
 
-local path = os.tmpname() .. ".safetensors"
+local base = os.tmpname() -- an empty file with a fresh name, removed with the weights written beside it
+local path = base .. ".safetensors"
 cocola.save(path, net:state_dict())
 local copy = Net()
 copy:load_state_dict(cocola.load(path))
 os.remove(path)
+os.remove(base)
 net:eval()
 copy:eval()
 local same = cocola.no_grad(function() return net(test_x):allclose(copy(test_x), 0, 0) end)

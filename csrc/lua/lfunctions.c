@@ -208,6 +208,14 @@ static int f_conv_backend(lua_State *L) {
   lua_pushboolean(L, cc_have_onednn());
   return 2;
 }
+/* cocola.blas_threading() -> how the loaded OpenBLAS threads ("openmp", "pthread", "sequential",
+   "unknown"), and whether this build linked OpenBLAS's OpenMP build */
+static int f_blas_threading(lua_State *L) {
+  bool linked_openmp = false;
+  lua_pushstring(L, cc_blas_threading(&linked_openmp));
+  lua_pushboolean(L, linked_openmp);
+  return 2;
+}
 static int f_get_num_threads(lua_State *L) {
   lua_pushinteger(L, cc_get_num_threads());
   return 1;
@@ -947,7 +955,7 @@ static const luaL_Reg functions[] = {
     {"tensor", f_tensor}, {"is_tensor", f_is_tensor}, {"manual_seed", f_manual_seed},
     {"seed", f_seed}, {"initial_seed", f_initial_seed},
     {"function_node", f_function_node}, {"backward_profile", f_backward_profile}, {"get_rng_state", f_rng_state}, {"set_rng_state", f_set_rng_state}, {"set_num_threads", f_set_num_threads}, {"set_conv_backend", f_set_conv_backend}, {"conv_backend", f_conv_backend},
-    {"get_num_threads", f_get_num_threads}, {"set_grad_enabled", f_set_grad_enabled},
+    {"get_num_threads", f_get_num_threads}, {"blas_threading", f_blas_threading}, {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"live_tensors", f_live_tensors}, {"live_bytes", f_live_bytes},
     {"device_available", f_device_available}, {"wall_time", f_wall_time}, {"empty_cache", f_empty_cache}, {"cached_bytes", f_cached_bytes}, {"cat", f_cat}, {"stack", f_stack}, {"matmul", f_matmul},
     {"bmm", f_bmm}, {"where", f_where}, {"conv2d", f_conv2d}, {"pad", f_pad},

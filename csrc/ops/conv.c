@@ -504,11 +504,15 @@ static bool conv_outer(const conv_geom *g) {
   return g->N >= 2 && conv_max_threads() > 1;
 }
 
-/* OpenBLAS (pthread build) would start its own threads inside our parallel regions */
+/* OpenBLAS's pthread build would start its own threads inside our parallel regions; its OpenMP
+ * build (openblas_get_parallel() == 2) runs on the calling thread there by itself, and its
+ * openblas_set_num_threads would set the OpenMP team size of the region that follows */
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 extern int openblas_get_num_threads(void) __attribute__((weak));
+extern int openblas_get_parallel(void) __attribute__((weak));
 
 static int blas_single_begin(void) {
+  if (openblas_get_parallel && openblas_get_parallel() == 2) return 1;
   int prev = openblas_get_num_threads ? openblas_get_num_threads() : 1;
   if (prev != 1 && openblas_set_num_threads) openblas_set_num_threads(1);
   return prev;

@@ -61,7 +61,7 @@ for d in "${MIDI_DIRS[@]}"; do [ -d "$d" ] || die "--midi: no folder '$d'"; done
 
 # ---- packages ---------------------------------------------------------------------------------
 packages=(lua5.4 liblua5.4-dev lua-cjson lua-filesystem lua-yaml lua-argparse fluidsynth patchelf xz-utils
-          cmake gcc make pkg-config libopenblas-dev libsndfile1-dev libsoxr-dev libfftw3-dev
+          cmake gcc make pkg-config libopenblas-dev libopenblas0-openmp libsndfile1-dev libsoxr-dev libfftw3-dev
           simutrans-data freedink-data planetblupi-music-midi mma)
 [ "$SOUNDFONT" = /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 ] && packages+=(fluidr3mono-gm-soundfont)
 missing=()
