@@ -445,15 +445,21 @@ static size_t fd_allow(int fd, size_t n) {
   return k;
 }
 
+/* the mode argument of open, open64 and openat, which is there only with O_CREAT or O_TMPFILE */
+#define MODE_ARGUMENT(flags, mode)                                                                 \
+  do {                                                                                             \
+    if ((flags) & (O_CREAT | O_TMPFILE)) {                                                         \
+      va_list ap;                                                                                  \
+      va_start(ap, flags);                                                                         \
+      (mode) = (mode_t)va_arg(ap, int);                                                            \
+      va_end(ap);                                                                                  \
+    }                                                                                              \
+  } while (0)
+
 int open(const char *path, int flags, ...) {
   if (!real_malloc) resolve();
   mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = (mode_t)va_arg(ap, int);
-    va_end(ap);
-  }
+  MODE_ARGUMENT(flags, mode);
   int fd = real_open(path, flags, mode);
   track_fd(fd, path, flags);
   return fd;
@@ -461,12 +467,7 @@ int open(const char *path, int flags, ...) {
 int open64(const char *path, int flags, ...) {
   if (!real_malloc) resolve();
   mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = (mode_t)va_arg(ap, int);
-    va_end(ap);
-  }
+  MODE_ARGUMENT(flags, mode);
   int fd = real_open64(path, flags, mode);
   track_fd(fd, path, flags);
   return fd;
@@ -474,12 +475,7 @@ int open64(const char *path, int flags, ...) {
 int openat(int dir, const char *path, int flags, ...) {
   if (!real_malloc) resolve();
   mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = (mode_t)va_arg(ap, int);
-    va_end(ap);
-  }
+  MODE_ARGUMENT(flags, mode);
   int fd = real_openat(dir, path, flags, mode);
   track_fd(fd, path, flags);
   return fd;
@@ -491,26 +487,26 @@ int creat(const char *path, mode_t mode) {
   return fd;
 }
 
+/* a write of n bytes to fd as `call` (whose byte count is k): all of it, the part a tracked descriptor
+   still takes, or -1 with errno set once its budget is spent */
+#define LIMITED_WRITE(call)                                                                        \
+  do {                                                                                             \
+    size_t k = n;                                                                                  \
+    if (n > 0 && (k = fd_allow(fd, n)) == 0) return -1;                                            \
+    return call;                                                                                   \
+  } while (0)
+
 ssize_t write(int fd, const void *buf, size_t n) {
   if (!real_malloc) resolve();
-  if (n == 0) return real_write(fd, buf, 0);
-  size_t k = fd_allow(fd, n);
-  if (k == 0) return -1;
-  return real_write(fd, buf, k);
+  LIMITED_WRITE(real_write(fd, buf, k));
 }
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t at) {
   if (!real_malloc) resolve();
-  if (n == 0) return real_pwrite(fd, buf, 0, at);
-  size_t k = fd_allow(fd, n);
-  if (k == 0) return -1;
-  return real_pwrite(fd, buf, k, at);
+  LIMITED_WRITE(real_pwrite(fd, buf, k, at));
 }
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t at) {
   if (!real_malloc) resolve();
-  if (n == 0) return real_pwrite64(fd, buf, 0, at);
-  size_t k = fd_allow(fd, n);
-  if (k == 0) return -1;
-  return real_pwrite64(fd, buf, k, at);
+  LIMITED_WRITE(real_pwrite64(fd, buf, k, at));
 }
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
   if (!real_malloc) resolve();
