@@ -2,13 +2,16 @@
 -- runs a quick subset through the same functions).
 --
 -- Allocation failures: for each workload of tests/faults/workload.lua (load, train_step, features,
--- save) the allocations of one run are counted, then the workload is run with its Nth allocation
+-- save, conv_onednn) the allocations of one run are counted, then the workload is run with its Nth allocation
 -- failing for every N (or the points given), under tests/faults/fault_shim.so. A point passes when
 -- the run either raises a Lua error with a message or goes through with the right result, leaves no
 -- block allocated outside Lua's core live, and a clean run afterwards gives the right result again;
 -- a signal (crash), a hang (timeout), a leak or a wrong result fails it. Points inside libgomp and
 -- lua-cjson, which end the process on a failed allocation by design, are counted apart ("spared"),
--- as is one allocation of libsndfile 1.2.0 that it dereferences unchecked (SPARE below).
+-- as is one allocation of libsndfile 1.2.0 that it dereferences unchecked, and oneDNN's own allocations
+-- (libdnnl's, and its C++ `new` in libstdc++, whose std::bad_alloc crosses oneDNN's C API and ends the
+-- process: std::terminate, or a crash on an unchecked pointer) (SPARE below); the blocks cocola's oneDNN
+-- convolutions borrow from the engine are not spared.
 --
 -- Write failures: each writer of tests/faults/io_child.lua (and `cocola score --json/--csv`) runs
 -- once cleanly (the previous files), then again with the shim failing its writes to one target file
@@ -22,8 +25,8 @@ local D = {}
 local ROOT = "."
 D.SHIM_SRC = "tests/faults/fault_shim.c"
 D.SHIM = "build/fault_shim.so"
-D.SPARE = "libgomp,cjson,libsndfile.so.1+0x5e0c1"
-D.WORKLOADS = { "load", "train_step", "features", "save" }
+D.SPARE = "libgomp,cjson,libsndfile.so.1+0x5e0c1,libdnnl,libstdc"
+D.WORKLOADS = { "load", "train_step", "features", "save", "conv_onednn" }
 D.TIMEOUT = 600 -- seconds per child process of a sweep
 
 package.path = "./tests/lib/?.lua;" .. package.path

@@ -8,7 +8,9 @@
 -- again without a failure and must give the clean run's result (the engine recovered).
 -- Workloads: load (a safetensors file and a torch checkpoint), train_step (forward, backward and an
 -- AdamW step of a tiny chroma-onset COCOLA model), features (HPSS log-mel features and chroma-onset
--- frames of a short signal), save (safetensors and WAV files written into a temporary folder).
+-- frames of a short signal), save (safetensors and WAV files written into a temporary folder),
+-- conv_onednn (a conv1d forward and backward on the oneDNN backend where the build has it: the blocked
+-- tensors and scratchpads it borrows from the CPU block cache).
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local build = os.getenv("COCOLA_BUILD_DIR") or "build"
 package.cpath = (build:sub(1, 1) == "/" and "" or "./") .. build .. "/?.so;" .. package.cpath
@@ -66,6 +68,15 @@ function workloads.features()
   return checksum(hpss) + checksum(frames)
 end
 
+local conv_x, conv_w, conv_b
+function workloads.conv_onednn()
+  local F = require "cocola.nn.functional"
+  local x, w = conv_x:clone():requires_grad(true), conv_w:clone():requires_grad(true)
+  local y = F.conv1d(x, w, conv_b, { padding = 1 })
+  y:sum():backward()
+  return checksum(y) + checksum(x.grad) + checksum(w.grad)
+end
+
 local outdir
 function workloads.save()
   local t = { a = cocola.arange(0, 12):reshape({ 3, 4 }):float(), b = cocola.ones({ 5 }) }
@@ -82,6 +93,11 @@ if name == "train_step" then
 elseif name == "features" then
   cocola.manual_seed(5)
   signal = cocola.randn({ 1, 8000 }) * 0.1
+elseif name == "conv_onednn" then
+  local _, have_onednn = cocola.conv_backend()
+  if have_onednn then cocola.set_conv_backend("onednn") end
+  cocola.manual_seed(7)
+  conv_x, conv_w, conv_b = cocola.randn({ 2, 32, 4096 }), cocola.randn({ 32, 32, 3 }) * 0.1, cocola.randn({ 32 })
 elseif name == "save" then
   outdir = assert(os.getenv("FAULT_TMPDIR"), "FAULT_TMPDIR: a folder for the save workload")
 end
