@@ -79,3 +79,61 @@ describe("oneDNN convolutions and the CPU block cache", function()
     assert(ok, err)
   end)
 end)
+
+describe("matrix-vector products (a row or a column of output goes to gemv)", function()
+  -- float64 reference by broadcasting: (..., M, K, 1) * (..., 1, K, N) summed over K
+  local function reference(a, b)
+    return (a:double():unsqueeze(-1) * b:double():unsqueeze(-3)):sum(-2)
+  end
+  local function check(a, b, what)
+    local got = cocola.matmul(a, b)
+    local want = reference(a, b)
+    assert.are.same(want.shape, got.shape, what)
+    local tol = a:dtype() == "float64" and 1e-12 or 1e-5
+    assert.is_true(got:double():allclose(want, tol, tol), what .. ": differs from the float64 reference")
+  end
+
+  for _, dtype in ipairs({ "float32", "float64" }) do
+    it("gives the products of every operand layout, " .. dtype, function()
+      cocola.manual_seed(11)
+      local opt = { dtype = dtype }
+      local K, N, M = 37, 53, 29
+      local row, col = cocola.randn({ 1, K }, opt), cocola.randn({ K, 1 }, opt)
+      local B, A = cocola.randn({ K, N }, opt), cocola.randn({ M, K }, opt)
+      check(row, B, "row @ matrix")
+      check(row, cocola.randn({ N, K }, opt):t(), "row @ transposed matrix")
+      check(cocola.randn({ K, 3 }, opt):narrow(2, 2, 1):t(), B, "strided row @ matrix")
+      check(cocola.randn({ K, 1 }, opt):t(), B, "column seen as a row @ matrix")
+      check(A, col, "matrix @ column")
+      check(cocola.randn({ K, M }, opt):t(), col, "transposed matrix @ column")
+      check(A, cocola.randn({ K, 3 }, opt):narrow(2, 3, 1), "matrix @ strided column")
+      check(A, cocola.randn({ 1, K }, opt):t(), "matrix @ row seen as a column")
+      check(row, col, "row @ column")
+      check(cocola.randn({ 4, 1, K }, opt), cocola.randn({ 4, K, N }, opt), "batched rows")
+      check(cocola.randn({ 1, K }, opt), cocola.randn({ 3, K, N }, opt), "broadcast row")
+      check(cocola.randn({ 2, M, K }, opt), cocola.randn({ 2, K, 1 }, opt), "batched columns")
+      local v = cocola.randn({ K }, opt)
+      local got, want = cocola.matmul(v, B), reference(v:unsqueeze(1), B):squeeze(1)
+      assert.are.same({ N }, got.shape)
+      assert.is_true(got:double():allclose(want, 1e-5, 1e-5), "vector @ matrix")
+      got, want = cocola.matmul(A, v), reference(A, v:unsqueeze(2)):squeeze(2)
+      assert.are.same({ M }, got.shape)
+      assert.is_true(got:double():allclose(want, 1e-5, 1e-5), "matrix @ vector")
+    end)
+  end
+
+  it("never lets what a reused block held into the result", function()
+    local N = 300000 -- 1.2 MB of output: a block the CPU cache keeps and hands out again
+    cocola.empty_cache()
+    local poisoned = cocola.full({ 1, N }, 0 / 0)
+    assert.are.equal(1, poisoned:isnan():any():item())
+    poisoned = nil
+    collectgarbage("collect")
+    assert.is_true(cocola.cached_bytes() >= N * 4)
+    local x, w = cocola.ones({ 1, 4 }), cocola.ones({ 4, N })
+    local y = cocola.matmul(x, w)
+    assert.are.equal(0, y:isnan():any():item())
+    assert.are.equal(4 * N, y:sum():item())
+    cocola.empty_cache()
+  end)
+end)
