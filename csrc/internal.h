@@ -89,6 +89,11 @@ const cc_device_ops *cc_device_get(int device);
 void cc_cpu_backend_init(void); /* registers the CPU device and every CPU kernel */
 void cc_init(void);             /* idempotent: CPU always, other backends when built */
 
+/* ---- OpenBLAS's thread controls, bound weakly (NULL where the BLAS is not OpenBLAS) ---- */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+extern int openblas_get_num_threads(void) __attribute__((weak));
+extern int openblas_get_parallel(void) __attribute__((weak)); /* 0 sequential, 1 pthreads, 2 OpenMP */
+
 /* ---- storage ---- */
 cc_storage *cc_storage_new(size_t nbytes, int device);
 void cc_storage_release(cc_storage *s);

@@ -39,8 +39,7 @@ int cc_dtype_from_name(const char *name) {
 
 bool cc_is_floating(cc_dtype dt) { return dt == CC_FLOAT32 || dt == CC_FLOAT64; }
 
-/* OpenBLAS keeps its own pool; set it too when the symbol exists */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
+/* OpenBLAS keeps its own pool; set it too when the symbol exists (internal.h binds it weakly) */
 
 /* With OpenMP the count is the calling thread's own setting (OpenMP keeps one per thread): a
  * prefetch worker, set to 1, sizes its loops and teams for one thread whatever the main thread set,
@@ -58,8 +57,6 @@ void cc_set_num_threads(int n) {
 #endif
   if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
-
-extern int openblas_get_parallel(void) __attribute__((weak));
 
 const char *cc_blas_threading(bool *linked_openmp) {
 #ifdef COCOLA_OPENBLAS_OPENMP

@@ -506,10 +506,8 @@ static bool conv_outer(const conv_geom *g) {
 
 /* OpenBLAS's pthread build would start its own threads inside our parallel regions; its OpenMP
  * build (openblas_get_parallel() == 2) runs on the calling thread there by itself, and its
- * openblas_set_num_threads would set the OpenMP team size of the region that follows */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
-extern int openblas_get_num_threads(void) __attribute__((weak));
-extern int openblas_get_parallel(void) __attribute__((weak));
+ * openblas_set_num_threads would set the OpenMP team size of the region that follows (the
+ * weak bindings are internal.h's) */
 
 static int blas_single_begin(void) {
   if (openblas_get_parallel && openblas_get_parallel() == 2) return 1;
