@@ -121,7 +121,7 @@ test-cuda-emulated: deps
 	cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=Release -DCOCOLA_CUDA=EMULATE >/dev/null
 	cmake --build build-emu -j$(JOBS)
 	busted --cpath="./build-emu/?.so" spec/cuda_spec.lua spec/cuda_parity_spec.lua spec/audioldm2_spec.lua \
-	  spec/audioldm2_pipeline_spec.lua
+	  spec/audioldm2_pipeline_spec.lua spec/msdm_unet_spec.lua spec/msdm_sampling_spec.lua spec/msdm_recipes_spec.lua
 
 # renders the Debian MIDI songs into a Slakh-style stem dataset under data/midi_stems (resumable)
 midi-stems: rock

@@ -148,3 +148,31 @@ describe("MSDM sampling against audio-diffusion-pytorch 0.0.43", function()
     compare.raises(function() sampling.karras_schedule(10, 2.0, 1.0, 7) end, "0 < sigma_min < sigma_max")
   end)
 end)
+
+describe("MSDM sampling on the GPU #cuda", function()
+  if not cocola.cuda.is_available() then
+    pending("no CUDA device")
+    return
+  end
+  it("imputes as the reference on the GPU with the same noise, given stems kept exactly", function()
+    local f = fixture()
+    local gpu_net = msdm.UNet1d.from_state_dict(cocola.load(D .. "unet1d_tiny.safetensors"), TINY,
+      { prefix = "param." }):cuda()
+    for _, name in ipairs({ "1", "2" }) do
+      local p = "impute" .. name .. "."
+      local source, mask4 = f[p .. "source"]:cuda(), f[p .. "mask"]:select(3, 1):contiguous()
+      local provider = replay(f[p .. "noise"], f[p .. "draws"])
+      local out = msdm.impute(gpu_net, source, mask4, { steps = 10, sigma_min = 1e-4, sigma_max = 20.0, rho = 7,
+        s_churn = 10.0, num_resamples = tonumber(name), noise = provider })
+      assert.equal("cuda", out:device())
+      compare.assert_close(out:cpu(), f[p .. "out"], TOL, "imputation " .. name)
+      local mask = f[p .. "mask"]
+      assert.equal(0, max_abs_diff(out:cpu() * mask, f[p .. "source"] * mask))
+    end
+    -- seeded sampling draws its noise on the host: the GPU's sample is the CPU's
+    local source = f["impute1.source"]
+    local cpu = msdm.impute(tiny_net(), source, { "drums" }, { steps = 4, seed = 3 })
+    local gpu = msdm.impute(gpu_net, source:cuda(), { "drums" }, { steps = 4, seed = 3 })
+    compare.assert_close(gpu:cpu(), cpu, TOL, "seeded imputation")
+  end)
+end)

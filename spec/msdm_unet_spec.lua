@@ -142,6 +142,13 @@ describe("MSDM UNet1d against audio-diffusion-pytorch 0.0.43", function()
     compare.raises(function() net(x, cocola.randn({ 3 })) end, "time must be a number or a tensor of shape (2)")
     local y = cocola.no_grad(function() return net(x, -0.5) end) -- one time for the whole batch
     assert.are.same({ 2, 4, 32 }, y.shape)
+    compare.assert_close(y, cocola.no_grad(function() return net(x, cocola.full({ 2 }, -0.5)) end), 0, "number time")
+    -- a number time or sigma takes the input's dtype: a float64 network runs with them
+    local net64, x64 = tiny_net():double(), x:double()
+    cocola.no_grad(function()
+      assert.are.equal("float64", net64(x64, -0.5):dtype())
+      assert.are.equal("float64", msdm.diffusion.denoise(net64, x64, 0.5):dtype())
+    end)
     compare.raises(function() msdm.diffusion.denoise(net, x, cocola.ones({ 3 })) end, "sigmas", "(2)")
   end)
 
@@ -161,5 +168,54 @@ describe("MSDM UNet1d against audio-diffusion-pytorch 0.0.43", function()
     local odd = copy(TINY)
     odd.kernel_multiplier_downsample = 3
     compare.raises(function() UNet1d.from_config(odd) end, "kernel_multiplier must be even")
+  end)
+end)
+
+describe("MSDM UNet1d on the GPU #cuda", function()
+  if not cocola.cuda.is_available() then
+    pending("no CUDA device")
+    return
+  end
+  it("output, input and parameter gradients, the EDM denoise and loss as the reference's, weights on the GPU", function()
+    local f = fixture()
+    local function g(t) return t:cuda() end
+    local net = tiny_net():cuda()
+    for _, np in ipairs(net:named_parameters()) do assert.equal("cuda", np[2]:device(), np[1]) end
+    local x, time = g(f["input.x"]):requires_grad(true), g(f["input.time"]):requires_grad(true)
+    local y = net(x, time)
+    assert.equal("cuda", y:device())
+    compare.assert_close(y:cpu(), f["output.net"], TOL, "output")
+    ;(y * g(f["grad_out"])):sum():backward()
+    compare.assert_close(x.grad:cpu(), f["grad.x"], TOL, "grad x")
+    compare.assert_close(time.grad:cpu(), f["grad.time"], TOL, "grad time")
+    local params, n = {}, 0
+    for _, np in ipairs(net:named_parameters()) do params[np[1]] = np[2] end
+    for key, ref in pairs(f) do
+      local name = key:match("^grad%.param%.(.*)$")
+      if name then
+        assert(params[name] and params[name].grad, "no gradient for " .. name)
+        compare.assert_close(params[name].grad:cpu(), ref, TOL, name)
+        n = n + 1
+      end
+    end
+    assert.is_true(n >= 60, "parameter gradients checked: " .. n)
+    net:zero_grad()
+    local data, noise, sigmas = g(f["input.data"]), g(f["input.noise"]), g(f["input.sigmas"])
+    local denoised = cocola.no_grad(function()
+      return msdm.diffusion.denoise(net, data + noise * sigmas:reshape({ 2, 1, 1 }), sigmas)
+    end)
+    compare.assert_close(denoised:cpu(), f["output.denoised"], TOL, "denoised")
+    local loss = msdm.diffusion.loss(net, data, sigmas, noise, { sigma_data = msdm.configs.diffusion().sigma_data })
+    assert.equal("cuda", loss:device())
+    compare.assert_close(loss:cpu():reshape({ 1 }), f["output.loss"], TOL, "loss")
+    -- a number time or sigma is made on the input's device
+    local host = tiny_net()
+    cocola.no_grad(function()
+      compare.assert_close(net(g(f["input.x"]), -0.5):cpu(), host(f["input.x"], -0.5), TOL, "number time")
+      compare.assert_close(msdm.diffusion.denoise(net, data, 0.7):cpu(),
+        msdm.diffusion.denoise(host, f["input.data"], 0.7), TOL, "number sigma")
+    end)
+    compare.raises(function() msdm.diffusion.denoise(net, data, f["input.sigmas"]) end,
+      "msdm.diffusion.denoise: sigmas are on the cpu, the input on the cuda")
   end)
 end)

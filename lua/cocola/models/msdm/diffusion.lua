@@ -12,10 +12,16 @@ local M = {}
 M.SIGMA_DATA = 0.2
 
 local function sigma_tensor(sigmas, batch, like, fname)
-  if type(sigmas) == "number" then return cocola.full({ batch }, sigmas, { dtype = like:dtype() }) end
+  if type(sigmas) == "number" then
+    return cocola.full({ batch }, sigmas, { dtype = like:dtype() }):to(like:device())
+  end
   if not cocola.is_tensor(sigmas) or sigmas:dim() ~= 1 or sigmas:size(1) ~= batch then
     error(string.format("msdm.diffusion.%s: sigmas must be a number or a tensor of shape (%d), got %s", fname, batch,
       cocola.is_tensor(sigmas) and sigmas:shape_string() or type(sigmas)), 3)
+  end
+  if sigmas:device() ~= like:device() then
+    error(string.format("msdm.diffusion.%s: sigmas are on the %s, the input on the %s", fname, sigmas:device(),
+      like:device()), 3)
   end
   return sigmas
 end

@@ -185,12 +185,14 @@ end
 
 local function shape_of(t) return cocola.is_tensor(t) and t:shape_string() or type(t) end
 
---- the conditioning mapping (B, 4 channels) from time (B) and features (B, context_features), or nil
-function UNet1d:get_mapping(time, features, batch)
+--- the conditioning mapping (B, 4 channels) from time (B) and features (B, context_features), or nil; a number
+--- time becomes a (B) tensor on x's device and in its dtype
+function UNet1d:get_mapping(time, features, x)
+  local batch = x:size(1)
   local items = {}
   if self.use_context_time then
     if time == nil then error("UNet1d: use_context_time is set, so a time input (B) is needed", 3) end
-    if type(time) == "number" then time = cocola.full({ batch }, time) end
+    if type(time) == "number" then time = cocola.full({ batch }, time, { dtype = x:dtype() }):to(x:device()) end
     if not cocola.is_tensor(time) or time:dim() ~= 1 or time:size(1) ~= batch then
       error(string.format("UNet1d: time must be a number or a tensor of shape (%d), got %s", batch, shape_of(time)), 3)
     end
@@ -221,7 +223,7 @@ function UNet1d:forward(x, time, opts)
     error(string.format("UNet1d: the input length %d is not a multiple of the total downsampling %d "
       .. "(patch_factor^patch_blocks times the product of factors)", L, self.total_downsampling), 2)
   end
-  local mapping = self:get_mapping(time, opts.features, x:size(1))
+  local mapping = self:get_mapping(time, opts.features, x)
   x = self.to_in(x, mapping)
   local skips_list = { x }
   for _, down in ipairs(self.downsamples:children()) do
