@@ -377,6 +377,11 @@ describe("train_msdm and msdm_generate on the GPU #cuda", function()
     train({ "out=" .. gpu_dir, "max_steps=3", "resume=" .. gpu_dir .. "/last" })
     local lg3 = metrics(gpu_dir)
     assert.is_true(lg3[3] > 0 and lg3[3] == lg3[3])
+    -- bf16 autocast: the first loss within bf16's rounding of the float32 one
+    local bf16_dir = temp() .. "/bf16"
+    train({ "out=" .. bf16_dir, "max_steps=1", "device=cuda", "autocast=bf16" })
+    local lb = metrics(bf16_dir)
+    assert.is_true(math.abs(lb[1] - lc[1]) <= 0.05 * lc[1], string.format("bf16 step 1: %.5f, float32 %.5f", lb[1], lc[1]))
   end)
 
   it("generates Table 3 candidates on the GPU as on the CPU", function()
@@ -403,6 +408,18 @@ describe("train_msdm and msdm_generate on the GPU #cuda", function()
       local b = cocola.audio.load(string.format("%s/%s_%d.wav", gpu_out, id, k))
       -- float files, the same host noise: only the devices' rounding, carried through 3 sampler steps
       compare.assert_close(b, a, 1e-3, "candidate " .. k)
+    end
+    local bf16_out = temp() .. "/bf16_gen"
+    silently(function()
+      return msdm_generate.run(recipe.config(msdm_generate.DEFAULTS, { "model=" .. model_dir .. "/model",
+        "tasks=" .. tasks, "out=" .. bf16_out, "candidates=2", "batch_size=2", "steps=3", "threads=2",
+        "device=cuda", "autocast=bf16" }), quiet)
+    end)
+    for k = 1, 2 do
+      local w = cocola.audio.load(string.format("%s/%s_%d.wav", bf16_out, id, k))
+      local ref = cocola.audio.load(string.format("%s/%s_%d.wav", cpu_out, id, k))
+      assert.is_true(w:isfinite():min():item() == 1, "bf16 candidate finite")
+      compare.assert_close(w, ref, 0.1, "bf16 candidate " .. k)
     end
   end)
 end)
