@@ -392,11 +392,11 @@ describe("train_msdm and msdm_generate on the GPU #cuda", function()
       generation_tasks.run(recipe.config(generation_tasks.DEFAULTS, { "layout=slakh", "root=" .. root, "split=test",
         "out=" .. tasks, "n=1", "seconds=0.04" }), quiet)
     end)
-    local function gen(out, device)
+    local function gen(out, device, autocast)
       return silently(function()
         return msdm_generate.run(recipe.config(msdm_generate.DEFAULTS, { "model=" .. model_dir .. "/model",
           "tasks=" .. tasks, "out=" .. out, "candidates=2", "batch_size=2", "steps=3", "threads=2",
-          "device=" .. device }), quiet)
+          "device=" .. device, "autocast=" .. (autocast or "off") }), quiet)
       end)
     end
     local cpu_out, gpu_out = temp() .. "/cpu_gen", temp() .. "/gpu_gen"
@@ -410,11 +410,7 @@ describe("train_msdm and msdm_generate on the GPU #cuda", function()
       compare.assert_close(b, a, 1e-3, "candidate " .. k)
     end
     local bf16_out = temp() .. "/bf16_gen"
-    silently(function()
-      return msdm_generate.run(recipe.config(msdm_generate.DEFAULTS, { "model=" .. model_dir .. "/model",
-        "tasks=" .. tasks, "out=" .. bf16_out, "candidates=2", "batch_size=2", "steps=3", "threads=2",
-        "device=cuda", "autocast=bf16" }), quiet)
-    end)
+    gen(bf16_out, "cuda", "bf16")
     for k = 1, 2 do
       local w = cocola.audio.load(string.format("%s/%s_%d.wav", bf16_out, id, k))
       local ref = cocola.audio.load(string.format("%s/%s_%d.wav", cpu_out, id, k))
